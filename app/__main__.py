@@ -1,0 +1,49 @@
+"""Entry point: `python -m app` or `switchboard` starts the tray app; verbs for IT and
+scripts: `ask`, `doctor`, and `--selftest`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app import __version__
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="switchboard",
+                                description="Switchboard: your office's AI, from the tray.")
+    p.add_argument("--version", action="version", version=f"switchboard {__version__}")
+    p.add_argument("--selftest", action="store_true",
+                   help="build the GUI offscreen, check it, exit 0 if all is well")
+    p.add_argument("--show", action="store_true", help="open the main window at start")
+    verbs = p.add_subparsers(dest="verb")
+    ask = verbs.add_parser("ask", help="ask the office node; the answer streams to stdout")
+    ask.add_argument("prompt")
+    ask.add_argument("--node", help="office node address (default: from Settings)")
+    ask.add_argument("--model", help="model name (default: from Settings)")
+    doctor = verbs.add_parser("doctor", help="check the office node, key store and data folder")
+    doctor.add_argument("--json", action="store_true", help="machine-readable report")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.verb == "ask":
+        from app.cli import ask as run_ask
+
+        return run_ask(args.prompt, node=args.node, model=args.model)
+    if args.verb == "doctor":
+        from app.cli import doctor as run_doctor
+
+        return run_doctor(as_json=args.json)
+    if args.selftest:
+        from app.ui.selftest import selftest
+
+        return selftest()
+    from app.ui.application import run_tray_app
+
+    return run_tray_app(show_window=args.show)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

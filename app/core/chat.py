@@ -1,0 +1,102 @@
+"""Sending a prompt: save it, stream the answer from a backend, and save the answer as it
+grows, so a fault, a Stop or a killed process never loses what was already received."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.core.errors import SwitchboardError
+from app.core.history import History, Message, Status
+from app.core.llm.backend import Backend
+from app.core.llm.openai_client import Delta, Finished
+
+SAVE_EVERY_S = 0.5  # how often a streaming answer is written to disk
+TITLE_LENGTH = 48
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAdded:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class TextAppended:
+    message_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFinished:
+    message: Message
+    error: SwitchboardError | None = None
+
+
+ChatEvent = MessageAdded | TextAppended | AnswerFinished
+
+
+def title_from_prompt(prompt: str) -> str:
+    line = " ".join(prompt.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+class ChatService:
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def context(self, chat_id: int) -> list[dict[str, str]]:
+        """The conversation so far as the model sees it; failed answers are left out."""
+        return [{"role": m.role, "content": m.content}
+                for m in self.history.messages(chat_id)
+                if m.content and (m.role == "user" or m.status in ("complete", "interrupted",
+                                                                      "cancelled"))]
+
+    async def send(self, chat_id: int, prompt: str, backend: Backend,
+                   emit: Callable[[ChatEvent], None]) -> Message:
+        """Ask `backend` and stream the answer; returns the saved answer.
+
+        Faults don't raise: the answer is saved with status `error`/`interrupted` and the
+        error goes out with `AnswerFinished`. Cancelling the task saves the partial answer
+        as `cancelled` and re-raises CancelledError.
+        """
+        history = self.history
+        if not history.messages(chat_id):
+            history.rename_chat(chat_id, title_from_prompt(prompt))
+        emit(MessageAdded(history.add_message(chat_id, "user", prompt)))
+        messages = self.context(chat_id)
+        answer = history.add_message(chat_id, "assistant", "", status="streaming")
+        emit(MessageAdded(answer))
+
+        parts: list[str] = []
+        saved_at = time.monotonic()
+        model = ""
+
+        def finish(status: Status, error: SwitchboardError | None = None) -> Message:
+            text = "".join(parts)
+            error_text = error.user_text() if error else ""
+            history.update_message(answer.id, content=text, status=status, error=error_text,
+                                   model=model)
+            done = Message(answer.id, chat_id, "assistant", text, status, answer.created_at,
+                           model, error_text)
+            emit(AnswerFinished(done, error))
+            return done
+
+        try:
+            async for event in backend.stream_chat(messages):
+                if isinstance(event, Delta):
+                    parts.append(event.text)
+                    emit(TextAppended(answer.id, event.text))
+                    if time.monotonic() - saved_at >= SAVE_EVERY_S:
+                        history.update_message(answer.id, content="".join(parts))
+                        saved_at = time.monotonic()
+                elif isinstance(event, Finished):
+                    model = event.model
+        except asyncio.CancelledError:
+            finish("cancelled")
+            raise
+        except SwitchboardError as e:
+            # `parts` already holds every delta the backend yielded, i.e. `e.partial`.
+            return finish("interrupted" if parts else "error", e)
+        return finish("complete")

@@ -1,0 +1,122 @@
+"""The typed errors of Switchboard, each with a message a department user understands.
+
+Widgets show `error.message` and `error.hint`; they never parse HTTP. An error raised
+while an answer was streaming carries the text received so far in `partial`, so
+nothing the user already saw is lost.
+"""
+
+from __future__ import annotations
+
+
+class SwitchboardError(Exception):
+    """Base of every error the app shows to a user."""
+
+    message = "Something went wrong."
+    hint = "Try again. If it keeps happening, ask IT and mention what you were doing."
+
+    def __init__(self, detail: str = "", *, partial: str = "", tier: str = "office node") -> None:
+        self.detail = detail
+        self.partial = partial
+        self.tier = tier  # which tier failed, in the user's words: "office node", "cloud planner"
+        super().__init__(self.user_text())
+
+    @property
+    def title(self) -> str:
+        """The one-line message with the tier named, e.g. "The {tier} is busy."."""
+        return self.message.format(tier=self.tier)
+
+    def user_text(self) -> str:
+        """The message, the technical detail (if any) and the hint, for a dialog or stderr."""
+        text = self.title
+        if self.detail:
+            text += f" ({self.detail})"
+        return f"{text} {self.hint}"
+
+
+class SettingsError(SwitchboardError):
+    message = "That setting is not valid."
+    hint = "Check the value and try again."
+
+
+class NodeUnreachable(SwitchboardError):
+    message = "The {tier} can't be reached."
+    hint = "Check the office node address in Settings and that you're on the office network."
+
+
+class TLSFailed(NodeUnreachable):
+    message = "The {tier}'s certificate could not be verified."
+    hint = "Ask IT for the office's certificate (CA bundle) and set it in Settings."
+
+
+class AuthFailed(SwitchboardError):
+    message = "The {tier} refused your access token."
+    hint = "Enter a valid token in Settings, or ask IT for one."
+
+
+class ModelNotFound(SwitchboardError):
+    message = "The {tier} doesn't have that model."
+    hint = "Pick one of the node's models in Settings."
+
+
+class ContextTooLong(SwitchboardError):
+    message = "This conversation is too long for the model."
+    hint = "Start a new chat, or shorten what you sent."
+
+
+class RateLimited(SwitchboardError):
+    message = "The {tier} is busy."
+
+    def __init__(self, detail: str = "", *, partial: str = "", tier: str = "office node",
+                 retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail, partial=partial, tier=tier)
+
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        if self.retry_after is not None:
+            return f"Try again in {max(1, round(self.retry_after))} seconds."
+        return "Try again in a minute."
+
+
+class ServerError(SwitchboardError):
+    message = "The {tier} had an internal error."
+    hint = "Try again in a moment. If it keeps happening, tell IT."
+
+
+class RequestRejected(SwitchboardError):
+    message = "The {tier} refused the request."
+    hint = "Try rephrasing it or starting a new chat."
+
+
+class StreamInterrupted(SwitchboardError):
+    message = "The connection to the {tier} broke while it was answering."
+    hint = "The part already received is kept. Send again to get a complete answer."
+
+
+class StreamStalled(StreamInterrupted):
+    message = "The {tier} stopped answering part-way through."
+
+
+class MalformedResponse(SwitchboardError):
+    message = "The {tier} sent a reply Switchboard could not understand."
+    hint = "Check that the address in Settings points at an OpenAI-compatible server."
+
+
+class NotConfigured(SwitchboardError):
+    message = "No office node is set up yet."
+    hint = "Open Settings and enter the office node address IT gave you."
+
+
+class KeyStoreUnavailable(SwitchboardError):
+    message = "No secure key store is available on this computer."
+    hint = "Tokens can't be saved; ask IT to enable the system key store."
+
+
+class StorageFailed(SwitchboardError):
+    message = "Switchboard could not save to disk."
+    hint = "Free some disk space, then try again. Nothing already saved was lost."
+
+
+class AnotherInstanceRunning(SwitchboardError):
+    message = "Switchboard is already running."
+    hint = "Look for its icon in the system tray."

@@ -1,0 +1,1 @@
+"""Language-model backends behind one Protocol, over one OpenAI-compatible client."""

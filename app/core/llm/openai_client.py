@@ -1,0 +1,324 @@
+"""The one OpenAI-compatible streaming client, over httpx, shared by every tier.
+
+It keeps one `httpx.AsyncClient` per instance, sets every timeout explicitly (a long wait
+for the first token, a shorter one between tokens), verifies TLS against the operating
+system's trust store plus an optional CA bundle, takes proxies from the environment, and
+maps every failure to a typed error from `app.core.errors` that keeps the text already
+streamed in `partial`. Cancel a stream by cancelling the task that iterates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import truststore
+
+from app import __version__
+from app.core import errors
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 10.0
+    first_token: float = 180.0  # a big model on a busy node can take minutes to start
+    stall: float = 60.0  # silence between two chunks after the first
+    write: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost_micro_usd: int | None = None  # OpenRouter reports `usage.cost` in USD
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Usage:
+        cost = raw.get("cost")
+        return cls(
+            prompt_tokens=int(raw.get("prompt_tokens") or 0),
+            completion_tokens=int(raw.get("completion_tokens") or 0),
+            total_tokens=int(raw.get("total_tokens") or 0),
+            cost_micro_usd=round(float(cost) * 1_000_000) if cost is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of the answer as it streams in."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The end of a stream: the whole text, why it stopped and what it used."""
+
+    text: str
+    finish_reason: str | None
+    usage: Usage | None
+    model: str = ""
+    latency_first_token_s: float | None = None
+
+
+StreamEvent = Delta | Finished
+ChatMessages = Sequence[Mapping[str, str]]
+
+
+def normalise_base_url(url: str) -> str:
+    """`http://node:8080` → `http://node:8080/v1`; an explicit path is kept as given."""
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    if not path:
+        path = "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def tls_context(ca_bundle: str = "") -> ssl.SSLContext:
+    """Verify against the OS trust store (as browsers do), plus the office CA if given."""
+    ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca_bundle:
+        try:
+            ctx.load_verify_locations(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as e:
+            raise errors.TLSFailed(f"the CA bundle {ca_bundle!r} can't be used: {e}") from None
+    return ctx
+
+
+@dataclass
+class OpenAIClient:
+    """Speaks the OpenAI chat-completions protocol to one server."""
+
+    base_url: str
+    token: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    ca_bundle: str = ""
+    tier: str = "office node"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    transport: httpx.AsyncBaseTransport | None = None  # injectable for tests
+    _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.base_url = normalise_base_url(self.base_url)
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            headers = {"User-Agent": f"Switchboard/{__version__}", **self.headers}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            verify: ssl.SSLContext | bool = True
+            if urlsplit(self.base_url).scheme == "https":
+                verify = tls_context(self.ca_bundle)
+            t = self.timeouts
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=headers,
+                verify=verify,
+                trust_env=True,  # HTTPS_PROXY / NO_PROXY as IT sets them
+                transport=self.transport,
+                # The read timeout only bounds one socket read; the stream enforces the
+                # first-token and stall limits itself, so here it is the longest of them.
+                timeout=httpx.Timeout(connect=t.connect, read=max(t.first_token, t.stall),
+                                      write=t.write, pool=t.connect),
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _error(self, cls: type[errors.SwitchboardError], detail: str = "", partial: str = "",
+               **kw: Any) -> errors.SwitchboardError:
+        return cls(detail, partial=partial, tier=self.tier, **kw)
+
+    async def list_models(self) -> list[str]:
+        """The ids of the models the server offers."""
+        try:
+            response = await self._client().get("/models", timeout=self.timeouts.connect * 2)
+        except httpx.HTTPError as e:
+            raise self._transport_error(e, "") from None
+        if response.status_code != 200:
+            raise self._status_error(response.status_code, response.headers, response.content)
+        try:
+            return [str(m["id"]) for m in response.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            raise self._error(errors.MalformedResponse, "the model list is not in the OpenAI "
+                              "format") from None
+
+    async def stream_chat(
+        self,
+        messages: ChatMessages,
+        *,
+        model: str,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Yield `Delta`s as the answer arrives, then one `Finished`.
+
+        Raises a `SwitchboardError` whose `partial` holds the text received before the
+        fault. Cancelling the consuming task closes the connection at once.
+        """
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [dict(m) for m in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        body.update(extra_body or {})
+
+        received: list[str] = []
+        started = time.monotonic()
+        first_token_at: float | None = None
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        served_model = ""
+        done = False
+        try:
+            async with self._client().stream("POST", "/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    content = await response.aread()
+                    raise self._status_error(response.status_code, response.headers, content)
+                lines = response.aiter_lines()
+                while not done:
+                    limit = self.timeouts.stall if received else self.timeouts.first_token
+                    try:
+                        line = await asyncio.wait_for(anext(lines), limit)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        what = "no further words" if received else "no answer"
+                        raise self._error(errors.StreamStalled, f"{what} for {limit:g} s",
+                                          "".join(received)) from None
+                    if not line.startswith("data:"):
+                        continue  # blank separators, `: keep-alive` comments, event: lines
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    chunk = self._parse_chunk(data, "".join(received))
+                    served_model = chunk.get("model") or served_model
+                    if chunk.get("usage"):
+                        usage = Usage.parse(chunk["usage"])
+                    for choice in chunk.get("choices") or ():
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            if first_token_at is None:
+                                first_token_at = time.monotonic()
+                            received.append(text)
+                            yield Delta(text)
+                        if choice.get("finish_reason"):
+                            finish_reason = choice["finish_reason"]
+                    if finish_reason == "error" or "error" in chunk:
+                        raise self._mid_stream_error(chunk, "".join(received))
+        except httpx.HTTPError as e:
+            raise self._transport_error(e, "".join(received)) from None
+        if not done and finish_reason is None:
+            raise self._error(errors.StreamInterrupted, "the stream ended early",
+                              "".join(received))
+        yield Finished(
+            text="".join(received),
+            finish_reason=finish_reason,
+            usage=usage,
+            model=served_model or model,
+            latency_first_token_s=(first_token_at - started) if first_token_at else None,
+        )
+
+    def _parse_chunk(self, data: str, partial: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise self._error(errors.MalformedResponse, "a streamed chunk is not JSON",
+                              partial) from None
+        if not isinstance(chunk, dict):
+            raise self._error(errors.MalformedResponse, "a streamed chunk is not an object",
+                              partial)
+        return chunk
+
+    def _mid_stream_error(self, chunk: Mapping[str, Any], partial: str) -> errors.SwitchboardError:
+        err = chunk.get("error") or {}
+        message = str(err.get("message") or "the server reported an error mid-answer")
+        code = str(err.get("code") or "")
+        if code == "context_length_exceeded":
+            return self._error(errors.ContextTooLong, message, partial)
+        return self._error(errors.ServerError, message, partial)
+
+    def _transport_error(self, e: httpx.HTTPError, partial: str) -> errors.SwitchboardError:
+        if isinstance(e, httpx.ConnectError) and isinstance(e.__context__, ssl.SSLError):
+            return self._error(errors.TLSFailed, str(e.__context__), partial)
+        if isinstance(e, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol):
+            return self._error(errors.NodeUnreachable, str(e) or type(e).__name__, partial)
+        if isinstance(e, httpx.ReadTimeout):
+            return self._error(errors.StreamStalled, "the connection went silent", partial)
+        if isinstance(e, httpx.TransportError):
+            detail = "the connection was closed" if isinstance(e, httpx.RemoteProtocolError) \
+                else "the connection was reset"
+            return self._error(errors.StreamInterrupted if partial else errors.NodeUnreachable,
+                               detail, partial)
+        return self._error(errors.SwitchboardError, type(e).__name__, partial)
+
+    def _status_error(self, status: int, headers: httpx.Headers,
+                      content: bytes) -> errors.SwitchboardError:
+        message, code = _error_body(content)
+        detail = f"HTTP {status}" + (f": {message}" if message else "")
+        if status in (401, 403):
+            return self._error(errors.AuthFailed, detail)
+        if status == 404:
+            if code == "model_not_found" or "model" in message.lower():
+                return self._error(errors.ModelNotFound, detail)
+            return self._error(errors.MalformedResponse,
+                               f"{detail} — is {self.base_url} an OpenAI-compatible address?")
+        if code == "context_length_exceeded" or _mentions_context(message):
+            return self._error(errors.ContextTooLong, detail)
+        if status == 429:
+            return self._error(errors.RateLimited, detail,
+                               retry_after=_retry_after(headers.get("retry-after")))
+        if status >= 500:
+            return self._error(errors.ServerError, detail)
+        return self._error(errors.RequestRejected, detail)
+
+
+def _error_body(content: bytes) -> tuple[str, str]:
+    """The message and code of an OpenAI-style error body, or its text."""
+    try:
+        doc = json.loads(content)
+        err = doc.get("error", doc) if isinstance(doc, dict) else {}
+        if isinstance(err, str):
+            return err[:300], ""
+        return str(err.get("message") or err.get("detail") or "")[:300], str(err.get("code") or "")
+    except (ValueError, AttributeError):
+        return content.decode("utf-8", "replace").strip()[:300], ""
+
+
+def _mentions_context(message: str) -> bool:
+    m = message.lower()
+    return "context" in m and any(w in m for w in ("exceed", "too long", "maximum", "length"))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds or as an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

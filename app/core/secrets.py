@@ -1,0 +1,94 @@
+"""Secrets (the office node's token) kept only in the OS keyring, never in a file.
+
+Only keyring backends on an allow-list of secure stores are used (Windows Credential
+Manager, macOS Keychain, Secret Service, KWallet); a plaintext, null or failing backend
+is refused. For scripts and CI, `SWITCHBOARD_NODE_TOKEN` in the environment overrides
+the stored token; it is read, never written anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keyring
+import keyring.errors
+from keyring.backend import KeyringBackend
+
+from app.core.errors import KeyStoreUnavailable
+
+SERVICE = "Switchboard"
+NODE_TOKEN = "office-node-token"
+ENV_OVERRIDES = {NODE_TOKEN: "SWITCHBOARD_NODE_TOKEN"}
+
+# Fully qualified class names of backends that keep secrets encrypted by the OS.
+SECURE_BACKENDS = {
+    "keyring.backends.Windows.WinVaultKeyring",
+    "keyring.backends.macOS.Keyring",
+    "keyring.backends.SecretService.Keyring",
+    "keyring.backends.libsecret.Keyring",
+    "keyring.backends.kwallet.DBusKeyring",
+    "keyring.backends.kwallet.DBusKeyringKWallet4",
+}
+
+
+def _qualname(backend: KeyringBackend) -> str:
+    cls = type(backend)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def secure_backend() -> KeyringBackend | None:
+    """The keyring backend to use, or None when no secure one is available."""
+    backend = keyring.get_keyring()
+    candidates = getattr(backend, "backends", None) or [backend]  # ChainerBackend wraps several
+    for candidate in candidates:
+        if _qualname(candidate) in SECURE_BACKENDS:
+            return candidate
+    return None
+
+
+def backend_name() -> str:
+    backend = secure_backend()
+    return _qualname(backend) if backend else f"refused: {_qualname(keyring.get_keyring())}"
+
+
+def _require() -> KeyringBackend:
+    backend = secure_backend()
+    if backend is None:
+        raise KeyStoreUnavailable(_qualname(keyring.get_keyring()))
+    return backend
+
+
+def get_secret(name: str) -> str | None:
+    env = ENV_OVERRIDES.get(name)
+    if env and os.environ.get(env):
+        return os.environ[env]
+    backend = secure_backend()
+    if backend is None:
+        return None
+    try:
+        return backend.get_password(SERVICE, name)
+    except keyring.errors.KeyringError:
+        return None
+
+
+def set_secret(name: str, value: str) -> None:
+    """Store `value` and read it back, proving the store kept it."""
+    backend = _require()
+    try:
+        backend.set_password(SERVICE, name, value)
+        kept = backend.get_password(SERVICE, name)
+    except keyring.errors.KeyringError as e:
+        # The backend's message can quote what it was given; never let the secret through.
+        raise KeyStoreUnavailable(type(e).__name__) from None
+    if kept != value:
+        raise KeyStoreUnavailable("the key store did not keep the token")
+
+
+def delete_secret(name: str) -> None:
+    backend = _require()
+    try:
+        backend.delete_password(SERVICE, name)
+    except keyring.errors.PasswordDeleteError:
+        pass
+    except keyring.errors.KeyringError as e:
+        raise KeyStoreUnavailable(type(e).__name__) from None

@@ -1,0 +1,135 @@
+"""Builds the tray app: the core loop and bridge, the tray icon, the main window, quick
+ask and settings, wired together; and runs it as one instance per user."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+from app.core.llm.backend import Health
+from app.core.workspace import Workspace
+from app.ui.bridge import Bridge, CoreLoop
+from app.ui.chat_controller import ChatController
+from app.ui.main_window import MainWindow
+from app.ui.quick_ask import QuickAsk
+from app.ui.resources import icon
+from app.ui.settings_dialog import SettingsDialog
+from app.ui.single_instance import SingleInstance, ask_first_instance_to_show
+from app.ui.tray import Tray, TrayState
+
+
+class SwitchboardApp(QObject):
+    """Everything the user sees, over one workspace."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.core_loop = CoreLoop()
+        self.bridge = Bridge(self.core_loop)
+        self.controller = ChatController(self.bridge, workspace)
+        self.main_window = MainWindow(self.controller)
+        self.quick_ask = QuickAsk(self.controller)
+        self.tray = Tray()
+        self.settings_dialog: SettingsDialog | None = None
+
+        self.tray.quickAskRequested.connect(self.quick_ask.open)
+        self.tray.openRequested.connect(self.show_main)
+        self.tray.settingsRequested.connect(self.open_settings)
+        self.tray.quitRequested.connect(self.quit)
+        self.quick_ask.continueRequested.connect(self.show_main)
+        self.controller.busyChanged.connect(self._update_tray)
+        self.controller.healthChanged.connect(self._on_health)
+        self.controller.chatsChanged.connect(self.main_window.reload_chats)
+
+    def start(self) -> None:
+        self.tray.show()
+        self.controller.start()
+        self.main_window.reload_chats()
+        self._on_health(None)
+        if self.workspace.problems:
+            text = " ".join(self.workspace.problems)
+            self.main_window.statusBar().showMessage(text, 30_000)
+            self.tray.showMessage("Switchboard", text, icon("app"), 10_000)
+
+    def show_main(self, chat_id: int | None = None) -> None:
+        window = self.main_window
+        if chat_id is not None:
+            self.main_window.reload_chats()
+            window.open_chat(chat_id)
+        window.show()
+        window.setWindowState(window.windowState() & ~window.windowState().WindowMinimized)
+        window.raise_()
+        window.activateWindow()
+
+    def open_settings(self) -> None:
+        if self.settings_dialog is None or not self.settings_dialog.isVisible():
+            self.settings_dialog = SettingsDialog(self.bridge, self.workspace, self.main_window)
+            self.settings_dialog.accepted.connect(self._settings_saved)
+        self.settings_dialog.show()
+        self.settings_dialog.raise_()
+        self.settings_dialog.activateWindow()
+
+    def _settings_saved(self) -> None:
+        self.controller.check_health()
+
+    def _on_health(self, _health: Health | None) -> None:
+        health = self.controller.health
+        label = self.workspace.backend_label()
+        self.tray.set_status_line(health.summary(label) if health else f"{label}: checking…")
+        self._update_tray()
+
+    def _update_tray(self) -> None:
+        health = self.controller.health
+        if self.controller.busy:
+            self.tray.set_state(TrayState.BUSY)
+        elif health is not None and not health.ok:
+            self.tray.set_state(TrayState.ERROR)
+        else:
+            self.tray.set_state(TrayState.IDLE)
+
+    def quit(self) -> None:
+        QApplication.quit()
+
+    def shutdown(self) -> None:
+        """Stop the stream, close the core on its own thread, end the thread."""
+        self.tray.hide()
+        try:
+            self.core_loop.submit(self.workspace.close()).result(5)
+        except Exception:  # noqa: BLE001 — shutting down: nothing left to tell the user
+            pass
+        self.core_loop.stop()
+
+
+def run_tray_app(show_window: bool = False) -> int:
+    """The tray app's main: one instance per user; returns the exit code."""
+    qapp = QApplication.instance() or QApplication(sys.argv)
+    assert isinstance(qapp, QApplication)
+    qapp.setApplicationName("Switchboard")
+    qapp.setQuitOnLastWindowClosed(False)  # closing the window leaves the tray icon
+    qapp.setWindowIcon(icon("app"))
+
+    instance = SingleInstance()
+    if not instance.acquire():
+        return 0 if ask_first_instance_to_show() else 1
+
+    workspace = Workspace.open()
+    app = SwitchboardApp(workspace)
+    instance.activated.connect(app.show_main)
+    app.start()
+    if show_window or not QSystemTrayIcon.isSystemTrayAvailable():
+        app.show_main()
+
+    # Let Python see SIGTERM/SIGINT while Qt's loop runs: a timer wakes the interpreter.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: QApplication.quit())
+    wakeup = QTimer(interval=250)
+    wakeup.timeout.connect(lambda: None)
+    wakeup.start()
+
+    code = qapp.exec()
+    app.shutdown()
+    instance.release()
+    return code

@@ -1,0 +1,155 @@
+"""The one place where Qt meets the core's asyncio loop.
+
+The core runs on one asyncio loop in a background thread. Widgets never await and
+never block: they hand a coroutine to `Bridge.run` with callbacks, and the callbacks
+are called back on the GUI thread through a queued Qt signal. Streamed text is
+coalesced so the GUI gets at most ~60 updates a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from app.core.chat import ChatEvent, TextAppended
+
+FRAME_S = 1 / 60  # the most often streamed text reaches the GUI
+
+
+class CoreLoop:
+    """An asyncio event loop running in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="switchboard-core", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def submit[T](self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel what is still running, let it clean up, and end the thread."""
+        if not self.loop.is_running():
+            return
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self.submit(cancel_all()).result(timeout)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class Bridge(QObject):
+    """Runs core coroutines for widgets and delivers their results on the GUI thread.
+
+    Signals:
+        _deliver(object, object): internal; carries a callback and its argument across
+            threads (queued, because the Bridge lives on the GUI thread).
+    """
+
+    _deliver = Signal(object, object)
+
+    def __init__(self, core_loop: CoreLoop, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.core_loop = core_loop
+        self._deliver.connect(self._call)
+
+    @Slot(object, object)
+    def _call(self, callback: Callable[[Any], None], value: Any) -> None:
+        callback(value)
+
+    def post(self, callback: Callable[[Any], None], value: Any = None) -> None:
+        """Call `callback(value)` on the GUI thread; safe from any thread."""
+        self._deliver.emit(callback, value)
+
+    def run[T](
+        self,
+        coro: Coroutine[Any, Any, T],
+        on_done: Callable[[T], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> concurrent.futures.Future[T]:
+        """Run `coro` on the core loop; call back on the GUI thread when it ends.
+
+        Cancellation (see `cancel`) calls neither callback.
+        """
+
+        async def wrapped() -> T:
+            try:
+                result = await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 — every failure goes to on_error
+                if on_error is not None:
+                    self.post(on_error, e)
+                raise
+            if on_done is not None:
+                self.post(on_done, result)
+            return result
+
+        return self.core_loop.submit(wrapped())
+
+    def call[T](
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        on_done: Callable[[T], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> concurrent.futures.Future[T]:
+        """Run a plain function (say, a history query) on the core thread; call back."""
+
+        async def as_coroutine() -> T:
+            return fn(*args)
+
+        return self.run(as_coroutine(), on_done, on_error)
+
+    def cancel(self, future: concurrent.futures.Future[Any]) -> None:
+        """Cancel a running coroutine; the task sees CancelledError at its next await."""
+        future.cancel()  # run_coroutine_threadsafe forwards this to the task, thread-safely
+
+    def coalesced(self, on_event: Callable[[ChatEvent], None]) -> Callable[[ChatEvent], None]:
+        """An `emit` for the core that batches TextAppended into one event a frame.
+
+        Runs on the core loop; other events flush the pending text first, so order holds.
+        """
+        pending: dict[int, list[str]] = {}
+        scheduled = False
+        loop = self.core_loop.loop
+
+        def flush() -> None:
+            nonlocal scheduled
+            scheduled = False
+            for message_id, parts in pending.items():
+                self.post(on_event, TextAppended(message_id, "".join(parts)))
+            pending.clear()
+
+        def emit(event: ChatEvent) -> None:
+            nonlocal scheduled
+            if isinstance(event, TextAppended):
+                pending.setdefault(event.message_id, []).append(event.text)
+                if not scheduled:
+                    scheduled = True
+                    loop.call_later(FRAME_S, flush)
+                return
+            flush()
+            self.post(on_event, event)
+
+        return emit
+

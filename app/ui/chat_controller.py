@@ -1,0 +1,110 @@
+"""Sending prompts and watching the office node for the windows and the tray.
+
+One answer streams at a time; both the main window and quick ask go through here, so
+the tray knows when Switchboard is answering and when the node is down.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.core.chat import AnswerFinished, ChatEvent
+from app.core.errors import NodeUnreachable, SwitchboardError
+from app.core.history import Chat
+from app.core.llm.backend import Health
+from app.core.workspace import Workspace
+from app.ui.bridge import Bridge
+
+HEALTH_EVERY_MS = 30_000
+
+
+class ChatController(QObject):
+    """Signals:
+    event(object): a ChatEvent of the streaming answer (on the GUI thread).
+    busyChanged(bool): an answer started or ended.
+    failed(object): a SwitchboardError to show the user.
+    healthChanged(object): the office node's latest Health.
+    chatsChanged(): chats were created, renamed or deleted.
+    """
+
+    event = Signal(object)
+    busyChanged = Signal(bool)
+    failed = Signal(object)
+    healthChanged = Signal(object)
+    chatsChanged = Signal()
+
+    def __init__(self, bridge: Bridge, workspace: Workspace,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.workspace = workspace
+        self.health: Health | None = None
+        self._stream: concurrent.futures.Future[Any] | None = None
+        self._health_timer = QTimer(self, interval=HEALTH_EVERY_MS)
+        self._health_timer.timeout.connect(self.check_health)
+
+    def start(self) -> None:
+        self._health_timer.start()
+        self.check_health()
+
+    @property
+    def busy(self) -> bool:
+        return self._stream is not None
+
+    def check_health(self) -> None:
+        self.bridge.run(self.workspace.health(), on_done=self._on_health)
+
+    def _on_health(self, health: Health) -> None:
+        self.health = health
+        self.healthChanged.emit(health)
+
+    def call(self, fn: Callable[..., Any], *args: Any,
+             on_done: Callable[[Any], None] | None = None) -> None:
+        """Run a history operation on the core thread; errors go to `failed`."""
+        self.bridge.call(fn, *args, on_done=on_done, on_error=self._on_error)
+
+    def new_chat(self, on_done: Callable[[Chat], None]) -> None:
+        def done(chat: Chat) -> None:
+            self.chatsChanged.emit()
+            on_done(chat)
+
+        self.call(self.workspace.history.create_chat, on_done=done)
+
+    def send(self, chat_id: int, prompt: str) -> bool:
+        """Start streaming an answer; False if one is already streaming."""
+        if self._stream is not None or not prompt.strip():
+            return False
+        emit = self.bridge.coalesced(self._on_event)
+        self._stream = self.bridge.run(self.workspace.send(chat_id, prompt, emit),
+                                       on_error=self._on_send_error)
+        self._stream.add_done_callback(lambda _f: self.bridge.post(self._on_stream_done))
+        self.busyChanged.emit(True)
+        return True
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self.bridge.cancel(self._stream)
+
+    def _on_event(self, event: ChatEvent) -> None:
+        self.event.emit(event)
+        if isinstance(event, AnswerFinished) and event.error is not None:
+            self._on_error(event.error)
+
+    def _on_stream_done(self, _: object = None) -> None:
+        self._stream = None
+        self.busyChanged.emit(False)
+        self.chatsChanged.emit()  # titles and order change with a new message
+
+    def _on_send_error(self, error: BaseException) -> None:
+        self._on_error(error)
+
+    def _on_error(self, error: BaseException) -> None:
+        if not isinstance(error, SwitchboardError):
+            error = SwitchboardError(f"{type(error).__name__}: {error}")
+        if isinstance(error, NodeUnreachable):
+            self._on_health(Health(ok=False, error=error))
+        self.failed.emit(error)

@@ -1,0 +1,227 @@
+"""The main window: the list of chats, the chat itself, the composer and a status bar
+that names the office node and model."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.chat import AnswerFinished, ChatEvent, MessageAdded, TextAppended
+from app.core.errors import SwitchboardError
+from app.core.history import Chat, Message
+from app.core.llm.backend import Health
+from app.ui.chat_controller import ChatController
+from app.ui.chat_view import ChatView
+from app.ui.resources import icon
+from app.ui.widgets import Composer, ErrorBanner
+
+CHAT_ID = Qt.ItemDataRole.UserRole
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, controller: ChatController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.chat_id: int | None = None
+        self.setWindowTitle("Switchboard")
+        self.setWindowIcon(icon("app"))
+        self.resize(960, 680)
+
+        self.chat_list = QListWidget()
+        self.chat_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.chat_list.customContextMenuRequested.connect(self._chat_menu)
+        self.chat_list.currentItemChanged.connect(self._on_chat_selected)
+        self.chat_list.itemDoubleClicked.connect(lambda _item: self.rename_chat())
+        self.new_chat_button = QPushButton("New chat")
+        self.new_chat_button.clicked.connect(self.new_chat)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.new_chat_button)
+        left_layout.addWidget(self.chat_list)
+
+        self.chat_view = ChatView()
+        self.error_banner = ErrorBanner()
+        self.composer = Composer()
+        self.composer.setMaximumHeight(120)
+        self.composer.submitted.connect(self.send)
+        self.send_button = QPushButton("Send")
+        self.send_button.clicked.connect(self._send_or_stop)
+        composer_row = QHBoxLayout()
+        composer_row.addWidget(self.composer, 1)
+        composer_row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.chat_view, 1)
+        right_layout.addWidget(self.error_banner)
+        right_layout.addLayout(composer_row)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([220, 740])
+        self.setCentralWidget(splitter)
+
+        self.node_label = QLabel("Office node: checking…")
+        self.statusBar().addPermanentWidget(self.node_label)
+
+        for text, keys, slot in (("Rename chat", "F2", self.rename_chat),
+                                 ("Delete chat", QKeySequence.StandardKey.Delete,
+                                  self.delete_chat),
+                                 ("New chat", QKeySequence.StandardKey.New, self.new_chat)):
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(keys))
+            action.triggered.connect(slot)
+            self.addAction(action)
+        self.chat_list.addActions(self.actions()[:2])
+
+        controller.event.connect(self._on_event)
+        controller.busyChanged.connect(self._on_busy)
+        controller.failed.connect(self._on_failed)
+        controller.healthChanged.connect(self._on_health)
+        controller.chatsChanged.connect(self.reload_chats)
+
+    # Chats -----------------------------------------------------------------------------
+
+    def reload_chats(self) -> None:
+        self.controller.call(self.controller.workspace.history.chats, on_done=self._show_chats)
+
+    def _show_chats(self, chats: list[Chat]) -> None:
+        self.chat_list.blockSignals(True)  # rebuilding the list is not the user choosing
+        self.chat_list.clear()
+        for chat in chats:
+            item = QListWidgetItem(chat.title)
+            item.setData(CHAT_ID, chat.id)
+            item.setToolTip(chat.title)
+            self.chat_list.addItem(item)
+            if chat.id == self.chat_id:
+                self.chat_list.setCurrentItem(item)
+        self.chat_list.blockSignals(False)
+        if self.chat_id is None and chats:
+            self.open_chat(chats[0].id)
+
+    def _on_chat_selected(self, item: QListWidgetItem | None, _previous: object) -> None:
+        if item is not None:
+            self.open_chat(int(item.data(CHAT_ID)))
+
+    def open_chat(self, chat_id: int) -> None:
+        self.chat_id = chat_id
+        for row in range(self.chat_list.count()):
+            if self.chat_list.item(row).data(CHAT_ID) == chat_id:
+                self.chat_list.blockSignals(True)
+                self.chat_list.setCurrentRow(row)
+                self.chat_list.blockSignals(False)
+        self.controller.call(self.controller.workspace.history.messages, chat_id,
+                             on_done=lambda messages: self._show_messages(chat_id, messages))
+
+    def _show_messages(self, chat_id: int, messages: list[Message]) -> None:
+        if chat_id != self.chat_id:
+            return  # the user moved on while this loaded
+        self.chat_view.chat_model.set_messages(messages)
+        self.chat_view.scrollToBottom()
+
+    def new_chat(self) -> None:
+        self.controller.new_chat(lambda chat: self._opened_new(chat))
+
+    def _opened_new(self, chat: Chat) -> None:
+        self.chat_id = chat.id
+        self.chat_view.chat_model.clear()
+        self.composer.setFocus()
+
+    def _selected_chat(self) -> QListWidgetItem | None:
+        return self.chat_list.currentItem()
+
+    def rename_chat(self) -> None:
+        item = self._selected_chat()
+        if item is None:
+            return
+        title, ok = QInputDialog.getText(self, "Rename chat", "Name:", text=item.text())
+        if ok and title.strip():
+            self.controller.call(self.controller.workspace.history.rename_chat,
+                                 int(item.data(CHAT_ID)), title.strip(),
+                                 on_done=lambda _: self.reload_chats())
+
+    def delete_chat(self) -> None:
+        item = self._selected_chat()
+        if item is None:
+            return
+        answer = QMessageBox.question(self, "Delete chat",
+                                      f"Delete “{item.text()}” and all its messages?")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        chat_id = int(item.data(CHAT_ID))
+        if chat_id == self.chat_id:
+            self.chat_id = None
+            self.chat_view.chat_model.clear()
+        self.controller.call(self.controller.workspace.history.delete_chat, chat_id,
+                             on_done=lambda _: self.reload_chats())
+
+    def _chat_menu(self, pos: object) -> None:
+        if self.chat_list.itemAt(pos) is None:  # type: ignore[arg-type]
+            return
+        menu = QMenu(self)
+        menu.addAction("Rename…", self.rename_chat)
+        menu.addAction("Delete…", self.delete_chat)
+        menu.exec(self.chat_list.viewport().mapToGlobal(pos))  # type: ignore[arg-type]
+
+    # Sending ---------------------------------------------------------------------------
+
+    def _send_or_stop(self) -> None:
+        if self.controller.busy:
+            self.controller.stop()
+        else:
+            self.send(self.composer.toPlainText())
+
+    def send(self, prompt: str) -> None:
+        if not prompt.strip() or self.controller.busy:
+            return
+        self.error_banner.clear_error()
+        if self.chat_id is None:
+            self.controller.new_chat(lambda chat: (self._opened_new(chat),
+                                                   self._send_to(chat.id, prompt)))
+        else:
+            self._send_to(self.chat_id, prompt)
+
+    def _send_to(self, chat_id: int, prompt: str) -> None:
+        if self.controller.send(chat_id, prompt):
+            self.composer.clear()
+
+    def _on_event(self, event: ChatEvent) -> None:
+        model = self.chat_view.chat_model
+        if isinstance(event, MessageAdded) and event.message.chat_id == self.chat_id:
+            model.append_message(event.message)
+        elif isinstance(event, TextAppended) and model.row_of(event.message_id) is not None:
+            model.append_text(event.message_id, event.text)
+        elif isinstance(event, AnswerFinished) and event.message.chat_id == self.chat_id:
+            m = event.message
+            model.finish_message(m.id, content=m.content, status=m.status, error=m.error)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.send_button.setText("Stop" if busy else "Send")
+
+    def _on_failed(self, error: SwitchboardError) -> None:
+        self.error_banner.show_error(error)
+
+    def _on_health(self, health: Health) -> None:
+        self.node_label.setText(health.summary(self.controller.workspace.backend_label()))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 — Qt's name
+        # Closing the window keeps Switchboard in the tray; Quit is in the tray menu.
+        event.ignore()
+        self.hide()

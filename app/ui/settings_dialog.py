@@ -1,0 +1,180 @@
+"""The Settings dialog: office node address, access token (kept in the OS keyring),
+model and the office CA certificate, with "Test connection" before anything is saved.
+The numeric settings are laid out from their declarations in `app.core.settings`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core import secrets
+from app.core.errors import SettingsError, SwitchboardError
+from app.core.llm.backend import Health
+from app.core.settings import Settings
+from app.core.workspace import Workspace, test_connection
+from app.ui.bridge import Bridge
+
+TEXT_FIELDS = ("node_url", "model", "ca_bundle")
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, bridge: Bridge, workspace: Workspace,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.workspace = workspace
+        self.setWindowTitle("Switchboard — Settings")
+        self.setMinimumWidth(520)
+        settings = workspace.settings
+
+        self.node_url = QLineEdit(settings.node_url)
+        self.node_url.setPlaceholderText("https://ai-node.office.example:8443/v1")
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setPlaceholderText("Access token from IT (stored in the system key store)")
+        self.remove_token = QCheckBox("Remove the saved token")
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.model.setCurrentText(settings.model)
+        self.model.lineEdit().setPlaceholderText("The node's first model")
+        self.ca_bundle = QLineEdit(settings.ca_bundle)
+        self.ca_bundle.setPlaceholderText("Only if IT gave you a certificate file")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_ca)
+        ca_row = QHBoxLayout()
+        ca_row.addWidget(self.ca_bundle, 1)
+        ca_row.addWidget(browse)
+
+        node_box = QGroupBox("Office node")
+        form = QFormLayout(node_box)
+        form.addRow("Address:", self.node_url)
+        form.addRow("Access token:", self.token)
+        form.addRow("", self.remove_token)
+        form.addRow("Model:", self.model)
+        form.addRow("CA certificate:", ca_row)
+        self.test_button = QPushButton("Test connection")
+        self.test_button.clicked.connect(self.test_connection)
+        self.test_result = QLabel()
+        self.test_result.setWordWrap(True)
+        form.addRow(self.test_button, self.test_result)
+
+        advanced = QGroupBox("Answers")
+        advanced_form = QFormLayout(advanced)
+        self.numeric: dict[str, QSpinBox | QDoubleSpinBox] = {}
+        for f in dataclasses.fields(Settings):
+            if f.name in TEXT_FIELDS:
+                continue
+            box: QSpinBox | QDoubleSpinBox = QSpinBox() if f.type in ("int", int) \
+                else QDoubleSpinBox()
+            box.setRange(f.metadata["min"], f.metadata["max"])
+            box.setValue(getattr(settings, f.name))
+            self.numeric[f.name] = box
+            advanced_form.addRow(f.metadata["label"] + ":", box)
+
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #b3261e;")
+        self.error.setWordWrap(True)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(node_box)
+        layout.addWidget(advanced)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+
+        bridge.run(asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN),
+                   on_done=self._on_token_known)
+
+    def _on_token_known(self, token: str | None) -> None:
+        if token:
+            self.token.setPlaceholderText("A token is saved — leave empty to keep it")
+
+    def _browse_ca(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Office CA certificate", "",
+                                              "Certificates (*.pem *.crt *.cer);;All files (*)")
+        if path:
+            self.ca_bundle.setText(path)
+
+    def edited_settings(self) -> Settings:
+        """The settings as the dialog shows them; raises SettingsError for a bad value."""
+        values: dict[str, Any] = {"node_url": self.node_url.text(),
+                                  "model": self.model.currentText(),
+                                  "ca_bundle": self.ca_bundle.text()}
+        values.update({name: box.value() for name, box in self.numeric.items()})
+        return self.workspace.settings.changed(**values)
+
+    def edited_token(self) -> str | None:
+        """The token to store: a new one, "" to remove it, or None to keep what's saved."""
+        if self.remove_token.isChecked():
+            return ""
+        return self.token.text().strip() or None
+
+    def test_connection(self) -> None:
+        try:
+            settings = self.edited_settings()
+        except SettingsError as e:
+            self.test_result.setText(e.user_text())
+            return
+        token = self.edited_token()
+
+        async def check() -> Health:
+            stored = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
+            return await test_connection(settings, token if token is not None else stored)
+
+        self.test_button.setEnabled(False)
+        self.test_result.setText("Testing…")
+        self.bridge.run(check(), on_done=self._on_tested, on_error=self._on_test_error)
+
+    def _on_tested(self, health: Health) -> None:
+        self.test_button.setEnabled(True)
+        if health.ok:
+            models = ", ".join(health.models) or "no models"
+            self.test_result.setText(f"✔ Connected in {health.latency_ms:.0f} ms. "
+                                     f"Models: {models}.")
+            current = self.model.currentText()
+            self.model.clear()
+            self.model.addItems(health.models)
+            self.model.setCurrentText(current or (health.models[0] if health.models else ""))
+        else:
+            assert health.error is not None
+            self.test_result.setText(f"✘ {health.error.user_text()}")
+
+    def _on_test_error(self, error: BaseException) -> None:
+        self.test_button.setEnabled(True)
+        self.test_result.setText(f"✘ {error}")
+
+    def save(self) -> None:
+        try:
+            settings = self.edited_settings()
+        except SettingsError as e:
+            self.error.setText(e.user_text())
+            return
+        self.buttons.setEnabled(False)
+        self.bridge.run(self.workspace.apply_settings(settings, self.edited_token()),
+                        on_done=lambda _: self.accept(), on_error=self._on_save_error)
+
+    def _on_save_error(self, error: BaseException) -> None:
+        self.buttons.setEnabled(True)
+        text = error.user_text() if isinstance(error, SwitchboardError) else str(error)
+        self.error.setText(text)

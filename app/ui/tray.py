@@ -1,0 +1,74 @@
+"""The system-tray icon: its state shows idle, answering or office node unreachable, and
+its menu is the way into everything else."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
+
+from app.ui.resources import icon
+
+
+class TrayState(StrEnum):
+    IDLE = "idle"
+    BUSY = "busy"
+    ERROR = "error"
+
+
+TOOLTIPS = {
+    TrayState.IDLE: "Switchboard",
+    TrayState.BUSY: "Switchboard — answering…",
+    TrayState.ERROR: "Switchboard — office node unreachable",
+}
+
+
+class Tray(QSystemTrayIcon):
+    """Signals (besides QSystemTrayIcon's):
+    quickAskRequested(), openRequested(), settingsRequested(), quitRequested()
+    — emitted from the menu; a left click also asks for quick ask.
+    """
+
+    quickAskRequested = Signal()
+    openRequested = Signal()
+    settingsRequested = Signal()
+    quitRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._icons = {state: icon(f"tray-{state}") for state in TrayState}
+        self.state = TrayState.IDLE
+        self.menu = QMenu()
+        self.quick_ask_action = self._add("Quick ask…", self.quickAskRequested.emit)
+        self.open_action = self._add("Open Switchboard", self.openRequested.emit)
+        self.menu.addSeparator()
+        self.status_action = QAction("Office node: checking…", self.menu)
+        self.status_action.setEnabled(False)  # an information line, not a command
+        self.menu.addAction(self.status_action)
+        self.menu.addSeparator()
+        self.settings_action = self._add("Settings…", self.settingsRequested.emit)
+        self.quit_action = self._add("Quit Switchboard", self.quitRequested.emit)
+        self.setContextMenu(self.menu)
+        self.activated.connect(self._on_activated)
+        self.set_state(TrayState.IDLE)
+
+    def _add(self, text: str, slot: object) -> QAction:
+        action = QAction(text, self.menu)
+        action.triggered.connect(slot)
+        self.menu.addAction(action)
+        return action
+
+    def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason in (QSystemTrayIcon.ActivationReason.Trigger,
+                      QSystemTrayIcon.ActivationReason.DoubleClick):
+            self.quickAskRequested.emit()
+
+    def set_state(self, state: TrayState) -> None:
+        self.state = state
+        self.setIcon(self._icons[state])
+        self.setToolTip(TOOLTIPS[state])
+
+    def set_status_line(self, text: str) -> None:
+        self.status_action.setText(text)

@@ -1,0 +1,61 @@
+"""Small widgets shared by the main window and quick ask: the composer and the error
+banner."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
+
+from app.core.errors import SwitchboardError
+
+
+class Composer(QPlainTextEdit):
+    """Where the user types a prompt. Enter sends, Shift+Enter starts a new line.
+
+    Signals:
+        submitted(str): the user pressed Enter on a non-empty prompt.
+    """
+
+    submitted = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setPlaceholderText("Ask anything… (Enter to send, Shift+Enter for a new line)")
+        self.setTabChangesFocus(True)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 — Qt's name
+        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            text = self.toPlainText()
+            if text.strip():
+                self.submitted.emit(text)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
+class ErrorBanner(QLabel):
+    """A dismissable line above the composer with what went wrong and what to do."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("errorBanner")
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setStyleSheet("#errorBanner { background: #fdecea; color: #611a15; "
+                           "border: 1px solid #f5c2bd; border-radius: 4px; padding: 6px; }")
+        self.hide()
+
+    def show_error(self, error: SwitchboardError) -> None:
+        self.setText(f"<b>{_escape(error.title)}</b><br>{_escape(error.hint)}"
+                     + (f"<br><small>{_escape(error.detail)}</small>" if error.detail else ""))
+        self.show()
+
+    def clear_error(self) -> None:
+        self.clear()
+        self.hide()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
