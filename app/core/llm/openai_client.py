@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,7 +49,7 @@ class Usage:
             prompt_tokens=int(raw.get("prompt_tokens") or 0),
             completion_tokens=int(raw.get("completion_tokens") or 0),
             total_tokens=int(raw.get("total_tokens") or 0),
-            cost_micro_usd=round(float(cost) * 1_000_000) if cost is not None else None,
+            cost_micro_usd=_micro_usd(cost) if cost is not None else None,
         )
 
 
@@ -258,8 +259,8 @@ class OpenAIClient:
         return self._error(errors.ServerError, message, partial)
 
     def _transport_error(self, e: httpx.HTTPError, partial: str) -> errors.SwitchboardError:
-        if isinstance(e, httpx.ConnectError) and isinstance(e.__context__, ssl.SSLError):
-            return self._error(errors.TLSFailed, str(e.__context__), partial)
+        if isinstance(e, httpx.ConnectError) and (tls := _ssl_cause(e)) is not None:
+            return self._error(errors.TLSFailed, str(tls), partial)
         if isinstance(e, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol):
             return self._error(errors.NodeUnreachable, str(e) or type(e).__name__, partial)
         if isinstance(e, httpx.ReadTimeout):
@@ -290,6 +291,24 @@ class OpenAIClient:
         if status >= 500:
             return self._error(errors.ServerError, detail)
         return self._error(errors.RequestRejected, detail)
+
+
+def _ssl_cause(e: BaseException) -> ssl.SSLError | None:
+    """The TLS failure behind a connection error, however deeply httpcore wrapped it."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _micro_usd(usd: object) -> int:
+    """USD → integer micro-dollars, rounded up so spend is never under-counted.
+
+    Through Decimal of the text, because 0.0012345 * 1e6 is 1234.4999… in binary floats.
+    """
+    return int((Decimal(str(usd)) * 1_000_000).to_integral_value(ROUND_CEILING))
 
 
 def _error_body(content: bytes) -> tuple[str, str]:

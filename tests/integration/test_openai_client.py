@@ -1,0 +1,257 @@
+"""The streaming client against a stand-in server that misbehaves on demand: every fault
+becomes a typed error that keeps the text already received."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import trustme
+
+from app.core import errors
+from app.core.llm.openai_client import (
+    Delta,
+    Finished,
+    OpenAIClient,
+    Timeouts,
+    normalise_base_url,
+)
+from tests.fixtures.fault_server import FaultServer
+
+HELLO = [{"role": "user", "content": "hi"}]
+
+
+async def collect(client: OpenAIClient, **kw: object) -> tuple[str, Finished]:
+    parts, finished = [], None
+    try:
+        async for event in client.stream_chat(HELLO, model="stand-in-model", **kw):  # type: ignore[arg-type]
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            else:
+                finished = event
+    finally:
+        await client.aclose()
+    assert finished is not None
+    assert finished.text == "".join(parts)
+    return "".join(parts), finished
+
+
+def fail(client: OpenAIClient) -> errors.SwitchboardError:
+    with pytest.raises(errors.SwitchboardError) as caught:
+        asyncio.run(collect(client))
+    return caught.value
+
+
+def client_for(server: FaultServer, **kw: object) -> OpenAIClient:
+    return OpenAIClient(server.base_url, token="secret-token", **kw)  # type: ignore[arg-type]
+
+
+def test_streams_text_usage_and_sends_the_token(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("ok", chunks=["Hel", "lo", " there"], comments=True)
+    text, finished = asyncio.run(collect(client_for(fault_server), max_tokens=64))
+    assert text == "Hello there"
+    assert finished.finish_reason == "stop"
+    assert finished.usage is not None and finished.usage.total_tokens == 9
+    request = fault_server.requests[-1]
+    assert request.headers["authorization"] == "Bearer secret-token"
+    assert request.headers["user-agent"].startswith("Switchboard/")
+    body = request.json()
+    assert body["stream"] is True and body["max_tokens"] == 64
+    assert body["stream_options"] == {"include_usage": True}
+
+
+def test_cost_is_read_in_micro_dollars(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("ok", usage={"prompt_tokens": 1, "completion_tokens": 2,
+                                           "total_tokens": 3, "cost": 0.0012345})
+    _, finished = asyncio.run(collect(client_for(fault_server)))
+    assert finished.usage is not None and finished.usage.cost_micro_usd == 1235
+
+
+def test_connection_closed_mid_stream_keeps_the_partial_answer(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("close_mid_stream", chunks=["Part", "ial"])
+    error = fail(client_for(fault_server))
+    assert isinstance(error, errors.StreamInterrupted)
+    assert error.partial == "Partial"
+
+
+def test_connection_reset_mid_stream_keeps_the_partial_answer(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("reset_mid_stream", chunks=["Part", "ial"])
+    error = fail(client_for(fault_server))
+    assert isinstance(error, errors.StreamInterrupted)
+    assert error.partial == "Partial"
+
+
+def test_a_stall_mid_stream_times_out_with_the_partial_answer(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("stall_mid_stream", chunks=["Part", "ial"], stall_s=30)
+    started = time.monotonic()
+    error = fail(client_for(fault_server, timeouts=Timeouts(first_token=5, stall=0.3)))
+    assert isinstance(error, errors.StreamStalled)
+    assert error.partial == "Partial"
+    assert "0.3 s" in error.detail
+    assert time.monotonic() - started < 5  # the stall limit, not the first-token one
+
+
+def test_no_first_token_in_time_is_a_stall(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("stall_mid_stream", chunks=[], stall_s=30)
+    error = fail(client_for(fault_server, timeouts=Timeouts(first_token=0.3, stall=10)))
+    assert isinstance(error, errors.StreamStalled) and error.partial == ""
+    assert "no answer" in error.detail
+
+
+@pytest.mark.parametrize(("status", "options", "expected"), [
+    (401, {}, errors.AuthFailed),
+    (403, {}, errors.AuthFailed),
+    (404, {}, errors.ModelNotFound),
+    (404, {"code": None, "message": "Not Found"}, errors.MalformedResponse),
+    (400, {}, errors.ContextTooLong),
+    (400, {"code": None, "message": "This model's maximum context length is 2048 tokens"},
+     errors.ContextTooLong),
+    (400, {"code": "invalid_request", "message": "bad temperature"}, errors.RequestRejected),
+    (500, {}, errors.ServerError),
+    (503, {}, errors.ServerError),
+])
+def test_http_errors_become_typed_errors(fault_server: FaultServer, status: int,
+                                         options: dict[str, object],
+                                         expected: type[errors.SwitchboardError]) -> None:
+    fault_server.set_scenario("status", status=status, **options)
+    error = fail(client_for(fault_server))
+    assert type(error) is expected
+    assert f"HTTP {status}" in error.detail
+
+
+def test_rate_limit_carries_retry_after(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("status", status=429, headers={"Retry-After": "7"})
+    error = fail(client_for(fault_server))
+    assert isinstance(error, errors.RateLimited) and error.retry_after == 7
+    assert "7 seconds" in error.hint
+
+
+def test_malformed_sse_keeps_the_partial_answer(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("malformed_sse", chunks=["Good "])
+    error = fail(client_for(fault_server))
+    assert isinstance(error, errors.MalformedResponse) and error.partial == "Good "
+
+
+def test_an_error_event_mid_stream(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("error_mid_stream", chunks=["So far"], error_message="upstream died")
+    error = fail(client_for(fault_server))
+    assert isinstance(error, errors.ServerError)
+    assert error.partial == "So far" and "upstream died" in error.detail
+
+
+def test_nobody_listening_is_node_unreachable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before the request: nobody listens
+    error = fail(OpenAIClient(f"http://127.0.0.1:{port}/v1"))
+    assert isinstance(error, errors.NodeUnreachable) and error.partial == ""
+
+
+def test_cancelling_closes_the_stream_promptly(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("ok", chunks=["x"] * 100, delay_s=0.05)
+    client = client_for(fault_server)
+    received: list[str] = []
+
+    async def consume() -> None:
+        async for event in client.stream_chat(HELLO, model="m"):
+            if isinstance(event, Delta):
+                received.append(event.text)
+
+    async def main() -> float:
+        task = asyncio.create_task(consume())
+        while len(received) < 3:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await client.aclose()
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 0.1
+    assert 3 <= len(received) < 100
+
+
+def test_list_models(fault_server: FaultServer) -> None:
+    async def main() -> list[str]:
+        client = client_for(fault_server)
+        try:
+            return await client.list_models()
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == ["stand-in-model"]
+
+
+def test_base_url_gets_v1_when_given_bare() -> None:
+    assert normalise_base_url("http://node:8080") == "http://node:8080/v1"
+    assert normalise_base_url("http://node:8080/") == "http://node:8080/v1"
+    assert normalise_base_url("https://gw.example/openai/v1/") == "https://gw.example/openai/v1"
+
+
+# TLS -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def https_node(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A tiny HTTPS model-list server with a certificate from a private office CA."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b'{"data": [{"id": "tls-model"}]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    ca_file = tmp_path / "office-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    yield f"https://127.0.0.1:{server.server_address[1]}/v1", ca_file
+    server.shutdown()
+    server.server_close()
+
+
+def list_models(client: OpenAIClient) -> list[str]:
+    async def main() -> list[str]:
+        try:
+            return await client.list_models()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_tls_with_an_unknown_ca_is_refused_clearly(https_node: tuple[str, Path]) -> None:
+    url, _ca = https_node
+    with pytest.raises(errors.TLSFailed) as caught:
+        list_models(OpenAIClient(url))
+    assert "certificate" in caught.value.title
+
+
+def test_tls_with_the_office_ca_bundle_works(https_node: tuple[str, Path]) -> None:
+    url, ca = https_node
+    assert list_models(OpenAIClient(url, ca_bundle=str(ca))) == ["tls-model"]
+
+
+def test_a_missing_ca_bundle_is_a_clear_error(https_node: tuple[str, Path]) -> None:
+    url, _ca = https_node
+    with pytest.raises(errors.TLSFailed, match="can't be used"):
+        list_models(OpenAIClient(url, ca_bundle="/nonexistent/ca.pem"))

@@ -1,0 +1,43 @@
+"""The office node's token lives only in a secure OS key store."""
+
+import keyring
+import keyring.backends.fail
+import keyring.backends.null
+import pytest
+
+from app.core import secrets
+from app.core.errors import KeyStoreUnavailable
+from tests.fixtures.memory_keyring import MemoryKeyring
+
+
+def test_round_trip_through_the_key_store(memory_keyring: MemoryKeyring) -> None:
+    secrets.set_secret(secrets.NODE_TOKEN, "tok-123")
+    assert memory_keyring.store[(secrets.SERVICE, secrets.NODE_TOKEN)] == "tok-123"
+    assert secrets.get_secret(secrets.NODE_TOKEN) == "tok-123"
+    secrets.delete_secret(secrets.NODE_TOKEN)
+    assert secrets.get_secret(secrets.NODE_TOKEN) is None
+    secrets.delete_secret(secrets.NODE_TOKEN)  # removing what isn't there is fine
+
+
+@pytest.mark.parametrize("backend", [keyring.backends.fail.Keyring, keyring.backends.null.Keyring])
+def test_an_insecure_or_missing_store_is_refused(backend: type) -> None:
+    keyring.set_keyring(backend())
+    with pytest.raises(KeyStoreUnavailable) as caught:
+        secrets.set_secret(secrets.NODE_TOKEN, "tok-123")
+    assert "tok-123" not in str(caught.value)
+    assert secrets.get_secret(secrets.NODE_TOKEN) is None
+    assert secrets.backend_name().startswith("refused")
+
+
+def test_a_store_that_loses_the_token_is_caught(memory_keyring: MemoryKeyring,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory_keyring, "set_password", lambda *a: None)
+    with pytest.raises(KeyStoreUnavailable, match="did not keep"):
+        secrets.set_secret(secrets.NODE_TOKEN, "tok-123")
+
+
+def test_the_environment_overrides_the_store(memory_keyring: MemoryKeyring,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets.set_secret(secrets.NODE_TOKEN, "stored")
+    monkeypatch.setenv("SWITCHBOARD_NODE_TOKEN", "from-env")
+    assert secrets.get_secret(secrets.NODE_TOKEN) == "from-env"

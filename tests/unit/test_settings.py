@@ -1,0 +1,83 @@
+"""Settings: declared once, validated, saved atomically, and robust to a damaged file."""
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from app.core import paths
+from app.core.errors import SettingsError, StorageFailed
+from app.core.settings import Settings, describe
+
+
+def test_defaults_then_saved_values_survive_a_reload() -> None:
+    settings, problems = Settings.load()
+    assert settings == Settings() and problems == []
+    changed = settings.changed(node_url="https://node.example:8443/v1", max_tokens=512,
+                               temperature=1)
+    changed.save()
+    loaded, problems = Settings.load()
+    assert problems == []
+    assert loaded == changed
+    assert loaded.temperature == 1.0 and isinstance(loaded.temperature, float)
+
+
+@pytest.mark.parametrize(("name", "value", "words"), [
+    ("max_tokens", 0, "outside"),
+    ("max_tokens", "many", "expected int"),
+    ("max_tokens", True, "expected int"),
+    ("temperature", float("nan"), "not a number"),
+    ("temperature", 9.0, "outside"),
+    ("node_url", "ftp://node", "not an http"),
+    ("node_url", "node.example", "not an http"),
+    ("colour", "blue", "unknown setting"),
+])
+def test_a_bad_value_is_refused_with_the_setting_named(name: str, value: object,
+                                                       words: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings().changed(**{name: value})
+    assert words in caught.value.detail
+    if name != "colour":
+        assert describe(name)["label"].split(" (")[0] in caught.value.detail
+
+
+def test_a_corrupt_file_is_kept_aside_and_defaults_load() -> None:
+    paths.settings_file().write_text("{ this is not json", encoding="utf-8")
+    settings, problems = Settings.load()
+    assert settings == Settings()
+    assert len(problems) == 1 and "damaged" in problems[0]
+    kept = list(paths.config_dir().glob("settings.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "{ this is not json"
+    assert not paths.settings_file().exists()
+
+
+def test_one_bad_value_falls_back_to_its_default_and_keeps_the_rest() -> None:
+    doc = {"version": 1, "settings": {"node_url": "http://node:8080/v1", "max_tokens": -5}}
+    paths.settings_file().write_text(json.dumps(doc), encoding="utf-8")
+    settings, problems = Settings.load()
+    assert settings.node_url == "http://node:8080/v1"
+    assert settings.max_tokens == Settings().max_tokens
+    assert len(problems) == 1 and "Longest answer" in problems[0]
+
+
+def test_saving_on_a_full_disk_raises_a_clear_error_and_keeps_the_old_file(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    Settings().changed(node_url="http://old:1/v1").save()
+    before = paths.settings_file().read_text()
+
+    def full_disk(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(StorageFailed) as caught:
+        Settings().changed(node_url="http://new:1/v1").save()
+    assert "disk" in caught.value.user_text()
+    assert paths.settings_file().read_text() == before
+
+
+def test_settings_file_is_plain_json_with_a_version(switchboard_home: Path) -> None:
+    Settings().save()
+    doc = json.loads(paths.settings_file().read_text())
+    assert doc["version"] == 1 and set(doc["settings"]) == set(Settings().to_dict())
