@@ -6,9 +6,11 @@ from __future__ import annotations
 import signal
 import sys
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QPoint, QRect, QSize, QTimer
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from app.core.errors import NotConfigured
 from app.core.llm.backend import Health
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge, CoreLoop
@@ -35,7 +37,7 @@ class SwitchboardApp(QObject):
         self.tray = Tray()
         self.settings_dialog: SettingsDialog | None = None
 
-        self.tray.quickAskRequested.connect(self.quick_ask.open)
+        self.tray.quickAskRequested.connect(self.open_quick_ask)
         self.tray.openRequested.connect(self.show_main)
         self.tray.settingsRequested.connect(self.open_settings)
         self.tray.quitRequested.connect(self.quit)
@@ -53,6 +55,12 @@ class SwitchboardApp(QObject):
             text = " ".join(self.workspace.problems)
             self.main_window.statusBar().showMessage(text, 30_000)
             self.tray.showMessage("Switchboard", text, icon("app"), 10_000)
+
+    def open_quick_ask(self) -> None:
+        """Quick ask opens beside the tray icon (or in the screen's corner nearest it)."""
+        if not self.quick_ask.isVisible():
+            self.quick_ask.move(_beside(self.tray.geometry(), self.quick_ask.size()))
+        self.quick_ask.open()
 
     def show_main(self, chat_id: int | None = None) -> None:
         window = self.main_window
@@ -85,7 +93,8 @@ class SwitchboardApp(QObject):
         health = self.controller.health
         if self.controller.busy:
             self.tray.set_state(TrayState.BUSY)
-        elif health is not None and not health.ok:
+        elif health is not None and not health.ok and not isinstance(health.error,
+                                                                     NotConfigured):
             self.tray.set_state(TrayState.ERROR)
         else:
             self.tray.set_state(TrayState.IDLE)
@@ -95,12 +104,25 @@ class SwitchboardApp(QObject):
 
     def shutdown(self) -> None:
         """Stop the stream, close the core on its own thread, end the thread."""
+        self.controller.shutdown()
         self.tray.hide()
-        try:
-            self.core_loop.submit(self.workspace.close()).result(5)
-        except Exception:  # noqa: BLE001 — shutting down: nothing left to tell the user
-            pass
-        self.core_loop.stop()
+        self.core_loop.stop(cleanup=self.workspace.close)
+
+
+def _beside(icon_rect: QRect, size: QSize) -> QPoint:
+    screen = QGuiApplication.screenAt(icon_rect.center()) or QGuiApplication.primaryScreen()
+    area = screen.availableGeometry()
+    margin = 8
+    if icon_rect.isEmpty():  # no tray geometry (some desktops don't say): bottom right
+        return QPoint(area.right() - size.width() - margin,
+                      area.bottom() - size.height() - margin)
+    x = icon_rect.center().x() - size.width() // 2
+    x = max(area.left() + margin, min(x, area.right() - size.width() - margin))
+    if icon_rect.center().y() < area.center().y():  # tray at the top: open below it
+        y = max(area.top(), icon_rect.bottom()) + margin
+    else:
+        y = min(area.bottom(), icon_rect.top()) - size.height() - margin
+    return QPoint(x, y)
 
 
 def run_tray_app(show_window: bool = False) -> int:

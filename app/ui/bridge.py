@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -34,23 +35,35 @@ class CoreLoop:
         self.loop.run_forever()
 
     def submit[T](self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        if self.loop.is_closed() or not self._thread.is_alive():
+            # Shut down: late timers and clicks run nothing, and leave no unawaited coroutine.
+            coro.close()
+            future: concurrent.futures.Future[T] = concurrent.futures.Future()
+            future.cancel()
+            return future
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Cancel what is still running, let it clean up, and end the thread."""
-        if not self.loop.is_running():
+    def stop(self, cleanup: Callable[[], Coroutine[Any, Any, Any]] | None = None,
+             timeout: float = 5.0) -> None:
+        """Cancel what is still running, run `cleanup`, and end the thread."""
+        if not self._thread.is_alive():
             return
 
-        async def cancel_all() -> None:
+        async def finish() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if cleanup is not None:
+                await cleanup()
+            await self.loop.shutdown_asyncgens()
+            # Closed sockets finish closing on the loop's next turns (connection_lost is
+            # scheduled with call_soon); stopping before that leaks them.
+            for _ in range(3):
+                await asyncio.sleep(0)
 
-        try:
-            self.submit(cancel_all()).result(timeout)
-        except (concurrent.futures.TimeoutError, RuntimeError):
-            pass
+        with contextlib.suppress(Exception):  # shutting down: nobody is left to tell
+            self.submit(finish()).result(timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():

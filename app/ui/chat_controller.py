@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from app.core.chat import AnswerFinished, ChatEvent
+from app.core.chat import AnswerFinished, ChatEvent, MessageAdded
 from app.core.errors import NodeUnreachable, SwitchboardError
 from app.core.history import Chat
 from app.core.llm.backend import Health
@@ -50,6 +50,10 @@ class ChatController(QObject):
     def start(self) -> None:
         self._health_timer.start()
         self.check_health()
+
+    def shutdown(self) -> None:
+        self._health_timer.stop()
+        self.stop()
 
     @property
     def busy(self) -> bool:
@@ -91,6 +95,8 @@ class ChatController(QObject):
 
     def _on_event(self, event: ChatEvent) -> None:
         self.event.emit(event)
+        if isinstance(event, MessageAdded) and event.message.role == "user":
+            self.chatsChanged.emit()  # the chat moved to the top, maybe with a new title
         if isinstance(event, AnswerFinished) and event.error is not None:
             self._on_error(event.error)
 

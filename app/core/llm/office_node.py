@@ -39,7 +39,8 @@ class OfficeNode:
         return self._model
 
     def describe(self) -> str:
-        return f"{self.name} · {self.client.base_url}" + (f" · {self._model}" if self._model else "")
+        parts = (self.name, self.client.base_url, self._model)
+        return " · ".join(part for part in parts if part)
 
     async def list_models(self) -> list[str]:
         return await self.client.list_models()

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for running and testing Switchboard from a checkout:
+# the Debian packages a Qt desktop and its tests need (a virtual X screen, a system tray,
+# xdotool, the xcb libraries), and a Python 3.12 virtual environment in .venv with the
+# app and its test tools installed. Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debs=(xvfb trayer xdotool x11-utils imagemagick libegl1 libgl1 libxkbcommon-x11-0
+      libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
+      libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libfontconfig1
+      libdbus-1-3 fonts-dejavu-core)
+missing=()
+for deb in "${debs[@]}"; do
+    dpkg -s "$deb" >/dev/null 2>&1 || missing+=("$deb")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+
+# Python 3.12: on PATH, or one that pyenv holds without it being the global version.
+python=""
+for candidate in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12 \
+                 "$HOME"/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys' 2>/dev/null; then
+        python=$candidate
+        break
+    fi
+done
+if [ -z "$python" ]; then
+    echo "dev-setup: Python 3.12 is needed (PySide6 on 3.11 crashes a streaming view)." >&2
+    exit 1
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+    rm -rf .venv
+    "$python" -m venv .venv
+fi
+# llama-cpp-python compiles llama.cpp (several minutes on two cores; pip caches the wheel).
+CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" .venv/bin/pip install -q --disable-pip-version-check \
+    -e '.[test]'
+.venv/bin/python -c 'import app, llama_cpp, PySide6' # fail here, not in the tests

@@ -1,0 +1,36 @@
+"""Building the whole tray app against a test home, and taking it down cleanly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from app.core.settings import Settings
+from app.core.workspace import Workspace
+from app.ui.application import SwitchboardApp
+
+BuildApp = Callable[..., SwitchboardApp]
+
+
+@pytest.fixture
+def build_app(qtbot: QtBot) -> Iterator[BuildApp]:
+    """`build_app(node_url=...)` saves those settings, then builds and starts the app."""
+    apps: list[SwitchboardApp] = []
+
+    def build(**settings: Any) -> SwitchboardApp:
+        if settings:
+            Settings.load()[0].changed(**settings).save()
+        app = SwitchboardApp(Workspace.open())
+        apps.append(app)
+        for widget in (app.main_window, app.quick_ask):
+            qtbot.addWidget(widget)
+        app.start()
+        app.show_main()
+        return app
+
+    yield build
+    for app in apps:
+        app.shutdown()

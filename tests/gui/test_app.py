@@ -1,0 +1,217 @@
+"""The tray app as a user drives it: ask, watch the answer stream, stop, see faults, and
+find everything again after a restart."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from app.core import paths, secrets
+from app.core.chat import AnswerFinished
+from app.core.history import Message
+from app.ui.application import SwitchboardApp
+from app.ui.tray import TrayState
+from tests.fixtures.fault_server import FaultServer
+from tests.fixtures.llama_server import LlamaServer
+from tests.fixtures.memory_keyring import MemoryKeyring
+from tests.gui.conftest import BuildApp
+
+
+def type_and_send(qtbot: QtBot, app: SwitchboardApp, prompt: str) -> None:
+    composer = app.main_window.composer
+    qtbot.keyClicks(composer, prompt)
+    qtbot.keyClick(composer, Qt.Key.Key_Return)
+
+
+def messages(app: SwitchboardApp) -> list[Message]:
+    model = app.main_window.chat_view.chat_model
+    return [model.message_at(row) for row in range(model.rowCount())]
+
+
+def last_answer_is(app: SwitchboardApp, *statuses: str) -> bool:
+    shown = messages(app)
+    return len(shown) >= 2 and shown[-1].role == "assistant" and shown[-1].status in statuses
+
+
+def test_an_answer_streams_from_the_office_node_and_is_there_after_a_restart(
+        qtbot: QtBot, build_app: BuildApp, office_node: LlamaServer) -> None:
+    secrets.set_secret(secrets.NODE_TOKEN, office_node.api_key)
+    app = build_app(node_url=office_node.base_url, max_tokens=24)
+    appended: list[str] = []
+    app.controller.event.connect(lambda e: appended.append(type(e).__name__))
+    type_and_send(qtbot, app, "Say hello")
+    qtbot.waitUntil(lambda: app.main_window.composer.toPlainText() == "")  # sent, so cleared
+    qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=60_000)
+    question, answer = messages(app)
+    assert (question.role, question.content) == ("user", "Say hello")
+    assert answer.content
+    assert "TextAppended" in appended  # it streamed, it did not arrive whole
+    assert app.main_window.chat_list.count() == 1
+    assert app.main_window.chat_list.item(0).text() == "Say hello"  # titled by the prompt
+    app.shutdown()
+
+    again = build_app()
+    qtbot.waitUntil(lambda: len(messages(again)) == 2, timeout=10_000)
+    assert [(m.role, m.content, m.status) for m in messages(again)] == [
+        ("user", "Say hello", "complete"), ("assistant", answer.content, "complete")]
+    assert again.main_window.chat_list.item(0).text() == "Say hello"
+    assert messages(again)[-1].model == office_node.model  # which model answered is kept
+
+
+def test_stop_cancels_within_100_ms_and_keeps_the_partial_answer(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
+    fault_server.set_scenario("ok", chunks=["word "] * 500, delay_s=0.02)
+    app = build_app(node_url=fault_server.base_url)
+    finished: list[float] = []
+    app.controller.event.connect(
+        lambda e: finished.append(time.monotonic()) if isinstance(e, AnswerFinished) else None)
+    type_and_send(qtbot, app, "Talk for a long time")
+    qtbot.waitUntil(lambda: len(messages(app)) == 2 and messages(app)[-1].content.count("word") > 3)
+    assert app.main_window.send_button.text() == "Stop"
+    clicked = time.monotonic()
+    qtbot.mouseClick(app.main_window.send_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(finished), timeout=2000)
+    assert finished[0] - clicked < 0.1
+    assert last_answer_is(app, "cancelled")
+    assert messages(app)[-1].content.startswith("word word word")
+    qtbot.waitUntil(lambda: app.main_window.send_button.text() == "Send")
+
+
+def test_a_node_dropping_mid_answer_shows_the_error_and_keeps_the_partial_answer(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
+    fault_server.set_scenario("close_mid_stream", chunks=["Half ", "an answer"])
+    app = build_app(node_url=fault_server.base_url)
+    type_and_send(qtbot, app, "Question")
+    qtbot.waitUntil(lambda: last_answer_is(app, "interrupted"), timeout=10_000)
+    assert messages(app)[-1].content == "Half an answer"
+    banner = app.main_window.error_banner
+    qtbot.waitUntil(banner.isVisible)
+    assert "broke while it was answering" in banner.text()
+    assert "kept" in banner.text()  # the hint says nothing was lost
+
+
+def test_an_unreachable_node_shows_in_the_tray_and_status_bar(
+        qtbot: QtBot, build_app: BuildApp) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = build_app(node_url=f"http://127.0.0.1:{port}/v1")
+    qtbot.waitUntil(lambda: app.tray.state == TrayState.ERROR, timeout=10_000)
+    assert "can't be reached" in app.tray.status_action.text()
+    assert "can't be reached" in app.main_window.node_label.text()
+    assert app.tray.toolTip() == "Switchboard — office node unreachable"
+
+
+def test_the_tray_shows_answering_while_streaming(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
+    fault_server.set_scenario("ok", chunks=["a"] * 30, delay_s=0.03)
+    app = build_app(node_url=fault_server.base_url)
+    qtbot.waitUntil(lambda: "connected" in app.tray.status_action.text(), timeout=10_000)
+    type_and_send(qtbot, app, "Hi")
+    qtbot.waitUntil(lambda: app.tray.state == TrayState.BUSY)
+    qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=10_000)
+    qtbot.waitUntil(lambda: app.tray.state == TrayState.IDLE)
+
+
+def test_settings_round_trip_keeps_the_token_only_in_the_key_store(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer,
+        memory_keyring: MemoryKeyring) -> None:
+    app = build_app()
+    app.open_settings()
+    dialog = app.settings_dialog
+    assert dialog is not None
+    dialog.node_url.setText(fault_server.base_url)
+    dialog.token.setText("tok-very-secret-123")
+    dialog.numeric["max_tokens"].setValue(333)
+    qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Connected" in dialog.test_result.text(), timeout=10_000)
+    assert fault_server.requests[-1].headers["authorization"] == "Bearer tok-very-secret-123"
+    assert dialog.model.currentText() == "stand-in-model"  # filled from the node's list
+    dialog.save()
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=5000)
+
+    saved = json.loads(paths.settings_file().read_text())["settings"]
+    assert saved["node_url"] == fault_server.base_url and saved["max_tokens"] == 333
+    assert saved["model"] == "stand-in-model"
+    assert memory_keyring.store[(secrets.SERVICE, secrets.NODE_TOKEN)] == "tok-very-secret-123"
+    for path in paths.config_dir().parent.rglob("*"):
+        if path.is_file():
+            assert b"tok-very-secret-123" not in path.read_bytes(), path
+
+    app.open_settings()
+    again = app.settings_dialog
+    assert again is not None and again is not dialog
+    assert again.node_url.text() == fault_server.base_url
+    assert again.numeric["max_tokens"].value() == 333
+    assert again.token.text() == ""  # never shown back
+    qtbot.waitUntil(lambda: "saved" in again.token.placeholderText())
+
+
+def test_settings_refuses_a_bad_address_with_a_clear_message(
+        qtbot: QtBot, build_app: BuildApp) -> None:
+    app = build_app()
+    app.open_settings()
+    dialog = app.settings_dialog
+    assert dialog is not None
+    dialog.node_url.setText("node.office.local")
+    dialog.save()
+    assert dialog.isVisible()
+    assert "not an http:// or https:// address" in dialog.error.text()
+    assert not paths.settings_file().exists()
+
+
+def test_quick_ask_streams_and_continues_in_the_main_window(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
+    fault_server.set_scenario("ok", chunks=["**Quick**", " answer"])
+    app = build_app(node_url=fault_server.base_url)
+    app.tray.quickAskRequested.emit()
+    quick = app.quick_ask
+    assert quick.isVisible()
+    qtbot.keyClicks(quick.composer, "Fast question")
+    qtbot.keyClick(quick.composer, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: quick.answer.toPlainText() == "Quick answer", timeout=10_000)
+    assert quick.continue_button.isEnabled()
+    qtbot.mouseClick(quick.continue_button, Qt.MouseButton.LeftButton)
+    assert not quick.isVisible() and app.main_window.isVisible()
+    qtbot.waitUntil(lambda: len(messages(app)) == 2, timeout=5000)
+    assert messages(app)[0].content == "Fast question"
+    assert messages(app)[1].content == "**Quick** answer"
+
+
+def test_shift_enter_is_a_new_line_and_enter_sends(qtbot: QtBot, build_app: BuildApp) -> None:
+    app = build_app()
+    composer = app.main_window.composer
+    sent: list[str] = []
+    composer.submitted.connect(sent.append)
+    qtbot.keyClicks(composer, "line one")
+    qtbot.keyClick(composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(composer, "line two")
+    assert sent == []
+    qtbot.keyClick(composer, Qt.Key.Key_Return)
+    assert sent == ["line one\nline two"]
+
+
+def test_new_rename_and_delete_chats(qtbot: QtBot, build_app: BuildApp,
+                                     monkeypatch: object) -> None:
+    app = build_app()
+    window = app.main_window
+    window.new_chat()
+    window.new_chat()
+    qtbot.waitUntil(lambda: window.chat_list.count() == 2)
+    window.chat_list.setCurrentRow(0)
+    monkeypatch.setattr(QInputDialog, "getText",  # type: ignore[attr-defined]
+                        staticmethod(lambda *a, **k: ("Quarterly report", True)))
+    window.rename_chat()
+    qtbot.waitUntil(lambda: window.chat_list.item(0).text() == "Quarterly report")
+    monkeypatch.setattr(QMessageBox, "question",  # type: ignore[attr-defined]
+                        staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    window.chat_list.setCurrentRow(0)
+    window.delete_chat()
+    qtbot.waitUntil(lambda: window.chat_list.count() == 1)
+    assert window.chat_list.item(0).text() == "New chat"
+    assert len(app.workspace.history.chats()) == 1

@@ -1,0 +1,358 @@
+"""The chat transcript: Markdown bubbles, streaming by appending, Copy buttons, cheap resizing."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QGuiApplication, QTextFormat
+from pytestqt.qtbot import QtBot
+
+from app.core.history import Message
+from app.ui.chat_view import ChatModel, ChatView
+
+pytestmark = pytest.mark.gui
+
+ANSWER = """Here is **bold** text and `inline` code.
+
+```python
+def greet(name):
+\treturn f"hello {name}"
+```
+
+See [the docs](https://example.com/docs).
+"""
+
+
+def msg(id: int, role: str = "assistant", content: str = "", status: str = "complete", **kw) -> Message:  # noqa: A002
+    return Message(id=id, chat_id=1, role=role, content=content, status=status, **kw)  # type: ignore[arg-type]
+
+
+def many_messages(n: int) -> list[Message]:
+    out = []
+    for i in range(n):
+        if i % 2 == 0:
+            out.append(msg(i, "user", f"Question {i}: how do I handle case {i} in the report?"))
+        else:
+            body = f"Answer {i}: use the **summary** tool, then check the totals. " * (1 + i % 6)
+            if i % 7 == 1:
+                body += f"\n\n```sh\necho {i}\n```\n"
+            out.append(msg(i, "assistant", body))
+    return out
+
+
+@pytest.fixture
+def view(qtbot: QtBot) -> ChatView:
+    v = ChatView()
+    qtbot.addWidget(v)
+    v.resize(600, 400)
+    v.show()
+    qtbot.waitExposed(v)
+    return v
+
+
+def settle(qtbot: QtBot, view: ChatView) -> None:
+    """Wait until every row is placed at the viewport's current width."""
+    model = view.chat_model
+
+    def laid_out() -> bool:
+        if model.rowCount() == 0:
+            return True
+        rect = view.visualRect(model.index(model.rowCount() - 1, 0))
+        return rect.isValid() and rect.width() == view.viewport().width()
+
+    qtbot.waitUntil(laid_out, timeout=3000)
+    qtbot.wait(10)  # let the paint that follows the layout happen
+
+
+def test_model_changes_only_the_streamed_row(qtbot: QtBot) -> None:
+    model = ChatModel()
+    model.set_messages([msg(1, "user", "hi"), msg(2, content="", status="streaming")])
+    assert model.row_of(2) == 1 and model.row_of(99) is None
+    version = model.data(model.index(1, 0), ChatModel.VersionRole)
+
+    with qtbot.waitSignal(model.dataChanged) as blocker:
+        model.append_text(2, "Hel")
+    top_left, bottom_right = blocker.args[0], blocker.args[1]
+    assert (top_left.row(), bottom_right.row()) == (1, 1)
+    model.append_text(2, "lo")
+    assert model.data(model.index(1, 0), Qt.ItemDataRole.DisplayRole) == "Hello"
+    assert model.data(model.index(1, 0), ChatModel.VersionRole) != version
+
+    model.finish_message(2, status="interrupted", error="The office node stopped answering.")
+    finished = model.message_at(1)
+    assert (finished.content, finished.status) == ("Hello", "interrupted")
+    assert model.data(model.index(1, 0), ChatModel.MessageRole) == finished
+
+    with pytest.raises(KeyError):
+        model.append_text(99, "x")
+    with pytest.raises(ValueError):
+        model.append_message(msg(1, "user", "dup"))
+    model.clear()
+    assert model.rowCount() == 0
+
+
+def test_markdown_is_rendered_with_monospace_shaded_code(view: ChatView, qtbot: QtBot) -> None:
+    view.chat_model.set_messages([msg(1, "user", "**not bold**"), msg(2, content=ANSWER)])
+    settle(qtbot, view)
+    delegate = view.chat_delegate
+
+    doc = delegate.document(view.chat_model.index(1, 0))
+    bold = [
+        it.fragment()
+        for block in _blocks(doc)
+        for it in _fragments(block)
+        if it.fragment().text() == "bold"
+    ]
+    assert bold and bold[0].charFormat().fontWeight() == QFont.Weight.Bold
+    assert "**" not in doc.toPlainText()
+
+    code = [b for b in _blocks(doc) if b.blockFormat().hasProperty(QTextFormat.Property.BlockCodeFence)]
+    assert [b.text() for b in code] == ["def greet(name):", '    return f"hello {name}"']
+    fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
+    for block in code:
+        fmt = block.begin().fragment().charFormat()
+        assert fmt.fontFixedPitch() and fixed in fmt.fontFamilies()
+        assert block.blockFormat().background().style() != Qt.BrushStyle.NoBrush
+    # The Copy button copies the source's lines: the tab survives Qt's expansion to spaces.
+    assert delegate.code_blocks(view.chat_model.index(1, 0)) == [
+        'def greet(name):\n\treturn f"hello {name}"'
+    ]
+
+    # A user's prompt is shown as typed, not as Markdown.
+    assert delegate.document(view.chat_model.index(0, 0)).toPlainText() == "**not bold**"
+
+
+def test_adjacent_code_blocks_are_copied_separately(view: ChatView, qtbot: QtBot) -> None:
+    # Qt's importer leaves no boundary between two fences that touch; the source does.
+    view.chat_model.set_messages([msg(1, content="```\none\ntwo\n```\n```\nthree\n```")])
+    settle(qtbot, view)
+    index = view.chat_model.index(0, 0)
+    assert view.chat_delegate.code_blocks(index) == ["one\ntwo", "three"]
+    assert len(view.chat_delegate.copy_button_rects(index)) == 2
+
+
+def test_no_resource_is_loaded_and_html_stays_text(view: ChatView, qtbot: QtBot) -> None:
+    content = "![chart](https://tracker.example.com/pixel.png)\n\nUse <img src='http://x.example/a.png'>"
+    view.chat_model.set_messages([msg(1, content=content)])
+    settle(qtbot, view)
+    doc = view.chat_delegate.document(view.chat_model.index(0, 0))
+    blocked = [url.toString() for url in doc.blocked]  # type: ignore[attr-defined]
+    assert "https://tracker.example.com/pixel.png" in blocked
+    assert "<img src='http://x.example/a.png'>" in doc.toPlainText()
+
+
+def test_streaming_appends_without_rerendering(view: ChatView, qtbot: QtBot) -> None:
+    model, delegate = view.chat_model, view.chat_delegate
+    model.set_messages([msg(1, "user", "Write a report")])
+    model.append_message(msg(2, content="", status="streaming"))
+    settle(qtbot, view)
+    index = model.index(1, 0)
+    doc = delegate.document(index)
+    renders = delegate.full_renders
+
+    chunks = [f"**part {i}** " + ("\n" if i % 25 == 24 else "") for i in range(200)]
+    for i, chunk in enumerate(chunks):
+        model.append_text(2, chunk)
+        if i % 20 == 0:
+            qtbot.wait(1)  # paints and re-layouts happen in between, as in the app
+    settle(qtbot, view)
+
+    assert delegate.document(index) is doc  # the same document, grown
+    assert doc.toPlainText() == "".join(chunks)
+    assert delegate.full_renders == renders
+
+    model.finish_message(2, status="complete")
+    qtbot.wait(10)
+    assert delegate.full_renders == renders + 1
+    rendered = delegate.document(index)
+    assert "**" not in rendered.toPlainText()  # Markdown now, rendered once
+    delegate.document(index)
+    assert delegate.full_renders == renders + 1
+
+
+def test_a_chunk_that_adds_no_line_does_not_relayout(view: ChatView, qtbot: QtBot) -> None:
+    model, delegate = view.chat_model, view.chat_delegate
+    delegate.refine_delay_ms = 60_000  # only the streaming row may ask for a re-layout here
+    model.set_messages(many_messages(300))
+    model.append_message(msg(1000, content="Short", status="streaming"))
+    settle(qtbot, view)
+    qtbot.wait(120)  # past the streaming re-layout throttle
+    with qtbot.assertNotEmitted(delegate.sizeHintChanged, wait=120):
+        model.append_text(1000, " answer")
+    with qtbot.waitSignal(delegate.sizeHintChanged, timeout=1000):
+        model.append_text(1000, "\nand a second line")
+
+
+def test_copy_button_click_copies_exactly_the_code(view: ChatView, qtbot: QtBot) -> None:
+    view.chat_model.set_messages([msg(1, "user", "How?"), msg(2, content=ANSWER)])
+    settle(qtbot, view)
+    QGuiApplication.clipboard().setText("before")
+    index = view.chat_model.index(1, 0)
+    rects = view.chat_delegate.copy_button_rects(index)
+    assert len(rects) == 1 and view.viewport().rect().contains(rects[0])
+
+    with qtbot.waitSignal(view.codeCopied) as blocker:
+        qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rects[0].center())
+    expected = 'def greet(name):\n\treturn f"hello {name}"'
+    assert blocker.args == [expected]
+    assert QGuiApplication.clipboard().text() == expected
+
+    # A click elsewhere in the bubble copies nothing.
+    QGuiApplication.clipboard().setText("before")
+    content = view.chat_delegate.content_rect(index)
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=content.topLeft() + QPoint(2, 4))
+    assert QGuiApplication.clipboard().text() == "before"
+
+
+def test_link_click_is_reported_not_followed(view: ChatView, qtbot: QtBot) -> None:
+    view.chat_model.set_messages([msg(1, content="See [the docs](https://example.com/docs) now")])
+    settle(qtbot, view)
+    index = view.chat_model.index(0, 0)
+    doc = view.chat_delegate.document(index)
+    block = doc.begin()
+    offset = block.text().index("the docs") + 2
+    layout = block.layout()
+    line = layout.lineForTextPosition(offset)
+    x = line.cursorToX(offset)[0]
+    point = layout.position() + QPointF(x, line.y() + line.height() / 2)
+    pos = view.chat_delegate.content_rect(index).topLeft() + point.toPoint()
+
+    with qtbot.waitSignal(view.linkActivated) as blocker:
+        qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert blocker.args == ["https://example.com/docs"]
+
+
+def test_resizing_2000_messages_lays_out_only_rows_in_view(view: ChatView, qtbot: QtBot) -> None:
+    model, delegate = view.chat_model, view.chat_delegate
+    delegate.refine_delay_ms = 60_000  # keep background refinement out of this count
+    model.set_messages(many_messages(2000))
+    settle(qtbot, view)
+    assert view.verticalScrollBar().value() == view.verticalScrollBar().maximum()
+
+    before = delegate.layouts_done
+    view.resize(450, 400)
+    settle(qtbot, view)
+    assert delegate.layouts_done - before < 200
+    last = model.index(1999, 0)
+    assert delegate.exact_height(last) == view.visualRect(last).height()  # on screen: exact
+    assert delegate.exact_height(model.index(5, 0)) is None  # far off screen: an estimate
+
+    before = delegate.layouts_done
+    view.resize(600, 400)  # back to a width seen before: cached heights, hardly any layout
+    settle(qtbot, view)
+    assert delegate.layouts_done - before < 100
+
+
+def test_background_refinement_is_lazy_and_bounded(view: ChatView, qtbot: QtBot) -> None:
+    model, delegate = view.chat_model, view.chat_delegate
+    delegate.refine_delay_ms = 60_000
+    model.set_messages(many_messages(2000))
+    settle(qtbot, view)
+    view.resize(450, 400)
+    settle(qtbot, view)
+    near, far = model.index(1900, 0), model.index(5, 0)
+    assert delegate.exact_height(near) is None
+
+    before = delegate.layouts_done
+    delegate.refine_delay_ms = 0
+    delegate.set_focus_rows(range(1990, 2000))  # (re)start refinement around the screen
+    relayouts: list[object] = []
+    delegate.sizeHintChanged.connect(relayouts.append)
+    qtbot.waitUntil(lambda: delegate.exact_height(near) is not None, timeout=5000)
+    assert len(relayouts) >= 2  # more than one tick: the work is spread out
+    qtbot.wait(300)
+    assert delegate.exact_height(far) is None  # beyond the refine radius: stays estimated
+    assert delegate.layouts_done - before <= delegate.REFINE_RADIUS + 30
+
+
+def test_status_line_is_measured_and_painted(view: ChatView, qtbot: QtBot) -> None:
+    text = "The answer was cut off"
+    view.chat_model.set_messages(
+        [
+            msg(1, content=text),
+            msg(2, content=text, status="interrupted", error="The office node stopped answering."),
+        ]
+    )
+    settle(qtbot, view)
+    delegate = view.chat_delegate
+    complete, interrupted = view.chat_model.index(0, 0), view.chat_model.index(1, 0)
+    assert view.visualRect(interrupted).height() > view.visualRect(complete).height()
+    status = delegate.status_text(view.chat_model.message_at(1))
+    assert status.startswith("Interrupted — the answer is incomplete")
+    assert "The office node stopped answering." in status
+
+    image = view.viewport().grab().toImage()
+    warning = QColor(delegate._status_colour("interrupted", view.palette()))
+
+    def warm_pixels(rect) -> int:  # type: ignore[no-untyped-def]
+        hits = 0
+        for y in range(rect.top(), rect.bottom()):
+            for x in range(rect.left(), rect.right(), 2):
+                c = image.pixelColor(x, y)
+                if abs(c.red() - warning.red()) + abs(c.green() - warning.green()) + abs(
+                    c.blue() - warning.blue()
+                ) < 60:
+                    hits += 1
+        return hits
+
+    assert warm_pixels(view.visualRect(interrupted)) > 10
+    assert warm_pixels(view.visualRect(complete)) == 0
+
+
+def test_follows_the_stream_only_from_the_bottom(view: ChatView, qtbot: QtBot) -> None:
+    model = view.chat_model
+    model.set_messages(many_messages(300))
+    model.append_message(msg(1000, content="", status="streaming"))
+    settle(qtbot, view)
+    bar = view.verticalScrollBar()
+    assert view.is_at_bottom() and bar.value() == bar.maximum()
+
+    for i in range(30):
+        model.append_text(1000, f"Line {i} of the answer.\n")
+        qtbot.wait(2)
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum() and bar.maximum() > 0, timeout=2000)
+    qtbot.wait(120)
+    assert bar.value() == bar.maximum()  # followed the growing answer
+
+    bar.setValue(bar.maximum() // 2)  # the user scrolls up to read
+    qtbot.wait(20)
+    assert not view.is_at_bottom()
+    anchor = view.indexAt(QPoint(view.viewport().width() // 2, 0))
+    top_before = view.visualRect(anchor).top()
+    for i in range(30):
+        model.append_text(1000, f"More {i}.\n")
+        qtbot.wait(2)
+    qtbot.wait(150)
+    assert bar.value() < bar.maximum()
+    assert abs(view.visualRect(anchor).top() - top_before) <= 1  # the reader's row stays put
+
+    view.scroll_to_bottom()
+    assert bar.value() == bar.maximum()
+
+
+def test_context_menu_copies_the_message(view: ChatView, qtbot: QtBot) -> None:
+    view.chat_model.set_messages([msg(7, content=ANSWER)])
+    settle(qtbot, view)
+    menu = view.context_menu_for(view.chat_model.index(0, 0))
+    actions = menu.actions()
+    assert [a.text() for a in actions] == ["Copy message"]
+    with qtbot.waitSignal(view.messageCopied) as blocker:
+        actions[0].trigger()
+    assert blocker.args == [7]
+    assert QGuiApplication.clipboard().text() == ANSWER
+
+
+def _blocks(doc):  # type: ignore[no-untyped-def]
+    block = doc.begin()
+    while block.isValid():
+        yield block
+        block = block.next()
+
+
+def _fragments(block):  # type: ignore[no-untyped-def]
+    it = block.begin()
+    while not it.atEnd():
+        yield it
+        it += 1
+
+
