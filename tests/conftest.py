@@ -17,7 +17,7 @@ from app.core import secrets  # noqa: E402
 from tests.fixtures.fault_server import FaultServer  # noqa: E402
 from tests.fixtures.memory_keyring import MemoryKeyring  # noqa: E402
 
-pytest_plugins = ["tests.fixtures.pytest_fixtures"] if (Path(__file__).parent / "fixtures/pytest_fixtures.py").exists() else []  # TEMP
+pytest_plugins = ["tests.fixtures.pytest_fixtures"]
 
 TESTS = Path(__file__).parent
 

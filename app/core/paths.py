@@ -7,6 +7,7 @@ data, logs and runtime state then live in sub-folders of that directory.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import platformdirs
@@ -47,7 +48,11 @@ def runtime_dir() -> Path:
     home = _home_override()
     if home:
         return _ensure(home / "run")
-    return _ensure(platformdirs.user_runtime_path(APP_NAME, False))
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR (a bare X session, a service) platformdirs warns and
+        # falls back to /tmp/runtime-<uid>, which is what we want anyway.
+        warnings.simplefilter("ignore")
+        return _ensure(platformdirs.user_runtime_path(APP_NAME, False))
 
 
 def settings_file() -> Path:

@@ -3,6 +3,7 @@ ask and settings, wired together; and runs it as one instance per user."""
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 
@@ -100,7 +101,9 @@ class SwitchboardApp(QObject):
             self.tray.set_state(TrayState.IDLE)
 
     def quit(self) -> None:
-        QApplication.quit()
+        # Not quit(): in Qt 6 that first asks every window to close, and the main window
+        # refuses (closing it only hides it to the tray), which would cancel quitting.
+        QApplication.exit(0)
 
     def shutdown(self) -> None:
         """Stop the stream, close the core on its own thread, end the thread."""
@@ -144,9 +147,11 @@ def run_tray_app(show_window: bool = False) -> int:
     if show_window or not QSystemTrayIcon.isSystemTrayAvailable():
         app.show_main()
 
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1` dumps every thread's stack, for bug reports
+        faulthandler.register(signal.SIGUSR1)
     # Let Python see SIGTERM/SIGINT while Qt's loop runs: a timer wakes the interpreter.
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: QApplication.quit())
+        signal.signal(sig, lambda *_: app.quit())
     wakeup = QTimer(interval=250)
     wakeup.timeout.connect(lambda: None)
     wakeup.start()

@@ -24,14 +24,14 @@ HEALTH_EVERY_MS = 30_000
 
 class ChatController(QObject):
     """Signals:
-    event(object): a ChatEvent of the streaming answer (on the GUI thread).
+    chatEvent(object): a ChatEvent of the streaming answer (on the GUI thread).
     busyChanged(bool): an answer started or ended.
     failed(object): a SwitchboardError to show the user.
     healthChanged(object): the office node's latest Health.
     chatsChanged(): chats were created, renamed or deleted.
     """
 
-    event = Signal(object)
+    chatEvent = Signal(object)
     busyChanged = Signal(bool)
     failed = Signal(object)
     healthChanged = Signal(object)
@@ -60,6 +60,8 @@ class ChatController(QObject):
         return self._stream is not None
 
     def check_health(self) -> None:
+        if self.busy:
+            return  # the answer streaming in says enough; don't queue behind it on the node
         self.bridge.run(self.workspace.health(), on_done=self._on_health)
 
     def _on_health(self, health: Health) -> None:
@@ -94,7 +96,7 @@ class ChatController(QObject):
             self.bridge.cancel(self._stream)
 
     def _on_event(self, event: ChatEvent) -> None:
-        self.event.emit(event)
+        self.chatEvent.emit(event)
         if isinstance(event, MessageAdded) and event.message.role == "user":
             self.chatsChanged.emit()  # the chat moved to the top, maybe with a new title
         if isinstance(event, AnswerFinished) and event.error is not None:

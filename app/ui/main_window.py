@@ -3,7 +3,7 @@ that names the office node and model."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -91,7 +91,7 @@ class MainWindow(QMainWindow):
             self.addAction(action)
         self.chat_list.addActions(self.actions()[:2])
 
-        controller.event.connect(self._on_event)
+        controller.chatEvent.connect(self._on_event)
         controller.busyChanged.connect(self._on_busy)
         controller.failed.connect(self._on_failed)
         controller.healthChanged.connect(self._on_health)
@@ -172,13 +172,13 @@ class MainWindow(QMainWindow):
         self.controller.call(self.controller.workspace.history.delete_chat, chat_id,
                              on_done=lambda _: self.reload_chats())
 
-    def _chat_menu(self, pos: object) -> None:
-        if self.chat_list.itemAt(pos) is None:  # type: ignore[arg-type]
+    def _chat_menu(self, pos: QPoint) -> None:
+        if self.chat_list.itemAt(pos) is None:
             return
         menu = QMenu(self)
         menu.addAction("Rename…", self.rename_chat)
         menu.addAction("Delete…", self.delete_chat)
-        menu.exec(self.chat_list.viewport().mapToGlobal(pos))  # type: ignore[arg-type]
+        menu.exec(self.chat_list.viewport().mapToGlobal(pos))
 
     # Sending ---------------------------------------------------------------------------
 
@@ -193,8 +193,11 @@ class MainWindow(QMainWindow):
             return
         self.error_banner.clear_error()
         if self.chat_id is None:
-            self.controller.new_chat(lambda chat: (self._opened_new(chat),
-                                                   self._send_to(chat.id, prompt)))
+            def send_in_new_chat(chat: Chat) -> None:
+                self._opened_new(chat)
+                self._send_to(chat.id, prompt)
+
+            self.controller.new_chat(send_in_new_chat)
         else:
             self._send_to(self.chat_id, prompt)
 
@@ -208,7 +211,7 @@ class MainWindow(QMainWindow):
             model.append_message(event.message)
         elif isinstance(event, TextAppended) and model.row_of(event.message_id) is not None:
             model.append_text(event.message_id, event.text)
-        elif isinstance(event, AnswerFinished) and event.message.chat_id == self.chat_id:
+        elif isinstance(event, AnswerFinished) and model.row_of(event.message.id) is not None:
             m = event.message
             model.finish_message(m.id, content=m.content, status=m.status, error=m.error)
 

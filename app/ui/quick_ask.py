@@ -54,7 +54,7 @@ class QuickAsk(QWidget):
         layout.addWidget(self.error_banner)
         layout.addLayout(buttons)
 
-        controller.event.connect(self._on_event)
+        controller.chatEvent.connect(self._on_event)
         controller.busyChanged.connect(self._on_busy)
         controller.failed.connect(self._on_failed)
 

@@ -55,7 +55,9 @@ class SettingsDialog(QDialog):
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.setCurrentText(settings.model)
-        self.model.lineEdit().setPlaceholderText("The node's first model")
+        model_edit = self.model.lineEdit()
+        assert model_edit is not None  # an editable combo box always has one
+        model_edit.setPlaceholderText("The node's first model")
         self.ca_bundle = QLineEdit(settings.ca_bundle)
         self.ca_bundle.setPlaceholderText("Only if IT gave you a certificate file")
         browse = QPushButton("Browse…")

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +71,10 @@ def test_tray_click_quick_ask_and_an_answer_from_the_office_node(
             code = app.wait(15)
         finally:
             if app.poll() is None:
+                app.send_signal(signal.SIGUSR1)  # its stacks go to the log, for the report
+                time.sleep(1)
                 app.kill()
+                app.wait()
             log.close()
     assert code == 0, (tmp_path / "switchboard.log").read_text()
 

@@ -43,7 +43,7 @@ def test_an_answer_streams_from_the_office_node_and_is_there_after_a_restart(
     secrets.set_secret(secrets.NODE_TOKEN, office_node.api_key)
     app = build_app(node_url=office_node.base_url, max_tokens=24)
     appended: list[str] = []
-    app.controller.event.connect(lambda e: appended.append(type(e).__name__))
+    app.controller.chatEvent.connect(lambda e: appended.append(type(e).__name__))
     type_and_send(qtbot, app, "Say hello")
     qtbot.waitUntil(lambda: app.main_window.composer.toPlainText() == "")  # sent, so cleared
     qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=60_000)
@@ -68,7 +68,7 @@ def test_stop_cancels_within_100_ms_and_keeps_the_partial_answer(
     fault_server.set_scenario("ok", chunks=["word "] * 500, delay_s=0.02)
     app = build_app(node_url=fault_server.base_url)
     finished: list[float] = []
-    app.controller.event.connect(
+    app.controller.chatEvent.connect(
         lambda e: finished.append(time.monotonic()) if isinstance(e, AnswerFinished) else None)
     type_and_send(qtbot, app, "Talk for a long time")
     qtbot.waitUntil(lambda: len(messages(app)) == 2 and messages(app)[-1].content.count("word") > 3)

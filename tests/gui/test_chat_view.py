@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QColor, QFont, QFontDatabase, QGuiApplication, QTextFormat
+from PySide6.QtCore import QPoint, QPointF, QRect, Qt
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QTextBlock,
+    QTextDocument,
+    QTextFormat,
+)
 from pytestqt.qtbot import QtBot
 
 from app.core.history import Message
@@ -23,8 +34,14 @@ See [the docs](https://example.com/docs).
 """
 
 
-def msg(id: int, role: str = "assistant", content: str = "", status: str = "complete", **kw) -> Message:  # noqa: A002
-    return Message(id=id, chat_id=1, role=role, content=content, status=status, **kw)  # type: ignore[arg-type]
+def msg(
+    message_id: int,
+    role: str = "assistant",
+    content: str = "",
+    status: str = "complete",
+    error: str = "",
+) -> Message:
+    return Message(message_id, 1, role, content, status, error=error)  # type: ignore[arg-type]
 
 
 def many_messages(n: int) -> list[Message]:
@@ -106,7 +123,8 @@ def test_markdown_is_rendered_with_monospace_shaded_code(view: ChatView, qtbot: 
     assert bold and bold[0].charFormat().fontWeight() == QFont.Weight.Bold
     assert "**" not in doc.toPlainText()
 
-    code = [b for b in _blocks(doc) if b.blockFormat().hasProperty(QTextFormat.Property.BlockCodeFence)]
+    fence = QTextFormat.Property.BlockCodeFence
+    code = [b for b in _blocks(doc) if b.blockFormat().hasProperty(fence)]
     assert [b.text() for b in code] == ["def greet(name):", '    return f"hello {name}"']
     fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
     for block in code:
@@ -136,8 +154,7 @@ def test_no_resource_is_loaded_and_html_stays_text(view: ChatView, qtbot: QtBot)
     view.chat_model.set_messages([msg(1, content=content)])
     settle(qtbot, view)
     doc = view.chat_delegate.document(view.chat_model.index(0, 0))
-    blocked = [url.toString() for url in doc.blocked]  # type: ignore[attr-defined]
-    assert "https://tracker.example.com/pixel.png" in blocked
+    assert "https://tracker.example.com/pixel.png" in doc.blocked  # type: ignore[attr-defined]
     assert "<img src='http://x.example/a.png'>" in doc.toPlainText()
 
 
@@ -177,10 +194,14 @@ def test_a_chunk_that_adds_no_line_does_not_relayout(view: ChatView, qtbot: QtBo
     model.append_message(msg(1000, content="Short", status="streaming"))
     settle(qtbot, view)
     qtbot.wait(120)  # past the streaming re-layout throttle
+    passes = delegate.layout_passes
     with qtbot.assertNotEmitted(delegate.sizeHintChanged, wait=120):
         model.append_text(1000, " answer")
+    # Not even QListView's own re-layout of all rows on dataChanged.
+    assert delegate.layout_passes == passes
     with qtbot.waitSignal(delegate.sizeHintChanged, timeout=1000):
         model.append_text(1000, "\nand a second line")
+    qtbot.waitUntil(lambda: delegate.layout_passes == passes + 1, timeout=1000)
 
 
 def test_copy_button_click_copies_exactly_the_code(view: ChatView, qtbot: QtBot) -> None:
@@ -200,7 +221,8 @@ def test_copy_button_click_copies_exactly_the_code(view: ChatView, qtbot: QtBot)
     # A click elsewhere in the bubble copies nothing.
     QGuiApplication.clipboard().setText("before")
     content = view.chat_delegate.content_rect(index)
-    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=content.topLeft() + QPoint(2, 4))
+    outside = content.topLeft() + QPoint(2, 4)
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=outside)
     assert QGuiApplication.clipboard().text() == "before"
 
 
@@ -213,7 +235,8 @@ def test_link_click_is_reported_not_followed(view: ChatView, qtbot: QtBot) -> No
     offset = block.text().index("the docs") + 2
     layout = block.layout()
     line = layout.lineForTextPosition(offset)
-    x = line.cursorToX(offset)[0]
+    found: Any = line.cursorToX(offset)  # PySide returns (x, position)
+    x = float(found[0] if isinstance(found, tuple) else found)
     point = layout.position() + QPointF(x, line.y() + line.height() / 2)
     pos = view.chat_delegate.content_rect(index).topLeft() + point.toPoint()
 
@@ -284,7 +307,7 @@ def test_status_line_is_measured_and_painted(view: ChatView, qtbot: QtBot) -> No
     image = view.viewport().grab().toImage()
     warning = QColor(delegate._status_colour("interrupted", view.palette()))
 
-    def warm_pixels(rect) -> int:  # type: ignore[no-untyped-def]
+    def warm_pixels(rect: QRect) -> int:
         hits = 0
         for y in range(rect.top(), rect.bottom()):
             for x in range(rect.left(), rect.right(), 2):
@@ -330,6 +353,31 @@ def test_follows_the_stream_only_from_the_bottom(view: ChatView, qtbot: QtBot) -
     assert bar.value() == bar.maximum()
 
 
+def test_the_row_being_read_stays_put_while_rows_above_are_measured(
+    view: ChatView, qtbot: QtBot
+) -> None:
+    model, delegate = view.chat_model, view.chat_delegate
+    delegate.refine_delay_ms = 60_000
+    model.set_messages(many_messages(2000))
+    settle(qtbot, view)
+    view.resize(450, 400)  # every row off screen is now an estimate at this width
+    settle(qtbot, view)
+    bar = view.verticalScrollBar()
+    bar.setValue(bar.maximum() // 2)  # the user scrolls up to read
+    qtbot.wait(50)
+    reading = view.indexAt(QPoint(view.viewport().width() // 2, 0))
+    top = view.visualRect(reading).top()
+    above = model.index(reading.row() - 60, 0)
+    assert delegate.exact_height(above) is None
+
+    delegate.refine_delay_ms = 0
+    delegate.set_focus_rows(range(reading.row(), reading.row() + 8))
+    qtbot.waitUntil(lambda: delegate.exact_height(above) is not None, timeout=5000)
+    qtbot.wait(50)
+    assert abs(view.visualRect(reading).top() - top) <= 1
+    assert not view.is_at_bottom()
+
+
 def test_context_menu_copies_the_message(view: ChatView, qtbot: QtBot) -> None:
     view.chat_model.set_messages([msg(7, content=ANSWER)])
     settle(qtbot, view)
@@ -342,14 +390,14 @@ def test_context_menu_copies_the_message(view: ChatView, qtbot: QtBot) -> None:
     assert QGuiApplication.clipboard().text() == ANSWER
 
 
-def _blocks(doc):  # type: ignore[no-untyped-def]
+def _blocks(doc: QTextDocument) -> Iterator[QTextBlock]:
     block = doc.begin()
     while block.isValid():
         yield block
         block = block.next()
 
 
-def _fragments(block):  # type: ignore[no-untyped-def]
+def _fragments(block: QTextBlock) -> Iterator[QTextBlock.iterator]:
     it = block.begin()
     while not it.atEnd():
         yield it
