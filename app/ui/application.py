@@ -72,6 +72,7 @@ class SwitchboardApp(QObject):
         window.setWindowState(window.windowState() & ~window.windowState().WindowMinimized)
         window.raise_()
         window.activateWindow()
+        window.composer.setFocus()
 
     def open_settings(self) -> None:
         if self.settings_dialog is None or not self.settings_dialog.isVisible():

@@ -52,6 +52,8 @@ class OfficeNode:
         except errors.SwitchboardError as e:
             return Health(ok=False, error=e)
         latency = (time.monotonic() - started) * 1000
+        if not self._model and models:
+            self._model = models[0]  # none chosen: the node's first, as a chat would use
         if self._model and self._model not in models:
             return Health(ok=False, latency_ms=latency, models=models,
                           error=errors.ModelNotFound(f"{self._model!r} is not among "

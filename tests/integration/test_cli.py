@@ -1,0 +1,101 @@
+"""The command-line verbs, run as IT and scripts run them: real processes, a real
+llama.cpp office node, exit codes and streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from app.core.settings import Settings
+from tests.fixtures.fault_server import FaultServer
+from tests.fixtures.llama_server import LlamaServer
+
+ROOT = Path(__file__).parents[2]
+
+
+def switchboard(*args: str, token: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ}
+    if token is not None:
+        env["SWITCHBOARD_NODE_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ask_streams_the_answer_to_stdout(office_node: LlamaServer) -> None:
+    Settings().changed(max_tokens=20).save()
+    result = switchboard("ask", "Say hello", "--node", office_node.base_url,
+                         token=office_node.api_key)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip()) >= 10  # twenty tokens of the tiny model's text
+    assert result.stderr == ""
+
+
+def test_ask_with_a_wrong_token_exits_2_with_the_reason(office_node: LlamaServer) -> None:
+    result = switchboard("ask", "hi", "--node", office_node.base_url, token="wrong-token")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "refused your access token" in result.stderr
+    assert "wrong-token" not in result.stderr  # a secret never reaches a message
+
+
+def test_ask_keeps_the_partial_answer_when_the_node_drops(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("close_mid_stream", chunks=["Half ", "an answer"])
+    result = switchboard("ask", "hi", "--node", fault_server.base_url)
+    assert result.returncode == 2
+    assert result.stdout == "Half an answer\n"
+    assert "broke while it was answering" in result.stderr
+
+
+def test_ask_with_no_node_set_up_says_so() -> None:
+    result = switchboard("ask", "hi")
+    assert result.returncode == 2
+    assert "No office node is set up" in result.stderr
+
+
+def test_doctor_json_reports_each_part(office_node: LlamaServer) -> None:
+    Settings().changed(node_url=office_node.base_url).save()
+    result = switchboard("doctor", "--json", token=office_node.api_key)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    node = report["office_node"]
+    assert node["reachable"] is True and node["models"] == [office_node.model]
+    assert node["latency_ms"] > 0
+    assert report["data_dir"]["writable"] is True
+    assert report["keyring"]["token_from_environment"] is True
+
+
+def test_doctor_says_what_is_wrong_when_the_node_is_down() -> None:
+    Settings().changed(node_url=f"http://127.0.0.1:{closed_port()}/v1").save()
+    result = switchboard("doctor")
+    assert result.returncode == 1
+    assert "FAIL  office node" in result.stdout and "can't be reached" in result.stdout
+
+
+def test_selftest_builds_the_gui_and_exits_0() -> None:
+    result = switchboard("--selftest")
+    assert result.returncode == 0, result.stderr
+    assert "selftest: ok" in result.stdout
+
+
+def test_selftest_reports_a_broken_install_on_stderr(tmp_path: Path) -> None:
+    # An install whose icons are missing: the frozen-app lookup finds none.
+    broken = tmp_path / "frozen"
+    (broken / "resources").mkdir(parents=True)
+    code = ("import sys; sys._MEIPASS = sys.argv[1]; from app.__main__ import main; "
+            "sys.exit(main(['--selftest']))")
+    result = subprocess.run([sys.executable, "-c", code, str(broken)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "selftest failed" in result.stderr and "icon" in result.stderr
