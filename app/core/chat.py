@@ -4,6 +4,7 @@ grows, so a fault, a Stop or a killed process never loses what was already recei
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from app.core.errors import SwitchboardError
 from app.core.history import History, Message, Status
 from app.core.llm.backend import Backend
 from app.core.llm.openai_client import Delta, Finished
+
+log = logging.getLogger(__name__)
 
 SAVE_EVERY_S = 0.5  # how often a streaming answer is written to disk
 TITLE_LENGTH = 48
@@ -75,6 +78,9 @@ class ChatService:
 
         def finish(status: Status, error: SwitchboardError | None = None) -> Message:
             text = "".join(parts)
+            log.info("answer %d in chat %d: %s, %d characters, model %r%s", answer.id, chat_id,
+                     status, len(text), model,
+                     f"; {type(error).__name__}: {error.detail}" if error else "")
             error_text = error.user_text() if error else ""
             history.update_message(answer.id, content=text, status=status, error=error_text,
                                    model=model)

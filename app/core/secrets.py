@@ -14,6 +14,7 @@ import keyring
 import keyring.errors
 from keyring.backend import KeyringBackend
 
+from app.core import logs
 from app.core.errors import KeyStoreUnavailable
 
 SERVICE = "Switchboard"
@@ -61,19 +62,22 @@ def _require() -> KeyringBackend:
 def get_secret(name: str) -> str | None:
     env = ENV_OVERRIDES.get(name)
     if env and os.environ.get(env):
-        return os.environ[env]
-    backend = secure_backend()
-    if backend is None:
+        value: str | None = os.environ[env]
+    elif (backend := secure_backend()) is None:
         return None
-    try:
-        return backend.get_password(SERVICE, name)
-    except keyring.errors.KeyringError:
-        return None
+    else:
+        try:
+            value = backend.get_password(SERVICE, name)
+        except keyring.errors.KeyringError:
+            return None
+    logs.add_secret(value)  # whatever else goes wrong, this value never reaches the log
+    return value
 
 
 def set_secret(name: str, value: str) -> None:
     """Store `value` and read it back, proving the store kept it."""
     backend = _require()
+    logs.add_secret(value)
     try:
         backend.set_password(SERVICE, name, value)
         kept = backend.get_password(SERVICE, name)

@@ -4,6 +4,7 @@ from the app's home. The tray app and the CLI both work through one of these."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -15,6 +16,8 @@ from app.core.history import History, Message
 from app.core.llm.backend import Backend, Health
 from app.core.llm.office_node import OfficeNode
 from app.core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Workspace:
         if history.recovered:
             problems.append(f"{history.recovered} answer(s) cut off when Switchboard last "
                             "closed were kept and marked as interrupted.")
+        for problem in problems:
+            log.warning("%s", problem)
         return cls(settings, history, problems)
 
     @property

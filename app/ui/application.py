@@ -4,6 +4,7 @@ ask and settings, wired together; and runs it as one instance per user."""
 from __future__ import annotations
 
 import faulthandler
+import logging
 import signal
 import sys
 
@@ -11,6 +12,8 @@ from PySide6.QtCore import QObject, QPoint, QRect, QSize, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from app import __version__
+from app.core import logs
 from app.core.errors import NotConfigured
 from app.core.llm.backend import Health
 from app.core.workspace import Workspace
@@ -22,6 +25,8 @@ from app.ui.resources import icon
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.single_instance import SingleInstance, ask_first_instance_to_show
 from app.ui.tray import Tray, TrayState
+
+log = logging.getLogger(__name__)
 
 
 class SwitchboardApp(QObject):
@@ -141,6 +146,8 @@ def run_tray_app(show_window: bool = False) -> int:
     if not instance.acquire():
         return 0 if ask_first_instance_to_show() else 1
 
+    log_file = logs.setup()
+    log.info("Switchboard %s starting; log at %s", __version__, log_file)
     workspace = Workspace.open()
     app = SwitchboardApp(workspace)
     instance.activated.connect(app.show_main)
@@ -158,6 +165,7 @@ def run_tray_app(show_window: bool = False) -> int:
     wakeup.start()
 
     code = qapp.exec()
+    log.info("quitting (exit code %d)", code)
     app.shutdown()
     instance.release()
     return code

@@ -7,6 +7,7 @@ the tray knows when Switchboard is answering and when the node is down.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from app.core.history import Chat
 from app.core.llm.backend import Health
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge
+
+log = logging.getLogger(__name__)
 
 HEALTH_EVERY_MS = 30_000
 
@@ -65,6 +68,8 @@ class ChatController(QObject):
         self.bridge.run(self.workspace.health(), on_done=self._on_health)
 
     def _on_health(self, health: Health) -> None:
+        if self.health is None or self.health.ok != health.ok:
+            log.info("%s", health.summary(self.workspace.backend_label()))
         self.health = health
         self.healthChanged.emit(health)
 

@@ -77,6 +77,12 @@ def test_tray_click_quick_ask_and_an_answer_from_the_office_node(
                 app.wait()
             log.close()
     assert code == 0, (tmp_path / "switchboard.log").read_text()
+    # The run left a log, and the token is in no file Switchboard wrote.
+    assert "starting" in (paths.log_dir() / "switchboard.log").read_text()
+    home = paths.config_dir().parent
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert office_node.api_key.encode() not in path.read_bytes(), path
 
 
 def test_a_stale_lock_from_a_crashed_instance_is_recovered(tmp_path: Path) -> None:
