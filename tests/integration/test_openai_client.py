@@ -190,6 +190,19 @@ def test_list_models(fault_server: FaultServer) -> None:
     assert asyncio.run(main()) == ["stand-in-model"]
 
 
+def test_the_proxy_from_the_environment_is_used(fault_server: FaultServer,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{fault_server.port}")
+    # No such host exists: only a proxy can answer for it.
+    client = OpenAIClient("http://office-node.invalid:8080/v1", token="t")
+    text, _ = asyncio.run(collect(client))
+    assert text == "Hello, world."
+    assert fault_server.requests[-1].target == \
+        "http://office-node.invalid:8080/v1/chat/completions"
+
+
 def test_base_url_gets_v1_when_given_bare() -> None:
     assert normalise_base_url("http://node:8080") == "http://node:8080/v1"
     assert normalise_base_url("http://node:8080/") == "http://node:8080/v1"
