@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 
 from app.core import paths, secrets
 from app.core.chat import ChatEvent, ChatService
-from app.core.errors import SwitchboardError
 from app.core.history import History, Message
 from app.core.llm.backend import Backend, Health
 from app.core.llm.office_node import OfficeNode
@@ -44,7 +43,7 @@ class Workspace:
         return ChatService(self.history)
 
     def backend(self) -> Backend:
-        """The office node as configured; raises NotConfigured when there is none."""
+        """The office node as configured (it says NotConfigured when used, if it isn't)."""
         if self._backend is None:
             self._backend = OfficeNode(self.settings, secrets.get_secret(secrets.NODE_TOKEN))
         return self._backend
@@ -59,11 +58,7 @@ class Workspace:
         return " · ".join(part for part in ("Office node", host, model) if part)
 
     async def health(self) -> Health:
-        try:
-            backend = self.backend()
-        except SwitchboardError as e:
-            return Health(ok=False, error=e)
-        return await backend.health()
+        return await self.backend().health()
 
     async def send(self, chat_id: int, prompt: str,
                    emit: Callable[[ChatEvent], None]) -> Message:
@@ -92,10 +87,7 @@ class Workspace:
 
 async def test_connection(settings: Settings, token: str | None) -> Health:
     """Health of an office node as the Settings dialog has it, before anything is saved."""
-    try:
-        node = OfficeNode(settings, token)
-    except SwitchboardError as e:
-        return Health(ok=False, error=e)
+    node = OfficeNode(settings, token)
     try:
         return await node.health()
     finally:

@@ -103,21 +103,20 @@ class Bridge(QObject):
 
         Cancellation (see `cancel`) calls neither callback.
         """
+        future = self.core_loop.submit(coro)
 
-        async def wrapped() -> T:
-            try:
-                result = await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 — every failure goes to on_error
+        def done(f: concurrent.futures.Future[T]) -> None:
+            if f.cancelled():
+                return
+            error = f.exception()
+            if error is not None:
                 if on_error is not None:
-                    self.post(on_error, e)
-                raise
-            if on_done is not None:
-                self.post(on_done, result)
-            return result
+                    self.post(on_error, error)
+            elif on_done is not None:
+                self.post(on_done, f.result())
 
-        return self.core_loop.submit(wrapped())
+        future.add_done_callback(done)
+        return future
 
     def call[T](
         self,

@@ -215,3 +215,16 @@ def test_new_rename_and_delete_chats(qtbot: QtBot, build_app: BuildApp,
     qtbot.waitUntil(lambda: window.chat_list.count() == 1)
     assert window.chat_list.item(0).text() == "New chat"
     assert len(app.workspace.history.chats()) == 1
+
+
+def test_asking_before_a_node_is_set_up_keeps_the_question_and_says_what_to_do(
+        qtbot: QtBot, build_app: BuildApp) -> None:
+    app = build_app()
+    qtbot.waitUntil(lambda: "not set up" in app.tray.status_action.text())
+    assert app.tray.state == TrayState.IDLE  # nothing is broken, it just isn't set up
+    type_and_send(qtbot, app, "Is anyone there?")
+    qtbot.waitUntil(lambda: last_answer_is(app, "error"), timeout=5000)
+    assert messages(app)[0].content == "Is anyone there?"
+    assert "No office node is set up" in messages(app)[1].error
+    qtbot.waitUntil(app.main_window.error_banner.isVisible)
+    assert "Open Settings" in app.main_window.error_banner.text()

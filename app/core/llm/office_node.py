@@ -19,8 +19,6 @@ class OfficeNode:
 
     def __init__(self, settings: Settings, token: str | None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        if not settings.node_url:
-            raise errors.NotConfigured()
         self.settings = settings
         self.client = OpenAIClient(
             settings.node_url,
@@ -42,10 +40,19 @@ class OfficeNode:
         parts = (self.name, self.client.base_url, self._model)
         return " · ".join(part for part in parts if part)
 
+    def _require_address(self) -> None:
+        # Checked on use, not on construction, so that a prompt sent before the node is
+        # set up is still saved in the chat, with this error beside it.
+        if not self.settings.node_url:
+            raise errors.NotConfigured()
+
     async def list_models(self) -> list[str]:
+        self._require_address()
         return await self.client.list_models()
 
     async def health(self) -> Health:
+        if not self.settings.node_url:
+            return Health(ok=False, error=errors.NotConfigured())
         started = time.monotonic()
         try:
             models = await self.client.list_models()
@@ -71,6 +78,7 @@ class OfficeNode:
 
     async def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
                           temperature: float | None = None) -> AsyncIterator[StreamEvent]:
+        self._require_address()
         model = await self._resolve_model()
         async for event in self.client.stream_chat(
             messages, model=model,
