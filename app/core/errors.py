@@ -120,3 +120,28 @@ class StorageFailed(SwitchboardError):
 class AnotherInstanceRunning(SwitchboardError):
     message = "Switchboard is already running."
     hint = "Look for its icon in the system tray."
+
+
+class ModelRejected(SwitchboardError):
+    message = "That file can't be used as a model."
+    hint = "Choose a .gguf model file (for example Qwen2.5-32B-Instruct Q4_K_M), or download one."
+
+
+class DownloadFailed(SwitchboardError):
+    message = "The model download did not finish."
+    hint = "Check the network and try again; the part already downloaded is kept and resumed."
+
+
+class NotEnoughDisk(SwitchboardError):
+    message = "There isn't enough free disk space for this model."
+    hint = "Free some space, or choose a smaller model."
+
+
+class RuntimeCrashed(SwitchboardError):
+    message = "The model on your GPUs stopped unexpectedly."
+    hint = "The part of the answer already received is kept. Switchboard restarts it; send again."
+
+
+class RuntimeGaveUp(RuntimeCrashed):
+    message = "The model on your GPUs keeps crashing, so Switchboard stopped restarting it."
+    hint = "Try a smaller context, fewer GPU layers, or a smaller model in Settings."
