@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from app import __version__
+from app.core.runtime.serve import add_arguments as add_serve_arguments
 
 
 def parser() -> argparse.ArgumentParser:
@@ -16,6 +17,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--selftest", action="store_true",
                    help="build the GUI offscreen, check it, exit 0 if all is well")
     p.add_argument("--show", action="store_true", help="open the main window at start")
+    # The embedded runtime's child process: started by the app itself, not by users.
+    p.add_argument("--serve-model", metavar="MODEL.gguf", help=argparse.SUPPRESS)
+    add_serve_arguments(p)
     verbs = p.add_subparsers(dest="verb")
     ask = verbs.add_parser("ask", help="ask the office node; the answer streams to stdout")
     ask.add_argument("prompt")
@@ -28,6 +32,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.serve_model:
+        from app.core.runtime.serve import serve
+
+        return serve(args.serve_model, args)
     if args.verb == "ask":
         from app.cli import ask as run_ask
 

@@ -24,12 +24,17 @@ SCHEMA_VERSION = 1
 
 
 def _setting(default: Any, label: str, *, min: float | None = None, max: float | None = None,
-             kind: str = "") -> Any:
-    return field(default=default, metadata={"label": label, "min": min, "max": max, "kind": kind})
+             kind: str = "", choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"label": label, "min": min, "max": max, "kind": kind,
+                                            "choices": choices})
+
+
+BACKENDS = ("office node", "local GPUs")
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    backend: str = _setting("office node", "Run chats on", choices=BACKENDS)
     node_url: str = _setting("", "Office node address", kind="url")
     model: str = _setting("", "Model")
     ca_bundle: str = _setting("", "Office CA certificate (PEM file)", kind="file")
@@ -39,6 +44,11 @@ class Settings:
     stall_timeout_s: float = _setting(60.0, "Time allowed between words (s)", min=2, max=600)
     max_tokens: int = _setting(2048, "Longest answer (tokens)", min=16, max=131072)
     temperature: float = _setting(0.7, "Creativity (temperature)", min=0, max=2)
+    model_path: str = _setting("", "Model file on this computer (GGUF)", kind="file")
+    local_ctx: int = _setting(0, "Local context length (0: the largest that fits)",
+                              min=0, max=1_048_576)
+    idle_unload_min: int = _setting(15, "Free the GPUs after this many idle minutes (0: never)",
+                                    min=0, max=24 * 60)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -133,6 +143,8 @@ def _check(f: dataclasses.Field[Any], value: Any) -> None:
         raise SettingsError(f"{label}: {value!r} is not a number")
     if lo is not None and value < lo or hi is not None and value > hi:
         raise SettingsError(f"{label}: {value!r} is outside {lo:g}–{hi:g}")
+    if f.metadata["choices"] and value not in f.metadata["choices"]:
+        raise SettingsError(f"{label}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
     if f.metadata["kind"] == "url" and value:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -33,7 +33,8 @@ from app.core.settings import Settings
 from app.core.workspace import Workspace, test_connection
 from app.ui.bridge import Bridge
 
-TEXT_FIELDS = ("node_url", "model", "ca_bundle")
+LOCAL_FIELDS = ("local_ctx", "idle_unload_min")  # on the Local GPUs page, not under Answers
+
 
 
 class SettingsDialog(QDialog):
@@ -83,9 +84,9 @@ class SettingsDialog(QDialog):
         advanced_form = QFormLayout(advanced)
         self.numeric: dict[str, QSpinBox | QDoubleSpinBox] = {}
         for f in dataclasses.fields(Settings):
-            if f.name in TEXT_FIELDS:
+            if f.name in LOCAL_FIELDS or type(f.default) not in (int, float):
                 continue
-            box: QSpinBox | QDoubleSpinBox = QSpinBox() if f.type in ("int", int) \
+            box: QSpinBox | QDoubleSpinBox = QSpinBox() if type(f.default) is int \
                 else QDoubleSpinBox()
             box.setRange(f.metadata["min"], f.metadata["max"])
             box.setValue(getattr(settings, f.name))

@@ -1,0 +1,95 @@
+"""The embedded runtime's child process: llama.cpp serving one GGUF model over the
+OpenAI protocol on 127.0.0.1, behind a bearer token.
+
+Started by the supervisor as `switchboard --serve-model MODEL …` (frozen builds) or
+`python -m app --serve-model MODEL …`. It binds its port first and says which on
+stdout (`SWITCHBOARD_PORT n`), loads the model (llama.cpp prints one `.` per percent to
+stderr, which the supervisor turns into progress), then says `SWITCHBOARD_READY` and
+serves. It exits when its parent does (its stdin closes), so a killed app leaves no
+runtime holding VRAM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import threading
+
+TOKEN_ENV = "SWITCHBOARD_RUNTIME_TOKEN"  # never on the command line: others can read argv
+PORT_LINE = "SWITCHBOARD_PORT"
+READY_LINE = "SWITCHBOARD_READY"
+LLAMA_SPLIT_MODE_LAYER = 1
+
+
+def add_arguments(p: argparse._ActionsContainer) -> None:
+    """The child's flags; hidden from `--help`, since only the supervisor passes them."""
+    hidden = argparse.SUPPRESS
+    p.add_argument("--alias", default="local", help=hidden)
+    p.add_argument("--n-ctx", type=int, default=4096, help=hidden)
+    p.add_argument("--n-gpu-layers", type=int, default=0, help=hidden)
+    p.add_argument("--tensor-split", default="", help=hidden)  # comma-separated proportions
+    p.add_argument("--main-gpu", type=int, default=0, help=hidden)
+    p.add_argument("--flash-attn", action="store_true", help=hidden)
+    p.add_argument("--n-threads", type=int, default=0, help=hidden)  # 0: half the cores
+
+
+def _exit_with_parent() -> None:
+    """Exit when the parent closes our stdin: it ended, however it ended."""
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def serve(model: str, args: argparse.Namespace) -> int:
+    token = os.environ.pop(TOKEN_ENV, "")
+    if not token:
+        print(f"serve-model: {TOKEN_ENV} is not set", file=sys.stderr)
+        return 2
+    _exit_with_parent()
+
+    # Imported here: the tray app itself never needs the server stack.
+    import uvicorn
+    from llama_cpp.server.app import create_app
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    # pydantic-settings fills unset fields from same-named environment variables
+    # (MODEL, N_CTX, VERBOSE, CONFIG_FILE…): none of the user's may leak into ours.
+    for name in (*ModelSettings.model_fields, *ServerSettings.model_fields, "config_file"):
+        os.environ.pop(name.upper(), None)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    print(f"{PORT_LINE} {port}", flush=True)
+
+    split = [float(x) for x in args.tensor_split.split(",") if x] or None
+    model_settings = ModelSettings(
+        model=model,
+        model_alias=args.alias,
+        n_ctx=args.n_ctx,
+        n_gpu_layers=args.n_gpu_layers,
+        split_mode=LLAMA_SPLIT_MODE_LAYER,
+        main_gpu=args.main_gpu,
+        tensor_split=split,
+        flash_attn=args.flash_attn,
+        n_threads=args.n_threads or max(1, (os.cpu_count() or 2) // 2),
+        logits_all=False,  # the server's default computes logits for every prompt token
+        verbose=True,  # the load progress dots and errors go to stderr, for the supervisor
+    )
+    # interrupt_requests off: a second request waits instead of cutting a running stream.
+    server_settings = ServerSettings(host="127.0.0.1", port=port, api_key=token,
+                                     interrupt_requests=False)
+    app = create_app(server_settings=server_settings, model_settings=[model_settings])
+    print(READY_LINE, flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server.run(sockets=[sock])
+    return 0
