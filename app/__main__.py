@@ -27,6 +27,15 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", help="model name (default: from Settings)")
     doctor = verbs.add_parser("doctor", help="check the office node, key store and data folder")
     doctor.add_argument("--json", action="store_true", help="machine-readable report")
+    gpu_plan = verbs.add_parser("gpu-plan", help="show how a GGUF model would be split "
+                                                  "across this computer's GPUs")
+    gpu_plan.add_argument("model", metavar="MODEL.gguf")
+    gpu_plan.add_argument("--gpus", metavar="MIB,MIB,...",
+                          help="plan for these GPUs (memory in MiB) instead of this "
+                               "computer's; 'none' for no GPU")
+    gpu_plan.add_argument("--ctx", type=int, metavar="N", help="context length to plan for "
+                                                                "(default: the largest that fits)")
+    gpu_plan.add_argument("--json", action="store_true", help="machine-readable plan")
     return p
 
 
@@ -44,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import doctor as run_doctor
 
         return run_doctor(as_json=args.json)
+    if args.verb == "gpu-plan":
+        from app.cli import gpu_plan as run_gpu_plan
+
+        return run_gpu_plan(args.model, gpus=args.gpus, n_ctx=args.ctx, as_json=args.json)
     if args.selftest:
         from app.ui.selftest import selftest
 

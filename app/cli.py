@@ -8,12 +8,16 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any, TextIO
 
 from app.core import paths, secrets
 from app.core.errors import SwitchboardError
 from app.core.llm.office_node import OfficeNode
 from app.core.llm.openai_client import Delta
+from app.core.runtime import gpus as gpu_inventory
+from app.core.runtime.planner import Plan, plan
 from app.core.settings import Settings
 
 EXIT_ERROR = 2
@@ -113,3 +117,59 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
                          + ("" if dd["writable"] else f" is not writable ({dd.get('error')})"))
     for problem in report["settings"]["problems"]:
         line(False, f"settings: {problem}")
+
+
+def gpu_plan(model_path: str | Path, gpus: str | None = None, n_ctx: int | None = None,
+             as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Print how the model would be split across the GPUs (this computer's, or `gpus` as
+    "MIB,MIB,..."); exit 2 when the model is refused or an argument is wrong."""
+    # Imported here: gguf (and numpy) are not needed by the other verbs.
+    from app.core.runtime.gguf_inspect import inspect_model
+
+    try:
+        devices = (gpu_inventory.parse_gpu_list(gpus) if gpus is not None
+                   else gpu_inventory.inventory())
+    except ValueError as e:
+        print(f"switchboard: --gpus: {e}", file=err)
+        return EXIT_ERROR
+    if n_ctx is not None and n_ctx < 1:
+        print(f"switchboard: --ctx must be a positive number of tokens, not {n_ctx}", file=err)
+        return EXIT_ERROR
+    try:
+        model = inspect_model(Path(model_path))
+    except SwitchboardError as e:
+        print(f"switchboard: {e.user_text()}", file=err)
+        return EXIT_ERROR
+    result = plan(model, devices, n_ctx=n_ctx)
+    if as_json:
+        report = {**result.to_json(), "gpus": [asdict(g) for g in devices],
+                  "model": {"name": model.name, "quantisation": model.quantisation,
+                            "n_layers": model.n_layers, "n_ctx_train": model.n_ctx_train,
+                            "file_size": model.file_size}}
+        json.dump(report, out, indent=2)
+        out.write("\n")
+    else:
+        _print_plan(model.name, model.quantisation, devices, result, out)
+    return 0
+
+
+def _print_plan(name: str, quantisation: str, devices: list[gpu_inventory.Gpu], result: Plan,
+                out: TextIO) -> None:
+    out.write(f"{name} ({quantisation}, {result.n_layers} layers)\n")
+    if devices:
+        out.write(f"{'GPU':<4}{'name':<36}{'free MiB':>10}{'usable':>9}{'needs':>9}"
+                  f"{'share':>8}\n")
+        shares = result.tensor_split or tuple(0.0 for _ in devices)
+        for gpu, usable, need, share in zip(devices, result.usable_mib, result.per_gpu_mib,
+                                            shares, strict=True):
+            out.write(f"{gpu.index:<4}{gpu.name[:35]:<36}{gpu.free_mib:>10}{usable:>9}"
+                      f"{need:>9}{share:>8.1%}\n")
+    where = ("all on the GPUs" if result.fits
+             else f"{result.gpu_blocks} of {result.n_layers} layers on the GPUs"
+             if result.n_gpu_layers else "on the processor")
+    out.write(f"system memory: {result.cpu_mib} MiB; model {where}\n")
+    out.write(f"n_gpu_layers {result.n_gpu_layers}, context {result.n_ctx} tokens, "
+              f"flash attention {'on' if result.flash_attn else 'off'}, "
+              f"KV cache {result.cache_type}, split mode {result.split_mode}\n")
+    for warning in result.warnings:
+        out.write(f"note: {warning}\n")

@@ -349,7 +349,7 @@ def test_follows_the_stream_only_from_the_bottom(view: ChatView, qtbot: QtBot) -
     assert bar.value() < bar.maximum()
     assert abs(view.visualRect(anchor).top() - top_before) <= 1  # the reader's row stays put
 
-    view.scroll_to_bottom()
+    view.scrollToBottom()
     assert bar.value() == bar.maximum()
 
 

@@ -16,6 +16,8 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import AsyncIterator, Iterable
+from typing import cast
 
 TOKEN_ENV = "SWITCHBOARD_RUNTIME_TOKEN"  # never on the command line: others can read argv
 PORT_LINE = "SWITCHBOARD_PORT"
@@ -49,6 +51,100 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def cache_token_pieces() -> None:
+    """Make detokenising a growing answer cost per new token, not per answer length.
+
+    For every streamed token llama-cpp-python (0.3.x) detokenises the whole answer so
+    far (`Llama._create_completion`), one ctypes call per token: the cost of each token
+    grows with the answer, quadratic in all. A token's bytes never change, so they are
+    looked up once and joined; the result is byte-for-byte what `LlamaModel.detokenize`
+    returns (the pieces concatenated, minus a BOS's leading space).
+    """
+    from llama_cpp._internals import LlamaModel
+
+    def detokenize(self: LlamaModel, tokens: list[int], special: bool = False) -> bytes:
+        pieces: dict[tuple[int, bool], bytes] = self.__dict__.setdefault("_pieces", {})
+        for token in set(tokens).difference(t for t, s in pieces if s == special):
+            pieces[(token, special)] = _piece(self, token, special)
+        output = b"".join([pieces[(t, special)] for t in tokens])
+        if tokens and tokens[0] == self.token_bos() and output[:1] == b" ":
+            return output[1:]
+        return output
+
+    LlamaModel.detokenize = detokenize  # type: ignore[method-assign]
+
+
+def read_ahead_generation() -> None:
+    """Let generation run ahead of sending, on its own thread.
+
+    llama_cpp.server pulls each chunk with a fresh thread-pool hop and only then sends
+    it, so the model waits while the event loop sends, and the per-token HTTP/SSE cost
+    adds to the per-token model cost. Here one thread produces chunks into a queue as
+    fast as the model makes them while the loop sends: the two costs overlap.
+    """
+    import asyncio
+
+    import anyio
+    import llama_cpp.server.app as server_app
+
+    done = object()
+
+    async def iterate_ahead[T](iterator: Iterable[T]) -> AsyncIterator[T]:
+        chunks: asyncio.Queue[object] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for chunk in iterator:
+                    loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+                    if stop.is_set():
+                        break
+            except BaseException as e:  # noqa: BLE001 — re-raised on the loop below
+                loop.call_soon_threadsafe(chunks.put_nowait, _Raised(e))
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()  # on this thread, where the generator ran
+                loop.call_soon_threadsafe(chunks.put_nowait, done)
+
+        producer = threading.Thread(target=produce, name="generate", daemon=True)
+        producer.start()
+        try:
+            while (chunk := await chunks.get()) is not done:
+                if isinstance(chunk, _Raised):
+                    raise chunk.error
+                yield cast(T, chunk)
+        finally:
+            stop.set()
+            # The model lock is released when our caller returns: the generating thread
+            # must be out of llama.cpp by then, even when the client went away.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(producer.join)
+
+    server_app.iterate_in_threadpool = iterate_ahead
+
+
+class _Raised:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _piece(model: object, token: int, special: bool) -> bytes:
+    import ctypes
+
+    import llama_cpp
+
+    buffer = (ctypes.c_char * 64)()
+    n = llama_cpp.llama_token_to_piece(model.vocab, llama_cpp.llama_token(token),  # type: ignore[attr-defined]
+                                       buffer, 64, 0, special)
+    if n < 0:  # a longer piece than the buffer: ask again with the size it needs
+        buffer = (ctypes.c_char * -n)()
+        n = llama_cpp.llama_token_to_piece(model.vocab, llama_cpp.llama_token(token),  # type: ignore[attr-defined]
+                                           buffer, -n, 0, special)
+    return ctypes.string_at(buffer, n)
+
+
 def serve(model: str, args: argparse.Namespace) -> int:
     token = os.environ.pop(TOKEN_ENV, "")
     if not token:
@@ -66,6 +162,8 @@ def serve(model: str, args: argparse.Namespace) -> int:
     for name in (*ModelSettings.model_fields, *ServerSettings.model_fields, "config_file"):
         os.environ.pop(name.upper(), None)
 
+    cache_token_pieces()
+    read_ahead_generation()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

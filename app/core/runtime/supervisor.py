@@ -17,9 +17,10 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.core import errors, logs
 from app.core.runtime.serve import PORT_LINE, READY_LINE, TOKEN_ENV
@@ -103,7 +104,7 @@ class Supervisor:
         return self.base_url, self.token
 
     @contextlib.asynccontextmanager
-    async def in_use(self):  # type: ignore[no-untyped-def]
+    async def in_use(self) -> AsyncIterator[None]:
         """Wrap each request: the idle-unload clock runs only while nothing is in use."""
         self._busy += 1
         self._cancel_idle_timer()
@@ -156,8 +157,8 @@ class Supervisor:
         self.status = status
         self.on_status(status)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -171,7 +172,9 @@ class Supervisor:
         self._spawn(self._run())
 
     async def _run(self) -> None:
-        env = {**os.environ, TOKEN_ENV: self.token}
+        # CUDA numbers GPUs fastest-first by default; NVML and nvidia-smi, which the plan
+        # comes from, by PCI bus. One order for both, or tensor_split lands on wrong GPUs.
+        env = {**os.environ, TOKEN_ENV: self.token, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
         log.info("starting the runtime: %s", " ".join(self.command))
         try:
             process = await asyncio.create_subprocess_exec(
