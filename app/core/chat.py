@@ -4,12 +4,13 @@ grows, so a fault, a Stop or a killed process never loses what was already recei
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.core.errors import SwitchboardError
+from app.core.errors import StorageFailed, SwitchboardError
 from app.core.history import History, Message, Status
 from app.core.llm.backend import Backend
 from app.core.llm.openai_client import Delta, Finished
@@ -82,27 +83,39 @@ class ChatService:
                      status, len(text), model,
                      f"; {type(error).__name__}: {error.detail}" if error else "")
             error_text = error.user_text() if error else ""
-            history.update_message(answer.id, content=text, status=status, error=error_text,
-                                   model=model)
+            try:
+                history.update_message(answer.id, content=text, status=status,
+                                       error=error_text, model=model)
+            except StorageFailed as e:
+                # The disk is full: the user still sees the whole answer; what was saved
+                # so far is kept and marked interrupted at the next start.
+                log.error("could not save answer %d: %s", answer.id, e.detail)
+                error = error or e
+                error_text = error.user_text()
             done = Message(answer.id, chat_id, "assistant", text, status, answer.created_at,
                            model, error_text)
             emit(AnswerFinished(done, error))
             return done
 
         try:
-            async for event in backend.stream_chat(messages):
-                if isinstance(event, Delta):
-                    parts.append(event.text)
-                    emit(TextAppended(answer.id, event.text))
-                    if time.monotonic() - saved_at >= SAVE_EVERY_S:
-                        history.update_message(answer.id, content="".join(parts))
-                        saved_at = time.monotonic()
-                elif isinstance(event, Finished):
-                    model = event.model
+            # aclosing: a stream left early closes its HTTP response at once.
+            async with contextlib.aclosing(backend.stream_chat(messages)) as stream:
+                async for event in stream:
+                    if isinstance(event, Delta):
+                        parts.append(event.text)
+                        emit(TextAppended(answer.id, event.text))
+                        if time.monotonic() - saved_at >= SAVE_EVERY_S:
+                            history.update_message(answer.id, content="".join(parts))
+                            saved_at = time.monotonic()
+                    elif isinstance(event, Finished):
+                        model = event.model
         except asyncio.CancelledError:
             finish("cancelled")
             raise
-        except SwitchboardError as e:
+        except Exception as e:  # noqa: BLE001 — no fault may leave an answer "streaming"
+            if not isinstance(e, SwitchboardError):
+                log.exception("unexpected failure while answering")
+                e = SwitchboardError(f"{type(e).__name__}: {e}")
             # `parts` already holds every delta the backend yielded, i.e. `e.partial`.
             return finish("interrupted" if parts else "error", e)
         return finish("complete")

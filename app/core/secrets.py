@@ -68,8 +68,11 @@ def get_secret(name: str) -> str | None:
     else:
         try:
             value = backend.get_password(SERVICE, name)
-        except keyring.errors.KeyringError:
-            return None
+        except keyring.errors.KeyringError as e:
+            # Locked, or its service is not answering: say so, rather than carry on
+            # as if no token were saved (every request would then be refused).
+            raise KeyStoreUnavailable(f"the key store could not be read ({type(e).__name__})"
+                                      ) from None
     logs.add_secret(value)  # whatever else goes wrong, this value never reaches the log
     return value
 

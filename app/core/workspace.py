@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.core import paths, secrets
 from app.core.chat import ChatEvent, ChatService
+from app.core.errors import SwitchboardError
 from app.core.history import History, Message
 from app.core.llm.backend import Backend, Health
+from app.core.llm.local_gpus import LocalGPUs
 from app.core.llm.office_node import OfficeNode
+from app.core.llm.openai_client import ChatMessages, StreamEvent
+from app.core.runtime.supervisor import Status
 from app.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +29,11 @@ class Workspace:
     settings: Settings
     history: History
     problems: list[str] = field(default_factory=list)  # found while loading, for the user
+    # Told of the local runtime's loading, readiness and crashes (on the core's loop).
+    on_runtime_status: Callable[[Status], None] = lambda status: None
     _backend: Backend | None = field(default=None, init=False)
+    _streams: dict[int, int] = field(default_factory=dict, init=False)  # id(backend) → count
+    _retired: list[Backend] = field(default_factory=list, init=False)
 
     @classmethod
     def open(cls) -> Workspace:
@@ -42,47 +51,116 @@ class Workspace:
     def chats(self) -> ChatService:
         return ChatService(self.history)
 
-    def backend(self) -> Backend:
-        """The office node as configured (it says NotConfigured when used, if it isn't)."""
+    async def backend(self) -> Backend:
+        """The tier chats run on, as configured; built on first use.
+
+        Nothing is kept when the key store can't be read (locked at login, say): the next
+        call tries again rather than going on without the token.
+        """
         if self._backend is None:
-            self._backend = OfficeNode(self.settings, secrets.get_secret(secrets.NODE_TOKEN))
+            if self.settings.backend == "local GPUs":
+                self._backend = LocalGPUs(self.settings, on_status=self.on_runtime_status)
+            else:
+                token = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
+                self._backend = OfficeNode(self.settings, token)
         return self._backend
 
     def backend_label(self) -> str:
-        """ "Office node · host:port · model", from settings alone (no keyring, no I/O)."""
+        """ "Office node · host:port · model", from what is in memory (no I/O)."""
+        backend = self._backend  # read once: the core thread may replace it meanwhile
+        if self.settings.backend == "local GPUs":
+            name = Path(self.settings.model_path).name or "no model chosen"
+            return f"Local GPUs · {name}"
         if not self.settings.node_url:
             return "Office node (not set up)"
         host = urlsplit(self.settings.node_url).netloc
-        model = self.settings.model or (self._backend.model if isinstance(
-            self._backend, OfficeNode) else "")
+        model = self.settings.model or (backend.model if isinstance(backend, OfficeNode) else "")
         return " · ".join(part for part in ("Office node", host, model) if part)
 
     async def health(self) -> Health:
-        return await self.backend().health()
+        try:
+            backend = await self.backend()
+        except SwitchboardError as e:
+            return Health(ok=False, error=e)
+        return await backend.health()
 
     async def send(self, chat_id: int, prompt: str,
                    emit: Callable[[ChatEvent], None]) -> Message:
-        return await self.chats.send(chat_id, prompt, self.backend(), emit)
+        try:
+            backend: Backend = await self.backend()
+        except SwitchboardError as e:
+            backend = Unavailable(e)  # the question is still saved, with the error beside it
+        key = id(backend)
+        self._streams[key] = self._streams.get(key, 0) + 1
+        try:
+            return await self.chats.send(chat_id, prompt, backend, emit)
+        finally:
+            self._streams[key] -= 1
+            if not self._streams[key]:
+                del self._streams[key]
+                if backend in self._retired:  # settings changed while it answered
+                    self._retired.remove(backend)
+                    await backend.aclose()
+
+    async def stop_runtime(self) -> None:
+        """Unload the local model now (frees the GPUs); it loads again when asked."""
+        if isinstance(self._backend, LocalGPUs) and self._backend.supervisor is not None:
+            await self._backend.supervisor.stop()
 
     async def apply_settings(self, settings: Settings, token: str | None) -> None:
-        """Save settings (atomically) and the token (keyring); `None` leaves the token."""
-        if token is not None:
-            if token:
-                await asyncio.to_thread(secrets.set_secret, secrets.NODE_TOKEN, token)
-            else:
-                await asyncio.to_thread(secrets.delete_secret, secrets.NODE_TOKEN)
-        await asyncio.to_thread(settings.save)
-        self.settings = settings
-        await self._drop_backend()
+        """Save settings (atomically) and the token (keyring); `None` leaves the token.
+
+        An answer streaming meanwhile finishes on the backend it started on.
+        """
+        try:
+            if token is not None:
+                if token:
+                    await asyncio.to_thread(secrets.set_secret, secrets.NODE_TOKEN, token)
+                else:
+                    await asyncio.to_thread(secrets.delete_secret, secrets.NODE_TOKEN)
+            await asyncio.to_thread(settings.save)
+            self.settings = settings
+        finally:
+            await self._drop_backend()
 
     async def _drop_backend(self) -> None:
         backend, self._backend = self._backend, None
-        if backend is not None:
+        if backend is None:
+            return
+        if id(backend) in self._streams:
+            self._retired.append(backend)  # closed when its last answer ends
+        else:
             await backend.aclose()
 
     async def close(self) -> None:
-        await self._drop_backend()
+        for backend in [self._backend, *self._retired]:
+            if backend is not None:
+                await backend.aclose()
+        self._backend, self._retired = None, []
         self.history.close()
+
+
+class Unavailable:
+    """Stands in for a backend that could not be built; answers with why."""
+
+    name = "Unavailable"
+
+    def __init__(self, error: SwitchboardError) -> None:
+        self.error = error
+
+    def describe(self) -> str:
+        return self.error.title
+
+    async def health(self) -> Health:
+        return Health(ok=False, error=self.error)
+
+    async def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
+                          temperature: float | None = None) -> AsyncGenerator[StreamEvent, None]:
+        raise self.error
+        yield  # an async generator, like every backend's stream_chat
+
+    async def aclose(self) -> None:
+        pass
 
 
 async def test_connection(settings: Settings, token: str | None) -> Health:

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from PySide6.QtCore import QObject, QPoint, QRect, QSize, QTimer
+from PySide6.QtCore import QObject, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
@@ -74,18 +74,24 @@ class SwitchboardApp(QObject):
             self.main_window.reload_chats()
             window.open_chat(chat_id)
         window.show()
-        window.setWindowState(window.windowState() & ~window.windowState().WindowMinimized)
+        window.setWindowState(window.windowState() & ~Qt.WindowState.WindowMinimized)
         window.raise_()
         window.activateWindow()
         window.composer.setFocus()
 
     def open_settings(self) -> None:
-        if self.settings_dialog is None or not self.settings_dialog.isVisible():
+        if self.settings_dialog is None:
+            # A new one each time, so it shows the settings as they are now; it deletes
+            # itself when closed.
             self.settings_dialog = SettingsDialog(self.bridge, self.workspace, self.main_window)
             self.settings_dialog.accepted.connect(self._settings_saved)
+            self.settings_dialog.destroyed.connect(self._settings_closed)
         self.settings_dialog.show()
         self.settings_dialog.raise_()
         self.settings_dialog.activateWindow()
+
+    def _settings_closed(self) -> None:
+        self.settings_dialog = None
 
     def _settings_saved(self) -> None:
         self.controller.check_health()
@@ -147,6 +153,8 @@ def run_tray_app(show_window: bool = False) -> int:
         return 0 if ask_first_instance_to_show() else 1
 
     log_file = logs.setup()
+    # An exception in a Qt slot would otherwise go to a stderr nobody sees.
+    sys.excepthook = lambda *info: log.critical("uncaught exception", exc_info=info)
     log.info("Switchboard %s starting; log at %s", __version__, log_file)
     workspace = Workspace.open()
     app = SwitchboardApp(workspace)

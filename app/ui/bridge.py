@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.core.chat import ChatEvent, TextAppended
+
+log = logging.getLogger(__name__)
 
 FRAME_S = 1 / 60  # the most often streamed text reaches the GUI
 
@@ -87,6 +91,9 @@ class Bridge(QObject):
 
     @Slot(object, object)
     def _call(self, callback: Callable[[Any], None], value: Any) -> None:
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, QObject) and not shiboken6.isValid(owner):
+            return  # its widget was closed and deleted while the work ran: nobody to tell
         callback(value)
 
     def post(self, callback: Callable[[Any], None], value: Any = None) -> None:
@@ -112,6 +119,8 @@ class Bridge(QObject):
             if error is not None:
                 if on_error is not None:
                     self.post(on_error, error)
+                else:
+                    log.error("background task failed", exc_info=error)
             elif on_done is not None:
                 self.post(on_done, f.result())
 

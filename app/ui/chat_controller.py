@@ -90,9 +90,16 @@ class ChatController(QObject):
         if self._stream is not None or not prompt.strip():
             return False
         emit = self.bridge.coalesced(self._on_event)
-        self._stream = self.bridge.run(self.workspace.send(chat_id, prompt, emit),
-                                       on_error=self._on_send_error)
-        self._stream.add_done_callback(lambda _f: self.bridge.post(self._on_stream_done))
+
+        async def answer() -> None:
+            try:
+                await self.workspace.send(chat_id, prompt, emit)
+            finally:
+                # From the task itself, after the answer is saved: a cancelled future is
+                # "done" at once, before the task has finished saving what it had.
+                self.bridge.post(self._on_stream_done)
+
+        self._stream = self.bridge.run(answer(), on_error=self._on_error)
         self.busyChanged.emit(True)
         return True
 
@@ -111,9 +118,6 @@ class ChatController(QObject):
         self._stream = None
         self.busyChanged.emit(False)
         self.chatsChanged.emit()  # titles and order change with a new message
-
-    def _on_send_error(self, error: BaseException) -> None:
-        self._on_error(error)
 
     def _on_error(self, error: BaseException) -> None:
         if not isinstance(error, SwitchboardError):

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -44,6 +45,7 @@ class SettingsDialog(QDialog):
         self.bridge = bridge
         self.workspace = workspace
         self.setWindowTitle("Switchboard — Settings")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.setMinimumWidth(520)
         settings = workspace.settings
 
@@ -78,6 +80,7 @@ class SettingsDialog(QDialog):
         self.test_button.clicked.connect(self.test_connection)
         self.test_result = QLabel()
         self.test_result.setWordWrap(True)
+        self.test_result.setTextFormat(Qt.TextFormat.PlainText)  # server text is not HTML
         form.addRow(self.test_button, self.test_result)
 
         advanced = QGroupBox("Answers")
@@ -94,6 +97,7 @@ class SettingsDialog(QDialog):
             advanced_form.addRow(f.metadata["label"] + ":", box)
 
         self.error = QLabel()
+        self.error.setTextFormat(Qt.TextFormat.PlainText)
         self.error.setStyleSheet("color: #b3261e;")
         self.error.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save

@@ -3,6 +3,8 @@ banner."""
 
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
@@ -48,14 +50,11 @@ class ErrorBanner(QLabel):
         self.hide()
 
     def show_error(self, error: SwitchboardError) -> None:
-        self.setText(f"<b>{_escape(error.title)}</b><br>{_escape(error.hint)}"
-                     + (f"<br><small>{_escape(error.detail)}</small>" if error.detail else ""))
+        self.setText(f"<b>{escape(error.title)}</b><br>{escape(error.hint)}"
+                     + (f"<br><small>{escape(error.detail)}</small>" if error.detail else ""))
         self.show()
 
     def clear_error(self) -> None:
         self.clear()
         self.hide()
 
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

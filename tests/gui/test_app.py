@@ -68,8 +68,12 @@ def test_stop_cancels_within_100_ms_and_keeps_the_partial_answer(
     fault_server.set_scenario("ok", chunks=["word "] * 500, delay_s=0.02)
     app = build_app(node_url=fault_server.base_url)
     finished: list[float] = []
+    order: list[str] = []
     app.controller.chatEvent.connect(
         lambda e: finished.append(time.monotonic()) if isinstance(e, AnswerFinished) else None)
+    app.controller.chatEvent.connect(
+        lambda e: order.append("finished") if isinstance(e, AnswerFinished) else None)
+    app.controller.busyChanged.connect(lambda busy: order.append(f"busy={busy}"))
     type_and_send(qtbot, app, "Talk for a long time")
     qtbot.waitUntil(lambda: len(messages(app)) == 2 and messages(app)[-1].content.count("word") > 3)
     assert app.main_window.send_button.text() == "Stop"
@@ -80,6 +84,8 @@ def test_stop_cancels_within_100_ms_and_keeps_the_partial_answer(
     assert last_answer_is(app, "cancelled")
     assert messages(app)[-1].content.startswith("word word word")
     qtbot.waitUntil(lambda: app.main_window.send_button.text() == "Send")
+    # Not free for a new question until the stopped answer is saved.
+    assert order == ["busy=True", "finished", "busy=False"]
 
 
 def test_a_node_dropping_mid_answer_shows_the_error_and_keeps_the_partial_answer(
@@ -132,8 +138,9 @@ def test_settings_round_trip_keeps_the_token_only_in_the_key_store(
     qtbot.waitUntil(lambda: "Connected" in dialog.test_result.text(), timeout=10_000)
     assert fault_server.requests[-1].headers["authorization"] == "Bearer tok-very-secret-123"
     assert dialog.model.currentText() == "stand-in-model"  # filled from the node's list
-    dialog.save()
-    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=5000)
+    with qtbot.waitSignal(dialog.accepted, timeout=5000):
+        dialog.save()
+    qtbot.waitUntil(lambda: app.settings_dialog is None)  # closed, and deleted
 
     saved = json.loads(paths.settings_file().read_text())["settings"]
     assert saved["node_url"] == fault_server.base_url and saved["max_tokens"] == 333
@@ -145,7 +152,7 @@ def test_settings_round_trip_keeps_the_token_only_in_the_key_store(
 
     app.open_settings()
     again = app.settings_dialog
-    assert again is not None and again is not dialog
+    assert again is not None
     assert again.node_url.text() == fault_server.base_url
     assert again.numeric["max_tokens"].value() == 333
     assert again.token.text() == ""  # never shown back

@@ -19,6 +19,7 @@ import pytest
 from app.core.chat import AnswerFinished, ChatEvent, ChatService, MessageAdded, TextAppended
 from app.core.history import History
 from app.core.llm.office_node import OfficeNode
+from app.core.llm.openai_client import Delta
 from app.core.settings import Settings
 from tests.fixtures.fault_server import FaultServer
 
@@ -161,3 +162,35 @@ def test_a_killed_process_leaves_its_partial_answer_marked_interrupted(
     answer = history.messages(history.chats()[0].id)[-1]
     assert answer.status == "interrupted"
     assert answer.content.startswith("word word") and len(answer.content) >= len(saved)
+
+
+class BrokenBackend:
+    """A backend failing with something no backend should raise: a bug, not a fault."""
+
+    name = "Broken"
+
+    def describe(self) -> str:
+        return self.name
+
+    async def health(self) -> object:
+        raise NotImplementedError
+
+    async def stream_chat(self, messages: object, **_kw: object):  # type: ignore[no-untyped-def]
+        yield Delta("partial ")
+        raise AttributeError("'str' object has no attribute 'get'")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_an_unexpected_failure_still_ends_the_answer_and_keeps_its_text(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite3")
+    chat = history.create_chat()
+    events: list[ChatEvent] = []
+    asyncio.run(ChatService(history).send(chat.id, "hi", BrokenBackend(),  # type: ignore[arg-type]
+                                          events.append))
+    finished = events[-1]
+    assert isinstance(finished, AnswerFinished) and finished.message.status == "interrupted"
+    answer = history.messages(chat.id)[-1]
+    assert (answer.content, answer.status) == ("partial ", "interrupted")
+    assert "AttributeError" in answer.error

@@ -3,7 +3,7 @@ describe itself. Adding a backend is adding one module that satisfies it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +35,6 @@ class Backend(Protocol):
     async def health(self) -> Health: ...
 
     def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
-                    temperature: float | None = None) -> AsyncIterator[StreamEvent]: ...
+                    temperature: float | None = None) -> AsyncGenerator[StreamEvent, None]: ...
 
     async def aclose(self) -> None: ...

@@ -4,7 +4,7 @@ process on 127.0.0.1, split across this computer's GPUs by the planner."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 from app.core import errors, paths
@@ -88,7 +88,7 @@ class LocalGPUs:
         return self._client
 
     async def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
-                          temperature: float | None = None) -> AsyncIterator[StreamEvent]:
+                          temperature: float | None = None) -> AsyncGenerator[StreamEvent, None]:
         supervisor = await asyncio.to_thread(self._prepare)
         async with supervisor.in_use():
             base_url, token = await supervisor.ensure_ready()

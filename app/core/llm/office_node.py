@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -77,7 +77,7 @@ class OfficeNode:
         return self._model
 
     async def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
-                          temperature: float | None = None) -> AsyncIterator[StreamEvent]:
+                          temperature: float | None = None) -> AsyncGenerator[StreamEvent, None]:
         self._require_address()
         model = await self._resolve_model()
         async for event in self.client.stream_chat(
