@@ -1,4 +1,4 @@
-"""The command-line verbs for IT, scripts and tests: `ask` and `doctor`. Same core as
+"""The command-line verbs for IT, scripts and tests: `ask`, `doctor` and `gpu-plan`. Same core as
 the tray app, no window, no Qt."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from app.core.errors import SwitchboardError
 from app.core.llm.office_node import OfficeNode
 from app.core.llm.openai_client import Delta
 from app.core.runtime import gpus as gpu_inventory
-from app.core.runtime.planner import Plan, plan
+from app.core.runtime.planner import plan, plan_report
 from app.core.settings import Settings
 
 EXIT_ERROR = 2
@@ -149,27 +149,5 @@ def gpu_plan(model_path: str | Path, gpus: str | None = None, n_ctx: int | None 
         json.dump(report, out, indent=2)
         out.write("\n")
     else:
-        _print_plan(model.name, model.quantisation, devices, result, out)
+        out.write(plan_report(result, model, devices))
     return 0
-
-
-def _print_plan(name: str, quantisation: str, devices: list[gpu_inventory.Gpu], result: Plan,
-                out: TextIO) -> None:
-    out.write(f"{name} ({quantisation}, {result.n_layers} layers)\n")
-    if devices:
-        out.write(f"{'GPU':<4}{'name':<36}{'free MiB':>10}{'usable':>9}{'needs':>9}"
-                  f"{'share':>8}\n")
-        shares = result.tensor_split or tuple(0.0 for _ in devices)
-        for gpu, usable, need, share in zip(devices, result.usable_mib, result.per_gpu_mib,
-                                            shares, strict=True):
-            out.write(f"{gpu.index:<4}{gpu.name[:35]:<36}{gpu.free_mib:>10}{usable:>9}"
-                      f"{need:>9}{share:>8.1%}\n")
-    where = ("all on the GPUs" if result.fits
-             else f"{result.gpu_blocks} of {result.n_layers} layers on the GPUs"
-             if result.n_gpu_layers else "on the processor")
-    out.write(f"system memory: {result.cpu_mib} MiB; model {where}\n")
-    out.write(f"n_gpu_layers {result.n_gpu_layers}, context {result.n_ctx} tokens, "
-              f"flash attention {'on' if result.flash_attn else 'off'}, "
-              f"KV cache {result.cache_type}, split mode {result.split_mode}\n")
-    for warning in result.warnings:
-        out.write(f"note: {warning}\n")

@@ -16,9 +16,10 @@ from app import __version__
 from app.core import logs
 from app.core.errors import NotConfigured
 from app.core.llm.backend import Health
+from app.core.runtime.supervisor import State, Status
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge, CoreLoop
-from app.ui.chat_controller import ChatController
+from app.ui.chat_controller import ChatController, runtime_line
 from app.ui.main_window import MainWindow
 from app.ui.quick_ask import QuickAsk
 from app.ui.resources import icon
@@ -50,6 +51,7 @@ class SwitchboardApp(QObject):
         self.quick_ask.continueRequested.connect(self.show_main)
         self.controller.busyChanged.connect(self._update_tray)
         self.controller.healthChanged.connect(self._on_health)
+        self.controller.runtimeChanged.connect(self._on_runtime)
         self.controller.chatsChanged.connect(self.main_window.reload_chats)
 
     def start(self) -> None:
@@ -102,12 +104,19 @@ class SwitchboardApp(QObject):
         self.tray.set_status_line(health.summary(label) if health else f"{label}: checking…")
         self._update_tray()
 
+    def _on_runtime(self, status: Status) -> None:
+        self.tray.set_status_line(runtime_line(status))
+        self._update_tray()
+
     def _update_tray(self) -> None:
-        health = self.controller.health
+        health, runtime = self.controller.health, self.controller.runtime
+        crashed = runtime is not None and runtime.state in (State.CRASHED, State.GAVE_UP)
+        # Not set up is not broken: the tray stays calm and the menu says what to do.
+        down = health is not None and not health.ok and not isinstance(health.error,
+                                                                      NotConfigured)
         if self.controller.busy:
             self.tray.set_state(TrayState.BUSY)
-        elif health is not None and not health.ok and not isinstance(health.error,
-                                                                     NotConfigured):
+        elif crashed or down:
             self.tray.set_state(TrayState.ERROR)
         else:
             self.tray.set_state(TrayState.IDLE)

@@ -17,12 +17,29 @@ from app.core.chat import AnswerFinished, ChatEvent, MessageAdded
 from app.core.errors import NodeUnreachable, SwitchboardError
 from app.core.history import Chat
 from app.core.llm.backend import Health
+from app.core.runtime.supervisor import State, Status
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge
 
 log = logging.getLogger(__name__)
 
 HEALTH_EVERY_MS = 30_000
+
+RUNTIME_WORDS = {
+    State.STOPPED: "not loaded; it loads with the next question",
+    State.LOADING: "loading the model…",
+    State.READY: "ready",
+    State.CRASHED: "stopped unexpectedly; restarting…",
+    State.GAVE_UP: "stopped after repeated crashes; see Settings",
+}
+
+
+def runtime_line(status: Status) -> str:
+    """ "Local GPUs: loading the model… 45%", for the status bar and the tray menu."""
+    words = RUNTIME_WORDS[status.state]
+    if status.state is State.LOADING and status.progress:
+        words += f" {status.progress:.0%}"
+    return f"Local GPUs: {words}"
 
 
 class ChatController(QObject):
@@ -32,6 +49,7 @@ class ChatController(QObject):
     failed(object): a SwitchboardError to show the user.
     healthChanged(object): the office node's latest Health.
     chatsChanged(): chats were created, renamed or deleted.
+    runtimeChanged(object): the local runtime's Status (loading, ready, crashed…).
     """
 
     chatEvent = Signal(object)
@@ -39,6 +57,7 @@ class ChatController(QObject):
     failed = Signal(object)
     healthChanged = Signal(object)
     chatsChanged = Signal()
+    runtimeChanged = Signal(object)
 
     def __init__(self, bridge: Bridge, workspace: Workspace,
                  parent: QObject | None = None) -> None:
@@ -46,6 +65,8 @@ class ChatController(QObject):
         self.bridge = bridge
         self.workspace = workspace
         self.health: Health | None = None
+        self.runtime: Status | None = None
+        workspace.on_runtime_status = lambda status: bridge.post(self._on_runtime, status)
         self._stream: concurrent.futures.Future[Any] | None = None
         self._health_timer = QTimer(self, interval=HEALTH_EVERY_MS)
         self._health_timer.timeout.connect(self.check_health)
@@ -72,6 +93,13 @@ class ChatController(QObject):
             log.info("%s", health.summary(self.workspace.backend_label()))
         self.health = health
         self.healthChanged.emit(health)
+
+    def _on_runtime(self, status: Status) -> None:
+        self.runtime = status
+        self.runtimeChanged.emit(status)
+
+    def unload_model(self) -> None:
+        self.bridge.run(self.workspace.stop_runtime())
 
     def call(self, fn: Callable[..., Any], *args: Any,
              on_done: Callable[[Any], None] | None = None) -> None:

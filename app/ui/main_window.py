@@ -14,8 +14,10 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QSplitter,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -24,7 +26,8 @@ from app.core.chat import AnswerFinished, ChatEvent, MessageAdded, TextAppended
 from app.core.errors import SwitchboardError
 from app.core.history import Chat, Message
 from app.core.llm.backend import Health
-from app.ui.chat_controller import ChatController
+from app.core.runtime.supervisor import State, Status
+from app.ui.chat_controller import ChatController, runtime_line
 from app.ui.chat_view import ChatView
 from app.ui.resources import icon
 from app.ui.widgets import Composer, ErrorBanner
@@ -79,7 +82,19 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(splitter)
 
         self.node_label = QLabel("Office node: checking…")
+        self.runtime_progress = QProgressBar()
+        self.runtime_progress.setRange(0, 100)
+        self.runtime_progress.setMaximumWidth(160)
+        self.runtime_progress.hide()
+        self.unload_button = QToolButton()
+        self.unload_button.setText("Free GPUs")
+        self.unload_button.setToolTip("Unload the model now; it loads again with the next "
+                                      "question")
+        self.unload_button.clicked.connect(controller.unload_model)
+        self.unload_button.hide()
+        self.statusBar().addPermanentWidget(self.runtime_progress)
         self.statusBar().addPermanentWidget(self.node_label)
+        self.statusBar().addPermanentWidget(self.unload_button)
 
         for text, keys, slot in (("Rename chat", "F2", self.rename_chat),
                                  ("Delete chat", QKeySequence.StandardKey.Delete,
@@ -96,6 +111,7 @@ class MainWindow(QMainWindow):
         controller.failed.connect(self._on_failed)
         controller.healthChanged.connect(self._on_health)
         controller.chatsChanged.connect(self.reload_chats)
+        controller.runtimeChanged.connect(self._on_runtime)
 
     # Chats -----------------------------------------------------------------------------
 
@@ -223,6 +239,13 @@ class MainWindow(QMainWindow):
 
     def _on_health(self, health: Health) -> None:
         self.node_label.setText(health.summary(self.controller.workspace.backend_label()))
+
+    def _on_runtime(self, status: Status) -> None:
+        self.node_label.setText(runtime_line(status))
+        loading = status.state is State.LOADING
+        self.runtime_progress.setVisible(loading)
+        self.runtime_progress.setValue(round(status.progress * 100))
+        self.unload_button.setVisible(status.state is State.READY)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 — Qt's name
         # Closing the window keeps Switchboard in the tray; Quit is in the tray menu.

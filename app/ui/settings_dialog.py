@@ -30,9 +30,10 @@ from PySide6.QtWidgets import (
 from app.core import secrets
 from app.core.errors import SettingsError, SwitchboardError
 from app.core.llm.backend import Health
-from app.core.settings import Settings
+from app.core.settings import BACKENDS, Settings
 from app.core.workspace import Workspace, test_connection
 from app.ui.bridge import Bridge
+from app.ui.local_gpus_page import LocalGpusPage
 
 LOCAL_FIELDS = ("local_ctx", "idle_unload_min")  # on the Local GPUs page, not under Answers
 
@@ -69,7 +70,16 @@ class SettingsDialog(QDialog):
         ca_row.addWidget(self.ca_bundle, 1)
         ca_row.addWidget(browse)
 
+        self.backend = QComboBox()
+        self.backend.addItems(["Office node", "Local GPUs"])
+        self.backend.setCurrentIndex(BACKENDS.index(settings.backend))
+        self.backend.currentIndexChanged.connect(self._show_backend)
+        backend_row = QFormLayout()
+        backend_row.addRow("Run chats on:", self.backend)
+        self.local_page = LocalGpusPage(bridge, settings)
+
         node_box = QGroupBox("Office node")
+        self.node_box = node_box
         form = QFormLayout(node_box)
         form.addRow("Address:", self.node_url)
         form.addRow("Access token:", self.token)
@@ -105,13 +115,22 @@ class SettingsDialog(QDialog):
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        layout.addLayout(backend_row)
         layout.addWidget(node_box)
+        layout.addWidget(self.local_page)
         layout.addWidget(advanced)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 
+        self._show_backend()
         bridge.run(asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN),
                    on_done=self._on_token_known)
+
+    def _show_backend(self) -> None:
+        local = self.backend.currentIndex() == BACKENDS.index("local GPUs")
+        self.node_box.setVisible(not local)
+        self.local_page.setVisible(local)
+        self.adjustSize()
 
     def _on_token_known(self, token: str | None) -> None:
         if token:
@@ -129,6 +148,7 @@ class SettingsDialog(QDialog):
                                   "model": self.model.currentText(),
                                   "ca_bundle": self.ca_bundle.text()}
         values.update({name: box.value() for name, box in self.numeric.items()})
+        values.update(self.local_page.values(), backend=BACKENDS[self.backend.currentIndex()])
         return self.workspace.settings.changed(**values)
 
     def edited_token(self) -> str | None:

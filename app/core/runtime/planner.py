@@ -365,3 +365,25 @@ def _gpus_word(gpus: list[Gpu]) -> str:
 
 def _mib(size: int) -> int:
     return math.ceil(size / MIB)
+
+
+def plan_report(result: Plan, model: ModelInfo, devices: list[Gpu]) -> str:
+    """The plan as a short table for people: `gpu-plan` prints it, Settings shows it."""
+    lines = [f"{model.name} ({model.quantisation}, {result.n_layers} layers)"]
+    if devices:
+        lines.append(f"{'GPU':<4}{'name':<36}{'free MiB':>10}{'usable':>9}{'needs':>9}"
+                     f"{'share':>8}")
+        shares = result.tensor_split or tuple(0.0 for _ in devices)
+        for gpu, usable, need, share in zip(devices, result.usable_mib, result.per_gpu_mib,
+                                            shares, strict=True):
+            lines.append(f"{gpu.index:<4}{gpu.name[:35]:<36}{gpu.free_mib:>10}{usable:>9}"
+                         f"{need:>9}{share:>8.1%}")
+    where = ("all on the GPUs" if result.fits
+             else f"{result.gpu_blocks} of {result.n_layers} layers on the GPUs"
+             if result.n_gpu_layers else "on the processor")
+    lines.append(f"system memory: {result.cpu_mib} MiB; model {where}")
+    lines.append(f"n_gpu_layers {result.n_gpu_layers}, context {result.n_ctx} tokens, "
+                 f"flash attention {'on' if result.flash_attn else 'off'}, "
+                 f"KV cache {result.cache_type}, split mode {result.split_mode}")
+    lines += [f"note: {warning}" for warning in result.warnings]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""Chatting on Local GPUs as a user does: the model loads with visible progress, answers
+stream, a crash of the runtime leaves the window up with the partial answer kept, and the
+next question works again. The real llama.cpp runtime runs on the CPU with the tiny model."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.core.llm.local_gpus import LocalGPUs
+from app.core.runtime.supervisor import State
+from app.ui.application import SwitchboardApp
+from app.ui.tray import TrayState
+from tests.gui.conftest import BuildApp
+from tests.gui.test_app import last_answer_is, messages, type_and_send
+
+
+@pytest.fixture(autouse=True)
+def no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_GPUS", "none")  # the same CPU plan on every machine
+
+
+def runtime_of(app: SwitchboardApp) -> LocalGPUs:
+    backend = app.workspace._backend
+    assert isinstance(backend, LocalGPUs)
+    return backend
+
+
+def test_load_progress_then_an_answer_on_local_gpus(qtbot: QtBot, build_app: BuildApp,
+                                                   tiny_model_path: Path) -> None:
+    app = build_app(backend="local GPUs", model_path=str(tiny_model_path), max_tokens=32)
+    seen: list[State] = []
+    app.controller.runtimeChanged.connect(lambda status: seen.append(status.state))
+    type_and_send(qtbot, app, "Hello there")
+    qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=60_000)
+    assert messages(app)[-1].content
+    assert seen[0] is State.LOADING and State.READY in seen
+    assert app.main_window.node_label.text() == "Local GPUs: ready"
+    assert app.main_window.unload_button.isVisible()
+    assert not app.main_window.runtime_progress.isVisible()
+
+    pid = runtime_of(app).supervisor.pid  # type: ignore[union-attr]
+    qtbot.mouseClick(app.main_window.unload_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: seen[-1] is State.STOPPED, timeout=10_000)
+    assert "not loaded" in app.main_window.node_label.text()
+    assert pid is not None and not Path(f"/proc/{pid}").exists()  # freed, and reaped
+
+
+def test_a_runtime_crash_keeps_the_window_and_the_partial_answer_then_recovers(
+        qtbot: QtBot, build_app: BuildApp, tiny_model_path: Path) -> None:
+    # Long enough to kill it mid-answer; short enough that two fit the tiny model's context.
+    app = build_app(backend="local GPUs", model_path=str(tiny_model_path), max_tokens=1500)
+    seen: list[State] = []
+    app.controller.runtimeChanged.connect(lambda status: seen.append(status.state))
+    type_and_send(qtbot, app, "Tell me everything")
+    qtbot.waitUntil(lambda: len(messages(app)) == 2 and len(messages(app)[-1].content) > 40,
+                    timeout=60_000)
+    pid = runtime_of(app).supervisor.pid  # type: ignore[union-attr]
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # as a CUDA abort or the OOM killer would
+
+    qtbot.waitUntil(lambda: last_answer_is(app, "interrupted"), timeout=15_000)
+    partial = messages(app)[-1]
+    assert len(partial.content) > 40
+    assert "stopped unexpectedly" in partial.error
+    banner = app.main_window.error_banner
+    qtbot.waitUntil(banner.isVisible)
+    assert "stopped unexpectedly" in banner.text()
+    assert app.main_window.isVisible()
+    assert State.CRASHED in seen
+
+    # The runtime restarts by itself; the next question is answered.
+    qtbot.waitUntil(lambda: seen[-1] is State.READY, timeout=30_000)
+    assert app.tray.state == TrayState.IDLE
+    type_and_send(qtbot, app, "Are you back?")
+    qtbot.waitUntil(lambda: len(messages(app)) == 4 and last_answer_is(app, "complete"),
+                    timeout=60_000)
+    assert runtime_of(app).supervisor.pid not in (None, pid)  # type: ignore[union-attr]
+
+
+def test_settings_show_the_split_plan_before_anything_loads(
+        qtbot: QtBot, build_app: BuildApp, tiny_model_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_GPUS", "24564,12288")
+    app = build_app()
+    app.open_settings()
+    dialog = app.settings_dialog
+    assert dialog is not None
+    dialog.backend.setCurrentIndex(1)
+    assert dialog.local_page.isVisibleTo(dialog) and not dialog.node_box.isVisibleTo(dialog)
+    dialog.local_page.model_path.setText(str(tiny_model_path))
+    dialog.local_page.refresh_plan()
+    qtbot.waitUntil(lambda: "n_gpu_layers" in dialog.local_page.plan.toPlainText(),
+                    timeout=10_000)
+    text = dialog.local_page.plan.toPlainText()
+    assert "switchboard-tiny" in text and "all on the GPUs" in text
+    assert text.count("\n0   ") == 1 and "\n1   " in text  # a line per GPU
+    assert app.workspace._backend is None or not isinstance(app.workspace._backend, LocalGPUs)
+
+    dialog.local_page.model_path.setText(str(tiny_model_path.with_suffix(".txt")))
+    dialog.local_page.refresh_plan()
+    qtbot.waitUntil(lambda: "does not exist" in dialog.local_page.plan.toPlainText(),
+                    timeout=10_000)
