@@ -117,6 +117,30 @@ class StorageFailed(SwitchboardError):
     hint = "Free some disk space, then try again. Nothing already saved was lost."
 
 
+class HistoryDamaged(StorageFailed):
+    """The chat history database is corrupt: not a database, or a damaged page.
+
+    `kept_as` is where the damaged file was moved aside (empty when it wasn't), so the
+    hint can tell IT where to recover it from. A StorageFailed, so code that already copes
+    with a history it can't write to copes with this too.
+    """
+
+    message = "Your chat history file was damaged."
+
+    def __init__(self, detail: str = "", *, partial: str = "", tier: str = "office node",
+                 kept_as: str = "") -> None:
+        self.kept_as = kept_as
+        super().__init__(detail, partial=partial, tier=tier)
+
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        if self.kept_as:
+            return ("It was kept aside and a new, empty history started. "
+                    f"IT can try to recover it from {self.kept_as}.")
+        return ("Restart Switchboard: it keeps a damaged history aside and starts a new one. "
+                "If this keeps happening, tell IT.")
+
+
 class AnotherInstanceRunning(SwitchboardError):
     message = "Switchboard is already running."
     hint = "Look for its icon in the system tray."

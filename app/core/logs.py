@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -23,13 +24,20 @@ _PATTERNS = re.compile(
     r"|(?P<pair>(?:api[_-]?key|token|password|secret)[\"']?\s*[=:]\s*[\"']?)[^\s,\"'}]+",
     re.IGNORECASE,
 )
-_known_secrets: set[str] = set()
+# Replaced whole, never changed in place: `redact` runs on any thread that logs and reads
+# it without a lock while `add_secret` may run on another. Longest first, so that a secret
+# containing a shorter one is masked whole rather than leaving its tail in the log.
+_known_secrets: tuple[str, ...] = ()
+_adding = threading.Lock()
 
 
 def add_secret(value: str | None) -> None:
     """Mask this exact value wherever it appears in a log line from now on."""
+    global _known_secrets
     if value and len(value) >= 4:
-        _known_secrets.add(value)
+        with _adding:
+            if value not in _known_secrets:
+                _known_secrets = tuple(sorted((*_known_secrets, value), key=len, reverse=True))
 
 
 def redact(text: str) -> str:

@@ -1,7 +1,8 @@
 """The user's settings, each declared once with its type, default and bounds.
 
 Settings are a frozen dataclass: `Settings.load()` reads them (a corrupt file is moved
-aside and defaults load; a bad value falls back to its default with a note), `changed()`
+aside and defaults load; a bad value falls back to its default with a note; a file from a
+newer Switchboard is read as far as this one understands it and left alone), `changed()`
 validates new values and `save()` writes them atomically. Secrets are never settings:
 the office node's token lives in the OS keyring (see `secrets`).
 """
@@ -18,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.core import paths
-from app.core.errors import SettingsError
+from app.core.errors import SettingsError, StorageFailed
 
 SCHEMA_VERSION = 1
 
@@ -71,35 +72,41 @@ class Settings:
         try:
             paths.atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
         except OSError as e:
-            from app.core.errors import StorageFailed
-
             raise StorageFailed(f"settings: {e.strerror or e}") from e
 
     @classmethod
     def load(cls, path: Path | None = None) -> tuple[Settings, list[str]]:
         """The saved settings and a list of problems found, in the user's words.
 
-        Never raises for a bad file: a file that isn't valid JSON is kept aside as
-        `settings.json.corrupt-<time>` and defaults load; a bad value gets its default.
+        Never raises: a file that isn't valid JSON is kept aside as
+        `settings.json.corrupt-<time>` and defaults load; a bad value gets its default; a
+        file saved by a newer Switchboard is read as far as this one understands it and
+        left where it is, so going back to the newer version finds all its settings.
         """
-        path = path or paths.settings_file()
         problems: list[str] = []
         try:
-            raw = path.read_text(encoding="utf-8")
+            path = path or paths.settings_file()
+            raw = path.read_bytes()
         except FileNotFoundError:
             return cls(), problems
         except OSError as e:
-            return cls(), [f"Settings could not be read ({e.strerror}); using defaults."]
+            return cls(), [f"Settings could not be read ({e.strerror or e}); using defaults."]
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw.decode("utf-8"))  # UnicodeDecodeError is a ValueError
+        except (ValueError, RecursionError):
+            doc = None
+        version = doc.get("version") if isinstance(doc, dict) else None
+        if (isinstance(doc, dict) and isinstance(version, int) and not isinstance(version, bool)
+                and version > SCHEMA_VERSION):
+            # Not damaged, only newer: moving it aside would lose settings on a downgrade.
+            values = doc.get("settings")
+            values = values if isinstance(values, dict) else {}
+            problems.append("The settings were saved by a newer version of Switchboard; "
+                            "the ones this version knows are in use.")
+        elif isinstance(doc, dict) and isinstance(doc.get("settings"), dict):
             values = doc["settings"]
-            if not isinstance(values, dict):
-                raise TypeError("settings is not an object")
-        except (ValueError, KeyError, TypeError):
-            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            path.replace(aside)
-            return cls(), [f"The settings file was damaged; it was kept as {aside.name} "
-                           "and default settings are in use."]
+        else:
+            return cls(), [_keep_aside(path)]
         good: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in values:
@@ -109,6 +116,19 @@ class Settings:
             except SettingsError as e:
                 problems.append(f"{e.detail}; the default is in use.")
         return cls(**good), problems
+
+
+def _keep_aside(path: Path) -> str:
+    """Move a damaged settings file aside; returns the problem to tell the user."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        path.replace(aside)
+    except OSError as e:
+        return (f"The settings file was damaged and could not be kept aside "
+                f"({e.strerror or e}); default settings are in use, and saving settings "
+                "will replace it.")
+    return (f"The settings file was damaged; it was kept as {aside.name} "
+            "and default settings are in use.")
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -146,6 +166,16 @@ def _check(f: dataclasses.Field[Any], value: Any) -> None:
     if f.metadata["choices"] and value not in f.metadata["choices"]:
         raise SettingsError(f"{label}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
     if f.metadata["kind"] == "url" and value:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # "Invalid IPv6 URL", e.g. "http://[::1/v1"
+            raise SettingsError(f"{label}: {value!r} is not a valid address") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SettingsError(f"{label}: {value!r} is not an http:// or https:// address")
+        try:
+            port = parts.port  # raises for a port that isn't a number from 0 to 65535
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise SettingsError(f"{label}: {value!r} has a port that is not a number "
+                                "from 1 to 65535")

@@ -40,6 +40,7 @@ class Workspace:
         """Open the home named by `paths` (and `SWITCHBOARD_HOME`). Blocks on disk."""
         settings, problems = Settings.load()
         history = History(paths.history_db())
+        problems += history.problems  # a damaged file kept aside, a fresh one started
         if history.recovered:
             problems.append(f"{history.recovered} answer(s) cut off when Switchboard last "
                             "closed were kept and marked as interrupted.")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from app.core.chat import ChatEvent, TextAppended
 
@@ -87,7 +87,9 @@ class Bridge(QObject):
     def __init__(self, core_loop: CoreLoop, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.core_loop = core_loop
-        self._deliver.connect(self._call)
+        # Queued even from the GUI thread: a callback never runs inside the event handler
+        # that caused it (a cancel's callbacks run at once, in the clicking thread).
+        self._deliver.connect(self._call, Qt.ConnectionType.QueuedConnection)
 
     @Slot(object, object)
     def _call(self, callback: Callable[[Any], None], value: Any) -> None:

@@ -6,102 +6,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app.core.errors import DownloadFailed, NotEnoughDisk
 from app.core.runtime import downloads
 from app.core.runtime.downloads import ModelFile, RecommendedModel, download, download_model
+from tests.fixtures.file_server import Knobs, serve_files
 
 SIZE = 1_500_000
 DATA = random.Random(0).randbytes(SIZE)
 SHA256 = hashlib.sha256(DATA).hexdigest()
 
 
-@dataclass
-class Knobs:
-    files: dict[str, bytes]
-    drop_after: int | None = None  # send this many body bytes, then hang up (next request only)
-    ignore_range: bool = False
-    corrupt: bool = False
-    slow: bool = False  # 32 KB every 20 ms
-    ranges: list[str | None] = field(default_factory=list)  # the Range header of each request
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        knobs = self.server.knobs
-        range_header = self.headers.get("Range")
-        knobs.ranges.append(range_header)
-        body = knobs.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        if range_header and not knobs.ignore_range:
-            start = int(range_header.removeprefix("bytes=").rstrip("-"))
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        if knobs.corrupt:
-            middle = len(payload) // 2
-            payload = payload[:middle] + bytes([payload[middle] ^ 0xFF]) + payload[middle + 1:]
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if knobs.drop_after is not None:
-            payload, knobs.drop_after = payload[: knobs.drop_after], None
-            self.close_connection = True
-        step = 32_768 if knobs.slow else len(payload)
-        for offset in range(0, len(payload), step):
-            self.wfile.write(payload[offset:offset + step])
-            self.wfile.flush()
-            if knobs.slow:
-                time.sleep(0.02)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass  # keep the test output clean
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, knobs: Knobs) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.knobs = knobs
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that hangs up mid-body (cancel tests) is expected
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[str, Knobs]]:
-    knobs = Knobs(files={"/model.gguf": DATA})
-    httpd = _Server(knobs)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", knobs
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serve_files({"/model.gguf": DATA}) as served:
+        yield served
 
 
 def _get(url: str, dest: Path, calls: list[tuple[int, int | None]] | None = None, *,

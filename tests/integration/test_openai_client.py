@@ -4,18 +4,24 @@ becomes a typed error that keeps the text already received."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 import ssl
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 
 from app.core import errors
+from app.core.llm import openai_client
 from app.core.llm.openai_client import (
     Delta,
     Finished,
@@ -268,3 +274,173 @@ def test_a_missing_ca_bundle_is_a_clear_error(https_node: tuple[str, Path]) -> N
     url, _ca = https_node
     with pytest.raises(errors.TLSFailed, match="can't be used"):
         list_models(OpenAIClient(url, ca_bundle="/nonexistent/ca.pem"))
+
+
+# Review fixes ----------------------------------------------------------------------------
+
+def test_the_answer_is_not_joined_once_per_chunk(fault_server: FaultServer) -> None:
+    """Joining everything received on every chunk made long answers quadratic.
+
+    Counted, not timed: a profile hook counts `str.join` calls made from this module
+    while 300 chunks stream; one join for `Finished` (plus slack) is all there should be.
+    """
+    fault_server.set_scenario("ok", chunks=["x"] * 300)
+    joins = 0
+
+    def count(frame: types.FrameType, event: str, arg: object) -> None:
+        nonlocal joins
+        if (event == "c_call" and getattr(arg, "__name__", "") == "join"
+                and frame.f_code.co_filename == openai_client.__file__):
+            joins += 1
+
+    sys.setprofile(count)
+    try:
+        text, _ = asyncio.run(collect(client_for(fault_server)))
+    finally:
+        sys.setprofile(None)
+    assert text == "x" * 300
+    assert joins <= 3
+
+
+def test_the_token_and_headers_stay_out_of_repr() -> None:
+    client = OpenAIClient("http://node:8080", token="secret-token",
+                          headers={"api-key": "header-secret"})
+    assert "secret-token" not in repr(client)
+    assert "header-secret" not in repr(client)
+
+
+def stream_payload(server: FaultServer, payload: object) -> None:
+    """"Good " as one good chunk, then `payload` as the next `data:` line, then [DONE]."""
+    server.set_scenario("malformed_sse", chunks=["Good "], payload=json.dumps(payload))
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    ("upstream exploded", errors.ServerError),
+    ({"message": "upstream exploded"}, errors.ServerError),
+    ("This model's maximum context length is 4096 tokens", errors.ContextTooLong),
+    ({"message": "context length exceeded", "code": 400}, errors.ContextTooLong),
+])
+def test_an_error_mid_stream_in_any_shape(fault_server: FaultServer, error: object,
+                                          expected: type[errors.SwitchboardError]) -> None:
+    stream_payload(fault_server, {"choices": [], "error": error})
+    caught = fail(client_for(fault_server))
+    assert type(caught) is expected
+    assert caught.partial == "Good "
+    assert ("exploded" in caught.detail) or ("context" in caught.detail)
+
+
+def test_a_null_error_in_a_chunk_is_no_error(fault_server: FaultServer) -> None:
+    stream_payload(fault_server, {"choices": [{"delta": {"content": "answer"},
+                                               "finish_reason": "stop"}], "error": None})
+    text, finished = asyncio.run(collect(client_for(fault_server)))
+    assert text == "Good answer" and finished.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("payload", [
+    [1, 2],
+    {"choices": {"delta": {"content": "x"}}},
+    {"choices": "x"},
+    {"choices": [1]},
+    {"choices": [{"delta": "x"}]},
+    {"choices": [{"delta": {"content": 5}}]},
+    {"choices": [{"delta": {}, "finish_reason": 3}]},
+    {"choices": [], "usage": "lots"},
+    {"choices": [], "usage": {"total_tokens": [9]}},
+])
+def test_a_chunk_of_the_wrong_shape_is_malformed(fault_server: FaultServer,
+                                                 payload: object) -> None:
+    stream_payload(fault_server, payload)
+    caught = fail(client_for(fault_server))
+    assert type(caught) is errors.MalformedResponse
+    assert caught.partial == "Good "
+
+
+def test_https_to_a_plain_http_port_is_not_a_certificate_problem(
+        fault_server: FaultServer) -> None:
+    url = fault_server.base_url.replace("http://", "https://")
+    with pytest.raises(errors.NodeUnreachable) as caught:
+        list_models(OpenAIClient(url))
+    assert not isinstance(caught.value, errors.TLSFailed)
+    assert "http://" in caught.value.detail and "https://" in caught.value.detail
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_names_the_new_address_and_is_not_followed(fault_server: FaultServer,
+                                                              status: int) -> None:
+    fault_server.set_scenario("status", status=status, body="",
+                              headers={"Location": "https://node.example/v1/chat/completions"})
+    caught = fail(client_for(fault_server))
+    assert type(caught) is errors.MalformedResponse
+    assert "https://node.example/v1/chat/completions" in caught.detail
+    assert len(fault_server.requests) == 1
+
+
+@pytest.fixture
+def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Environment proxies would be mounted in front of a MockTransport."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def raising(exc: Exception) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.usefixtures("no_env_proxy")
+def test_no_reply_to_the_model_list_is_unreachable_not_a_stall() -> None:
+    client = OpenAIClient("http://node:8080", timeouts=Timeouts(connect=4),
+                          transport=raising(httpx.ReadTimeout("timed out")))
+    with pytest.raises(errors.NodeUnreachable) as caught:
+        list_models(client)
+    assert not isinstance(caught.value, errors.StreamInterrupted)
+    assert "no reply within 8 s" in caught.value.detail
+
+
+@pytest.mark.usefixtures("no_env_proxy")
+def test_a_failing_proxy_is_named() -> None:
+    client = OpenAIClient("https://node:8080",
+                          transport=raising(httpx.ProxyError("407 Proxy Authentication Required")))
+    with pytest.raises(errors.NodeUnreachable) as caught:
+        list_models(client)
+    assert "proxy" in caught.value.detail and "reset" not in caught.value.detail
+
+
+@pytest.mark.parametrize(("message", "secret"), [
+    ("Received API Key = secret-token", "secret-token"),
+    ("invalid key sk-or-v1-0123456789abcdef", "sk-or-v1-0123456789abcdef"),
+])
+def test_keys_echoed_by_the_server_stay_out_of_the_detail(fault_server: FaultServer,
+                                                          message: str, secret: str) -> None:
+    fault_server.set_scenario("status", status=401, message=message)
+    caught = fail(client_for(fault_server))
+    assert isinstance(caught, errors.AuthFailed) and "HTTP 401" in caught.detail
+    assert secret not in caught.detail and secret not in str(caught)
+
+
+def test_a_key_echoed_mid_stream_stays_out_of_the_detail(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("error_mid_stream", chunks=["So far"],
+                              error_message="upstream rejected key secret-token")
+    caught = fail(client_for(fault_server))
+    assert "secret-token" not in caught.detail and "[token]" in caught.detail
+
+
+def test_a_finished_answer_without_done_ends_normally(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("stall_mid_stream", chunks=["All ", "there"], finished=True,
+                              stall_s=30)
+    client = client_for(fault_server, timeouts=Timeouts(first_token=5, stall=0.3))
+    text, finished = asyncio.run(collect(client))
+    assert text == "All there" and finished.finish_reason == "stop"
+
+
+def test_an_unreadable_cost_is_unknown_and_logged(fault_server: FaultServer,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    fault_server.set_scenario("ok", usage={"prompt_tokens": 1, "completion_tokens": 2,
+                                           "total_tokens": 3, "cost": "n/a"})
+    with caplog.at_level(logging.WARNING, logger=openai_client.__name__):
+        _, finished = asyncio.run(collect(client_for(fault_server)))
+    assert finished.usage is not None
+    assert finished.usage.total_tokens == 3 and finished.usage.cost_micro_usd is None
+    assert any("cost" in r.getMessage() for r in caplog.records)

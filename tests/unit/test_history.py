@@ -1,10 +1,13 @@
 """Chats and messages survive restarts; an answer cut off by a kill is kept, marked."""
 
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from app.core.errors import StorageFailed
+from app.core import history as history_module
+from app.core.errors import HistoryDamaged, StorageFailed
 from app.core.history import History
 
 
@@ -62,4 +65,113 @@ def test_a_full_disk_raises_a_clear_error_and_keeps_what_was_saved(tmp_path: Pat
     with pytest.raises(StorageFailed) as caught:
         history.add_message(chat.id, "user", "x" * 200_000)
     assert "disk" in caught.value.user_text()
+    assert type(caught.value) is StorageFailed  # a full disk is not a damaged file
+    assert history.problems == []
     assert [m.content for m in history.messages(chat.id)] == ["kept"]
+
+
+def _history_with_a_damaged_page(db: Path) -> int:
+    """A closed history of a few dozen pages, one of them in the middle overwritten."""
+    history = History(db)
+    chat = history.create_chat("long")
+    for i in range(200):
+        history.add_message(chat.id, "user", f"message {i} " + "x" * 500)
+    history.close()
+    page = 4096  # SQLite's default page size
+    middle = (db.stat().st_size // page // 2) * page
+    with open(db, "r+b") as f:
+        f.seek(middle)
+        f.write(b"garbage!" * (page // 8))  # 'g' is no b-tree page type
+    return chat.id
+
+
+def _kept_aside(db: Path) -> list[Path]:
+    return sorted(db.parent.glob(f"{db.name}.damaged-*"))
+
+
+def test_a_file_that_is_not_a_database_is_kept_aside_and_a_new_history_starts(
+        tmp_path: Path) -> None:
+    db = tmp_path / "history.sqlite3"
+    junk = os.urandom(64 * 1024)
+    db.write_bytes(junk)
+
+    history = History(db)
+
+    [aside] = _kept_aside(db)
+    assert aside.name.startswith("history.sqlite3.damaged-") and aside.name.endswith("Z")
+    assert aside.read_bytes() == junk
+    assert history.chats() == [] and history.recovered == 0
+    [problem] = history.problems
+    assert "damaged" in problem and str(aside) in problem and "disk space" not in problem
+    chat = history.create_chat("after")
+    history.close()
+    again = History(db)
+    assert [c.title for c in again.chats()] == [chat.title]
+    assert again.problems == [] and len(_kept_aside(db)) == 1  # the new file is fine
+    again.close()
+
+
+def test_a_database_with_a_damaged_page_is_kept_aside_on_opening(tmp_path: Path) -> None:
+    db = tmp_path / "history.sqlite3"
+    _history_with_a_damaged_page(db)
+    damaged = db.read_bytes()
+
+    history = History(db)
+
+    [aside] = _kept_aside(db)
+    assert aside.read_bytes() == damaged
+    assert history.chats() == []
+    assert len(history.problems) == 1 and "damaged" in history.problems[0]
+    history.close()
+
+
+def test_a_damaged_file_goes_aside_with_its_wal_and_shm(tmp_path: Path) -> None:
+    db = tmp_path / "history.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").write_bytes(suffix.encode() or b"main")
+    aside = history_module._keep_aside(db)
+    # Left behind, a -wal would be replayed into the new database and damage it too.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        aside.name, f"{aside.name}-shm", f"{aside.name}-wal"]
+    assert Path(f"{aside}-wal").read_bytes() == b"-wal"  # still paired the way SQLite pairs
+    db.write_bytes(b"damaged again")  # in the same second, most likely
+    assert history_module._keep_aside(db) != aside
+    assert aside.read_bytes() == b"main"
+
+
+def test_a_page_damaged_while_open_raises_a_clear_error_on_read(tmp_path: Path) -> None:
+    db = tmp_path / "history.sqlite3"
+    chat_id = _history_with_a_damaged_page(db)
+    history = History(tmp_path / "other.sqlite3")
+    history._db.close()
+    # As if the page went bad after History checked the file on opening.
+    history._db = sqlite3.connect(db, isolation_level=None)
+
+    with pytest.raises(HistoryDamaged) as caught:
+        history.messages(chat_id)
+    assert caught.value.title == "Your chat history file was damaged."
+    assert "malformed" in caught.value.detail
+    assert "disk space" not in caught.value.hint
+    history.close()
+
+
+def test_an_unwritable_place_is_a_storage_failure_and_nothing_is_moved(tmp_path: Path) -> None:
+    with pytest.raises(StorageFailed) as caught:
+        History(tmp_path / "no such folder" / "history.sqlite3")
+    assert type(caught.value) is StorageFailed
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_file_that_cannot_be_moved_aside_raises_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "history.sqlite3"
+    db.write_bytes(b"not a database" * 100)
+
+    def refuse(self: Path, target: Path) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.raises(HistoryDamaged) as caught:
+        History(db)
+    assert "could not be moved aside" in caught.value.detail
+    assert db.read_bytes() == b"not a database" * 100

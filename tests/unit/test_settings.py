@@ -32,6 +32,11 @@ def test_defaults_then_saved_values_survive_a_reload() -> None:
     ("temperature", 9.0, "outside"),
     ("node_url", "ftp://node", "not an http"),
     ("node_url", "node.example", "not an http"),
+    ("node_url", "http://[::1/v1", "not a valid address"),
+    ("node_url", "http://node:abc/v1", "port"),
+    ("node_url", "http://node:99999/v1", "port"),
+    ("node_url", "http://node:0/v1", "port"),
+    ("node_url", "http://:8080/v1", "not an http"),
     ("colour", "blue", "unknown setting"),
 ])
 def test_a_bad_value_is_refused_with_the_setting_named(name: str, value: object,
@@ -81,3 +86,56 @@ def test_settings_file_is_plain_json_with_a_version(switchboard_home: Path) -> N
     Settings().save()
     doc = json.loads(paths.settings_file().read_text())
     assert doc["version"] == 1 and set(doc["settings"]) == set(Settings().to_dict())
+
+
+@pytest.mark.parametrize("url", ["http://node.example:8080/v1", "https://[::1]:8443/v1",
+                                 "http://10.0.0.5/v1", "https://node.example"])
+def test_good_addresses_are_accepted(url: str) -> None:
+    assert Settings().changed(node_url=url).node_url == url
+
+
+def test_an_unparsable_address_in_the_file_falls_back_to_its_default() -> None:
+    doc = {"version": 1, "settings": {"node_url": "http://[::1/v1", "max_tokens": 512}}
+    paths.settings_file().write_text(json.dumps(doc), encoding="utf-8")
+    settings, problems = Settings.load()
+    assert (settings.node_url, settings.max_tokens) == ("", 512)
+    assert len(problems) == 1 and "Office node address" in problems[0]
+
+
+def test_a_file_that_is_not_utf8_is_kept_aside_and_defaults_load() -> None:
+    paths.settings_file().write_bytes(b'{"version": 1, "settings": {"model": "\xff\xfe"}}')
+    settings, problems = Settings.load()
+    assert settings == Settings() and "damaged" in problems[0]
+    assert len(list(paths.config_dir().glob("settings.json.corrupt-*"))) == 1
+
+
+def test_a_damaged_file_that_cannot_be_moved_aside_still_loads_defaults(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    paths.settings_file().write_text("{ this is not json", encoding="utf-8")
+
+    def refuse(self: Path, target: Path) -> Path:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    settings, problems = Settings.load()
+    assert settings == Settings()
+    assert len(problems) == 1 and "damaged" in problems[0] and "Permission denied" in problems[0]
+    assert paths.settings_file().read_text() == "{ this is not json"
+
+
+@pytest.mark.parametrize("inner", [
+    {"node_url": "http://node:8080/v1", "max_tokens": 512, "colour": "blue"},
+    "a shape this version doesn't know",
+])
+def test_a_file_from_a_newer_version_is_read_as_far_as_known_and_left_alone(
+        inner: object) -> None:
+    text = json.dumps({"version": 99, "settings": inner})
+    paths.settings_file().write_text(text, encoding="utf-8")
+    settings, problems = Settings.load()
+    if isinstance(inner, dict):
+        assert (settings.node_url, settings.max_tokens) == ("http://node:8080/v1", 512)
+    else:
+        assert settings == Settings()
+    assert len(problems) == 1 and "newer version" in problems[0]
+    assert paths.settings_file().read_text() == text  # a downgrade doesn't lose it
+    assert list(paths.config_dir().glob("settings.json.corrupt-*")) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -24,7 +25,9 @@ import httpx
 import truststore
 
 from app import __version__
-from app.core import errors
+from app.core import errors, logs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,17 @@ class Usage:
             total_tokens=int(raw.get("total_tokens") or 0),
             cost_micro_usd=_micro_usd(cost) if cost is not None else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One streamed chunk, its shape checked."""
+
+    texts: list[str]
+    finish_reason: str | None
+    usage: Usage | None
+    model: str
+    error: object  # the chunk's `error` member; None when it has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +114,11 @@ class OpenAIClient:
     """Speaks the OpenAI chat-completions protocol to one server."""
 
     base_url: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     timeouts: Timeouts = field(default_factory=Timeouts)
     ca_bundle: str = ""
     tier: str = "office node"
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold a key
     transport: httpx.AsyncBaseTransport | None = None  # injectable for tests
     _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 
@@ -125,6 +139,8 @@ class OpenAIClient:
                 headers=headers,
                 verify=verify,
                 trust_env=True,  # HTTPS_PROXY / NO_PROXY as IT sets them
+                # Never re-send a POST and its bearer token to wherever a 3xx points.
+                follow_redirects=False,
                 transport=self.transport,
                 # The read timeout only bounds one socket read; the stream enforces the
                 # first-token and stall limits itself, so here it is the longest of them.
@@ -144,10 +160,11 @@ class OpenAIClient:
 
     async def list_models(self) -> list[str]:
         """The ids of the models the server offers."""
+        limit = self.timeouts.connect * 2
         try:
-            response = await self._client().get("/models", timeout=self.timeouts.connect * 2)
+            response = await self._client().get("/models", timeout=limit)
         except httpx.HTTPError as e:
-            raise self._transport_error(e, "") from None
+            raise self._transport_error(e, reply_limit=limit) from None
         if response.status_code != 200:
             raise self._status_error(response.status_code, response.headers, response.content)
         try:
@@ -202,6 +219,8 @@ class OpenAIClient:
                     except StopAsyncIteration:
                         break
                     except TimeoutError:
+                        if finish_reason is not None:
+                            break  # complete, but the server kept the line open without [DONE]
                         what = "no further words" if received else "no answer"
                         raise self._error(errors.StreamStalled, f"{what} for {limit:g} s",
                                           "".join(received)) from None
@@ -211,21 +230,21 @@ class OpenAIClient:
                     if data == "[DONE]":
                         done = True
                         break
-                    chunk = self._parse_chunk(data, "".join(received))
-                    served_model = chunk.get("model") or served_model
-                    if chunk.get("usage"):
-                        usage = Usage.parse(chunk["usage"])
-                    for choice in chunk.get("choices") or ():
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            if first_token_at is None:
-                                first_token_at = time.monotonic()
-                            received.append(text)
-                            yield Delta(text)
-                        if choice.get("finish_reason"):
-                            finish_reason = choice["finish_reason"]
-                    if finish_reason == "error" or "error" in chunk:
-                        raise self._mid_stream_error(chunk, "".join(received))
+                    try:
+                        chunk = _read_chunk(data)
+                    except ValueError as e:
+                        raise self._error(errors.MalformedResponse, str(e),
+                                          "".join(received)) from None
+                    served_model = chunk.model or served_model
+                    usage = chunk.usage or usage
+                    finish_reason = chunk.finish_reason or finish_reason
+                    for text in chunk.texts:
+                        if first_token_at is None:
+                            first_token_at = time.monotonic()
+                        received.append(text)
+                        yield Delta(text)
+                    if chunk.error is not None or finish_reason == "error":
+                        raise self._mid_stream_error(chunk.error, "".join(received))
         except httpx.HTTPError as e:
             raise self._transport_error(e, "".join(received)) from None
         if not done and finish_reason is None:
@@ -239,31 +258,36 @@ class OpenAIClient:
             latency_first_token_s=(first_token_at - started) if first_token_at else None,
         )
 
-    def _parse_chunk(self, data: str, partial: str) -> dict[str, Any]:
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise self._error(errors.MalformedResponse, "a streamed chunk is not JSON",
-                              partial) from None
-        if not isinstance(chunk, dict):
-            raise self._error(errors.MalformedResponse, "a streamed chunk is not an object",
-                              partial)
-        return chunk
+    def _server_text(self, text: str) -> str:
+        """Server text made safe and short for a detail (kept in chat history, shown in the
+        UI): gateways sometimes echo the key they were sent."""
+        if self.token:
+            text = text.replace(self.token, "[token]")
+        return logs.redact(text)[:300]
 
-    def _mid_stream_error(self, chunk: Mapping[str, Any], partial: str) -> errors.SwitchboardError:
-        err = chunk.get("error") or {}
-        message = str(err.get("message") or "the server reported an error mid-answer")
-        code = str(err.get("code") or "")
-        if code == "context_length_exceeded":
+    def _mid_stream_error(self, err: object, partial: str) -> errors.SwitchboardError:
+        message, code = _message_and_code(err)
+        message = self._server_text(message) or "the server reported an error mid-answer"
+        if code == "context_length_exceeded" or _mentions_context(message):
             return self._error(errors.ContextTooLong, message, partial)
         return self._error(errors.ServerError, message, partial)
 
-    def _transport_error(self, e: httpx.HTTPError, partial: str) -> errors.SwitchboardError:
+    def _transport_error(self, e: httpx.HTTPError, partial: str = "", *,
+                         reply_limit: float | None = None) -> errors.SwitchboardError:
+        """Map an httpx failure; `reply_limit` is the wait for a reply outside a stream."""
         if isinstance(e, httpx.ConnectError) and (tls := _ssl_cause(e)) is not None:
-            return self._error(errors.TLSFailed, str(tls), partial)
+            if isinstance(tls, ssl.SSLCertVerificationError):
+                return self._error(errors.TLSFailed, str(tls), partial)
+            return self._error(errors.NodeUnreachable, f"the TLS handshake failed ({tls}); check "
+                               "whether the address should start with http:// or https://",
+                               partial)
+        if isinstance(e, httpx.ProxyError):
+            return self._error(errors.NodeUnreachable, f"the proxy failed: {e}", partial)
         if isinstance(e, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol):
             return self._error(errors.NodeUnreachable, str(e) or type(e).__name__, partial)
         if isinstance(e, httpx.ReadTimeout):
+            if reply_limit is not None:
+                return self._error(errors.NodeUnreachable, f"no reply within {reply_limit:g} s")
             return self._error(errors.StreamStalled, "the connection went silent", partial)
         if isinstance(e, httpx.TransportError):
             detail = "the connection was closed" if isinstance(e, httpx.RemoteProtocolError) \
@@ -275,7 +299,11 @@ class OpenAIClient:
     def _status_error(self, status: int, headers: httpx.Headers,
                       content: bytes) -> errors.SwitchboardError:
         message, code = _error_body(content)
-        detail = f"HTTP {status}" + (f": {message}" if message else "")
+        detail = f"HTTP {status}" + (f": {self._server_text(message)}" if message else "")
+        if 300 <= status < 400:
+            location = self._server_text(headers.get("location", "another address"))
+            return self._error(errors.MalformedResponse, f"HTTP {status}: the address redirects "
+                               f"to {location}; use that address")
         if status in (401, 403):
             return self._error(errors.AuthFailed, detail)
         if status == 404:
@@ -303,24 +331,67 @@ def _ssl_cause(e: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def _micro_usd(usd: object) -> int:
-    """USD → integer micro-dollars, rounded up so spend is never under-counted.
+def _micro_usd(usd: object) -> int | None:
+    """USD → integer micro-dollars, rounded up so spend is never under-counted; None if the
+    server's figure can't be read (logged, since that spend then goes uncounted).
 
     Through Decimal of the text, because 0.0012345 * 1e6 is 1234.4999… in binary floats.
     """
-    return int((Decimal(str(usd)) * 1_000_000).to_integral_value(ROUND_CEILING))
+    try:
+        return int((Decimal(str(usd)) * 1_000_000).to_integral_value(ROUND_CEILING))
+    except (ArithmeticError, ValueError):  # "n/a" (InvalidOperation), NaN, Infinity
+        log.warning("the server reported a cost Switchboard can't read: %.40r", usd)
+        return None
+
+
+def _read_chunk(data: str) -> _Chunk:
+    """One SSE `data:` payload; ValueError saying what is wrong with any other shape."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise ValueError("a streamed chunk is not JSON") from None
+    if not isinstance(chunk, dict):
+        raise ValueError("a streamed chunk is not an object")
+    texts: list[str] = []
+    finish_reason: str | None = None
+    for choice in _checked(chunk.get("choices"), list, "its choices") or ():
+        choice = _checked(choice, dict, "a choice") or {}
+        delta = _checked(choice.get("delta"), dict, "a delta") or {}
+        if text := _checked(delta.get("content"), str, "the content"):
+            texts.append(text)
+        finish_reason = _checked(choice.get("finish_reason"), str, "finish_reason") or finish_reason
+    raw_usage = _checked(chunk.get("usage"), dict, "its usage")
+    try:
+        usage = Usage.parse(raw_usage) if raw_usage else None
+    except (TypeError, ValueError):
+        raise ValueError("a streamed chunk's token counts are not numbers") from None
+    return _Chunk(texts, finish_reason, usage, str(chunk.get("model") or ""), chunk.get("error"))
+
+
+def _checked[T](value: object, kind: type[T], what: str) -> T | None:
+    """`value` if it is a `kind` or null; otherwise the chunk is malformed."""
+    if value is None or isinstance(value, kind):
+        return value
+    raise ValueError(f"{what} in a streamed chunk is a {type(value).__name__}, not a "
+                     f"{kind.__name__}")
+
+
+def _message_and_code(err: object) -> tuple[str, str]:
+    """The message and code of an OpenAI-style `error`: an object, a bare string, or null."""
+    if isinstance(err, str):
+        return err, ""
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("detail") or ""), str(err.get("code") or "")
+    return "", ""
 
 
 def _error_body(content: bytes) -> tuple[str, str]:
     """The message and code of an OpenAI-style error body, or its text."""
     try:
         doc = json.loads(content)
-        err = doc.get("error", doc) if isinstance(doc, dict) else {}
-        if isinstance(err, str):
-            return err[:300], ""
-        return str(err.get("message") or err.get("detail") or "")[:300], str(err.get("code") or "")
-    except (ValueError, AttributeError):
-        return content.decode("utf-8", "replace").strip()[:300], ""
+    except ValueError:
+        return content.decode("utf-8", "replace").strip(), ""
+    return _message_and_code(doc.get("error", doc) if isinstance(doc, dict) else None)
 
 
 def _mentions_context(message: str) -> bool:

@@ -166,6 +166,9 @@ def serve(model: str, args: argparse.Namespace) -> int:
     read_ahead_generation()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
+    # Listening from now on: a request sent the moment we say READY waits in the backlog
+    # until uvicorn accepts it, instead of being refused.
+    sock.listen(128)
     port = sock.getsockname()[1]
     print(f"{PORT_LINE} {port}", flush=True)
 
