@@ -208,3 +208,71 @@ def test_the_runtime_exits_when_the_app_is_killed(tiny_model_path: Path, tmp_pat
     while process_state(child) not in (None, "Z"):
         assert time.monotonic() < deadline, "the runtime outlived the app"
         time.sleep(0.1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_cancelled_stream_stops_generating_and_the_next_request_is_served(
+        tiny_model_path: Path, tmp_path: Path) -> None:
+    async def main() -> tuple[float, Finished]:
+        supervisor = Supervisor(
+            serve_command(tiny_model_path, ["--alias", "local", "--n-ctx", "4096",
+                                            "--n-threads", "1"]), tmp_path / "runtime.log")
+        try:
+            url, token = await supervisor.ensure_ready()
+            client = OpenAIClient(url, token=token, tier="local GPUs")
+            received: list[str] = []
+
+            async def consume() -> None:
+                async for event in client.stream_chat(HELLO, model="local", max_tokens=4000):
+                    if isinstance(event, Delta):
+                        received.append(event.text)
+
+            task = asyncio.create_task(consume())
+            while len(received) < 10:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await client.aclose()
+            await asyncio.sleep(0.3)  # the server notices the client is gone
+            pid = supervisor.pid
+            assert pid is not None
+            before = cpu_seconds(pid)
+            await asyncio.sleep(1.0)
+            # Still generating its 4,000 tokens, it would burn about a core's second.
+            busy = cpu_seconds(pid) - before
+            return busy, await answer(supervisor, 8)
+        finally:
+            await supervisor.stop()
+
+    busy, finished = asyncio.run(main())
+    assert busy < 0.3, f"the runtime kept working for {busy:.2f} CPU s after the cancel"
+    assert finished.finish_reason == "length"
+
+
+def test_a_corrupt_model_is_refused_before_anything_starts(tiny_model_path: Path,
+                                                          tmp_path: Path) -> None:
+    from app.core.llm.local_gpus import LocalGPUs
+    from app.core.settings import Settings
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(tiny_model_path.read_bytes()[: tiny_model_path.stat().st_size // 2])
+    backend = LocalGPUs(Settings().changed(backend="local GPUs", model_path=str(broken)))
+
+    async def main() -> errors.SwitchboardError:
+        health = await backend.health()
+        assert not health.ok
+        with pytest.raises(errors.ModelRejected) as caught:
+            async for _ in backend.stream_chat(HELLO):
+                pass
+        await backend.aclose()
+        return caught.value
+
+    error = asyncio.run(main())
+    assert "cut short" in error.detail
+    assert backend.supervisor is None  # no process was ever started
