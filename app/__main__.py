@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
     gpu_plan.add_argument("--ctx", type=int, metavar="N", help="context length to plan for "
                                                                 "(default: the largest that fits)")
     gpu_plan.add_argument("--json", action="store_true", help="machine-readable plan")
+    budget = verbs.add_parser("budget",
+                              help="this month's cloud planning spend, cap and what is left")
+    budget.add_argument("--json", action="store_true", help="machine-readable report")
     return p
 
 
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import gpu_plan as run_gpu_plan
 
         return run_gpu_plan(args.model, gpus=args.gpus, n_ctx=args.ctx, as_json=args.json)
+    if args.verb == "budget":
+        from app.cli import budget as run_budget
+
+        return run_budget(as_json=args.json)
     if args.selftest:
         from app.ui.selftest import selftest
 

@@ -1,5 +1,5 @@
-"""The command-line verbs for IT, scripts and tests: `ask`, `doctor` and `gpu-plan`. Same core as
-the tray app, no window, no Qt."""
+"""The command-line verbs for IT, scripts and tests: `ask`, `doctor`, `gpu-plan` and `budget`.
+Same core as the tray app, no window, no Qt."""
 
 from __future__ import annotations
 
@@ -150,4 +150,44 @@ def gpu_plan(model_path: str | Path, gpus: str | None = None, n_ctx: int | None 
         out.write("\n")
     else:
         out.write(plan_report(result, model, devices))
+    return 0
+
+
+def budget(as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """This month's cloud planning spend, reservations, cap and what is left; exit 2 when the
+    ledger can't be read."""
+    # Imported here, like gguf for gpu-plan: the other verbs don't need the ledger.
+    import dataclasses
+
+    from app.core import budget as ledger_module
+
+    settings, _problems = Settings.load()
+    # The user's monthly budget is the cap known without the network; IT's ceiling and the
+    # key's remaining credit lower it when the app reserves (budget.cap).
+    monthly_usd = getattr(settings, "monthly_budget_usd", None)
+    cap = ledger_module.usd_to_micro_usd(monthly_usd) if monthly_usd is not None else None
+    try:
+        with ledger_module.Ledger() as ledger:
+            # With no cap of its own, a summary reports the cap of the month's last call;
+            # here the cap is the setting's, or "not set".
+            summary = dataclasses.replace(ledger.month_summary(), cap_micro_usd=cap)
+            path = ledger.path
+    except SwitchboardError as e:
+        print(f"switchboard: {e.user_text()}", file=err)
+        return EXIT_ERROR
+    if as_json:
+        json.dump({**summary.to_json(), "ledger": str(path)}, out, indent=2)
+        out.write("\n")
+        return 0
+    usd = ledger_module.format_usd
+    out.write(f"Cloud planning, {summary.month} (UTC)\n"
+              f"  spent:      {usd(summary.spent_micro_usd)}\n"
+              f"  reserved:   {usd(summary.reserved_micro_usd)}"
+              " (calls in progress, charged at their worst case)\n")
+    if summary.flagged_count:
+        out.write(f"  unsettled:  {usd(summary.flagged_micro_usd)} ({summary.flagged_count} "
+                  "call(s) cut off before their cost arrived; charged at their worst case)\n")
+    remaining = summary.remaining_micro_usd
+    out.write(f"  cap:        {'not set' if cap is None else usd(cap)}\n"
+              f"  remaining:  {'not set' if remaining is None else usd(remaining)}\n")
     return 0

@@ -108,8 +108,12 @@ class NotConfigured(SwitchboardError):
 
 
 class KeyStoreUnavailable(SwitchboardError):
-    message = "No secure key store is available on this computer."
-    hint = "Tokens can't be saved; ask IT to enable the system key store."
+    """No secure OS key store (or it could not be read or written): nothing was saved
+    anywhere, and the cloud planner, which needs the user's key, stays off."""
+
+    message = "No secure key store on this computer; cloud planning is off."
+    hint = ("Keys and tokens can't be saved, and none was written anywhere. Ask IT to "
+            "enable the system key store (Credential Manager, Keychain or Secret Service).")
 
 
 class StorageFailed(SwitchboardError):
@@ -169,3 +173,67 @@ class RuntimeCrashed(SwitchboardError):
 class RuntimeGaveUp(RuntimeCrashed):
     message = "The model on your GPUs keeps crashing, so Switchboard stopped restarting it."
     hint = "Try a smaller context, fewer GPU layers, or a smaller model in Settings."
+
+
+class BudgetExhausted(SwitchboardError):
+    """A cloud call was refused before it was made: it could cost more than is left.
+
+    `until` is the day, in words ("1 February 2025"), the next budget month starts (UTC),
+    when planning in the cloud can start again without raising the budget.
+    """
+
+    message = "This month's cloud planning budget is used up."
+
+    def __init__(self, detail: str = "", *, partial: str = "", tier: str = "cloud planner",
+                 until: str = "") -> None:
+        self.until = until
+        super().__init__(detail, partial=partial, tier=tier)
+
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        return (f"Planning runs locally until {self.until or 'next month'}, "
+                "or raise the budget in Settings.")
+
+
+class LedgerBusy(SwitchboardError):
+    message = "The cloud planning budget is being updated by another Switchboard window."
+    hint = "Try again in a moment. If it keeps happening, close other Switchboard windows."
+
+
+class LedgerDamaged(StorageFailed):
+    """The budget ledger is not a database, or has a damaged page.
+
+    Unlike the chat history it is never moved aside and restarted empty: that would hand
+    back budget already spent. Cloud planning stays off until IT repairs or removes it.
+    """
+
+    message = "The file that keeps track of your cloud planning budget is damaged."
+    hint = "Cloud planning is off; Switchboard plans locally. Ask IT to repair the budget file."
+
+
+class CloudKeyRejected(AuthFailed):
+    """OpenRouter answered 401: the key is unknown, disabled or deleted."""
+
+    message = "The {tier} rejected your OpenRouter key."
+    hint = ("Paste a valid key in Settings → Cloud planner, or remove it; "
+            "planning runs locally meanwhile.")
+
+
+class CloudCreditExhausted(SwitchboardError):
+    """OpenRouter answered 402: the account's credit or the key's own limit is used up."""
+
+    message = "Cloud credit or the key's limit is used up."
+    hint = ("Planning runs locally until credit is added at openrouter.ai or the key's "
+            "limit is raised or resets.")
+
+
+class CloudProviderUnavailable(ServerError):
+    """OpenRouter answered 503: no provider of the chosen model can take the request now."""
+
+    message = "The {tier} has no provider for that model available right now."
+    hint = "Try again in a minute, or pick another planner model in Settings."
+
+    def __init__(self, detail: str = "", *, partial: str = "", tier: str = "office node",
+                 retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail, partial=partial, tier=tier)

@@ -19,7 +19,8 @@ from app.core.errors import KeyStoreUnavailable
 
 SERVICE = "Switchboard"
 NODE_TOKEN = "office-node-token"
-ENV_OVERRIDES = {NODE_TOKEN: "SWITCHBOARD_NODE_TOKEN"}
+OPENROUTER_KEY = "openrouter-api-key"
+ENV_OVERRIDES = {NODE_TOKEN: "SWITCHBOARD_NODE_TOKEN"}  # the cloud key has none: keyring only
 
 # Fully qualified class names of backends that keep secrets encrypted by the OS.
 SECURE_BACKENDS = {

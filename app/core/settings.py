@@ -50,6 +50,10 @@ class Settings:
                               min=0, max=1_048_576)
     idle_unload_min: int = _setting(15, "Free the GPUs after this many idle minutes (0: never)",
                                     min=0, max=24 * 60)
+    monthly_budget_usd: float = _setting(0.0, "Cloud planning budget a month (USD; 0: off)",
+                                         min=0, max=100_000)
+    planner_model: str = _setting("anthropic/claude-sonnet-4.5", "Cloud planner model")
+    planner_max_tokens: int = _setting(2048, "Longest plan (tokens)", min=64, max=32768)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

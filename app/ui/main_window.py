@@ -245,7 +245,9 @@ class MainWindow(QMainWindow):
         loading = status.state is State.LOADING
         self.runtime_progress.setVisible(loading)
         self.runtime_progress.setValue(round(status.progress * 100))
-        self.unload_button.setVisible(status.state is State.READY)
+        # Stop a load that takes too long, or free the GPUs of a loaded model.
+        self.unload_button.setText("Stop loading" if loading else "Free GPUs")
+        self.unload_button.setVisible(status.state in (State.LOADING, State.READY))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 — Qt's name
         # Closing the window keeps Switchboard in the tray; Quit is in the tray menu.

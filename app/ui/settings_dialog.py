@@ -35,7 +35,8 @@ from app.core.workspace import Workspace, test_connection
 from app.ui.bridge import Bridge
 from app.ui.local_gpus_page import LocalGpusPage
 
-LOCAL_FIELDS = ("local_ctx", "idle_unload_min")  # on the Local GPUs page, not under Answers
+# Shown on their own pages (Local GPUs, Cloud planning), not under Answers.
+PAGED_FIELDS = ("local_ctx", "idle_unload_min", "monthly_budget_usd", "planner_max_tokens")
 
 
 
@@ -97,7 +98,7 @@ class SettingsDialog(QDialog):
         advanced_form = QFormLayout(advanced)
         self.numeric: dict[str, QSpinBox | QDoubleSpinBox] = {}
         for f in dataclasses.fields(Settings):
-            if f.name in LOCAL_FIELDS or type(f.default) not in (int, float):
+            if f.name in PAGED_FIELDS or type(f.default) not in (int, float):
                 continue
             box: QSpinBox | QDoubleSpinBox = QSpinBox() if type(f.default) is int \
                 else QDoubleSpinBox()
