@@ -237,3 +237,9 @@ class CloudProviderUnavailable(ServerError):
                  retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(detail, partial=partial, tier=tier)
+
+
+class CloudPlanningOff(SwitchboardError):
+    message = "Cloud planning is off."
+    hint = ("Planning runs locally. To plan in the cloud, set a monthly budget and your "
+            "OpenRouter key in Settings (IT may have turned it off for this computer).")

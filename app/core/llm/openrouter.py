@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
@@ -188,7 +188,7 @@ class OpenRouter:
     # ------------------------------------------------------------------ planning
 
     async def stream_plan(self, messages: ChatMessages, *, model: str,
-                          max_tokens: int) -> AsyncIterator[StreamEvent]:
+                          max_tokens: int) -> AsyncGenerator[StreamEvent, None]:
         """Yield the plan's `Delta`s, then a `Finished` whose `usage.cost_micro_usd` is
         what OpenRouter charged.
 

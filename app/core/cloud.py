@@ -1,0 +1,127 @@
+"""Planning in the cloud within the budget: each call reserves its worst case in the
+ledger before it is made, and is settled with what OpenRouter reports it cost.
+
+The cap is the smallest of the user's monthly budget, the machine policy's ceiling and
+what the key has left. A call the budget can't cover is refused before anything is sent;
+a call cut before its cost arrives stays charged at the reserved amount and is flagged
+for reconciliation, so a crash or a dropped stream never frees budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from app.core import budget, errors, secrets
+from app.core.budget import Ledger
+from app.core.llm.openai_client import ChatMessages, Delta, Finished, StreamEvent
+from app.core.llm.openrouter import DEFAULT_BASE_URL, OpenRouter
+from app.core.policy import Policy
+from app.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+URL_ENV = "SWITCHBOARD_OPENROUTER_URL"  # tests and IT's gateways point elsewhere
+TOKENS_PER_MESSAGE = 8  # the chat template's own tokens around each message
+
+
+def estimate_prompt_tokens(messages: ChatMessages) -> int:
+    """An over-estimate of the prompt's tokens, without the cloud model's tokenizer.
+
+    Planner models' tokenizers give about 4 characters a token in English; 3 errs high,
+    which is the safe side for a reservation.
+    """
+    return sum(math.ceil(len(m.get("content", "")) / 3) + TOKENS_PER_MESSAGE
+               for m in messages)
+
+
+@dataclass
+class CloudPlanner:
+    settings: Settings
+    policy: Policy
+    ledger: Ledger
+    client_factory: Callable[[str], OpenRouter] | None = None
+
+    def _client(self, key: str) -> OpenRouter:
+        if self.client_factory is not None:
+            return self.client_factory(key)
+        return OpenRouter(key, base_url=os.environ.get(URL_ENV, DEFAULT_BASE_URL))
+
+    def user_cap_micro_usd(self) -> int:
+        """The cap before the key's own limit is known: budget and IT's ceiling."""
+        ceiling = self.policy.budget_ceiling_usd
+        return budget.cap(budget.usd_to_micro_usd(str(self.settings.monthly_budget_usd)),
+                          None if ceiling is None else budget.usd_to_micro_usd(str(ceiling)))
+
+    def _check_allowed(self) -> None:
+        if not self.policy.cloud_allowed:
+            raise errors.CloudPlanningOff("the computer's policy does not allow it",
+                                          tier="cloud planner")
+        if self.settings.monthly_budget_usd <= 0:
+            raise errors.CloudPlanningOff("no monthly budget is set", tier="cloud planner")
+        if not self.policy.allows_model(self.settings.planner_model):
+            raise errors.CloudPlanningOff(
+                f"IT allows only {', '.join(self.policy.allowed_planner_models)}",
+                tier="cloud planner")
+
+    async def plan(self, messages: ChatMessages) -> AsyncIterator[StreamEvent]:
+        """Stream a plan from the cloud, paid for within the budget."""
+        self._check_allowed()
+        key = await asyncio.to_thread(secrets.get_secret, secrets.OPENROUTER_KEY)
+        if not key:
+            raise errors.CloudPlanningOff("no OpenRouter key is saved", tier="cloud planner")
+        model, max_tokens = self.settings.planner_model, self.settings.planner_max_tokens
+        client = self._client(key)
+        try:
+            prices = await client.prices(model)
+            info = await client.key_info()
+            cap = budget.cap(self.user_cap_micro_usd(), None, info.remaining_micro_usd)
+            estimate = prices.worst_case_micro_usd(estimate_prompt_tokens(messages), max_tokens)
+            reservation = await asyncio.to_thread(self.ledger.reserve, estimate, cap,
+                                                  purpose="plan", model=model)
+            async for event in self._charged(client, reservation.id, messages, model,
+                                             max_tokens):
+                yield event
+        finally:
+            await client.aclose()
+
+    async def _charged(self, client: OpenRouter, reservation_id: int, messages: ChatMessages,
+                       model: str, max_tokens: int) -> AsyncIterator[StreamEvent]:
+        sent_anything = settled = False
+        try:
+            async with contextlib.aclosing(client.stream_plan(messages, model=model,
+                                                              max_tokens=max_tokens)) as plan:
+                async for event in plan:
+                    if isinstance(event, Delta):
+                        sent_anything = True
+                    elif isinstance(event, Finished):
+                        cost = event.usage.cost_micro_usd if event.usage else None
+                        if cost is None:
+                            await self._flag(reservation_id, "the cost was not reported")
+                        else:
+                            await asyncio.to_thread(self.ledger.settle, reservation_id, cost)
+                        settled = True
+                    yield event
+        except errors.SwitchboardError as e:
+            if settled:
+                raise
+            if sent_anything or isinstance(e, errors.StreamInterrupted):
+                await self._flag(reservation_id, f"{type(e).__name__}: {e.detail}")
+            else:
+                # Refused before any work (401, 402, 429…): OpenRouter charges nothing.
+                await asyncio.to_thread(self.ledger.settle, reservation_id, 0)
+            raise
+        except BaseException:  # cancelled, or anything else: keep it charged
+            if not settled:
+                await asyncio.shield(self._flag(reservation_id,
+                                                "stopped before the cost arrived"))
+            raise
+
+    async def _flag(self, reservation_id: int, why: str) -> None:
+        log.warning("cloud call %d kept charged for reconciliation: %s", reservation_id, why)
+        await asyncio.to_thread(self.ledger.flag_unsettled, reservation_id, why)
