@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.core.errors import StorageFailed, SwitchboardError
@@ -39,6 +39,17 @@ class AnswerFinished:
 
 
 ChatEvent = MessageAdded | TextAppended | AnswerFinished
+PLAN_PREFIX = "Plan from the cloud planner — follow it step by step:\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    plan: str | None = None  # the steps, for the local model to follow
+    note: str | None = None  # why there is no plan, in words the user should see
+
+
+# Asked for a plan of the prompt before the local model answers.
+Planner = Callable[[str], Awaitable[PlanOutcome]]
 
 
 def title_from_prompt(prompt: str) -> str:
@@ -54,11 +65,14 @@ class ChatService:
         """The conversation so far as the model sees it; failed answers are left out."""
         return [{"role": m.role, "content": m.content}
                 for m in self.history.messages(chat_id)
-                if m.content and (m.role == "user" or m.status in ("complete", "interrupted",
-                                                                      "cancelled"))]
+                if m.content and (m.role == "user"
+                                  or m.role == "system" and m.content.startswith(PLAN_PREFIX)
+                                  or m.role == "assistant"
+                                  and m.status in ("complete", "interrupted", "cancelled"))]
 
     async def send(self, chat_id: int, prompt: str, backend: Backend,
-                   emit: Callable[[ChatEvent], None]) -> Message:
+                   emit: Callable[[ChatEvent], None],
+                   planner: Planner | None = None) -> Message:
         """Ask `backend` and stream the answer; returns the saved answer.
 
         Faults don't raise: the answer is saved with status `error`/`interrupted` and the
@@ -69,6 +83,13 @@ class ChatService:
         if not history.messages(chat_id):
             history.rename_chat(chat_id, title_from_prompt(prompt))
         emit(MessageAdded(history.add_message(chat_id, "user", prompt)))
+        if planner is not None:
+            outcome = await planner(prompt)
+            # Kept in the chat: the plan the local model was asked to follow, or why the
+            # cloud was not used when the user should know.
+            note = PLAN_PREFIX + outcome.plan if outcome.plan else outcome.note
+            if note:
+                emit(MessageAdded(history.add_message(chat_id, "system", note)))
         messages = self.context(chat_id)
         answer = history.add_message(chat_id, "assistant", "", status="streaming")
         emit(MessageAdded(answer))

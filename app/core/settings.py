@@ -31,11 +31,13 @@ def _setting(default: Any, label: str, *, min: float | None = None, max: float |
 
 
 BACKENDS = ("office node", "local GPUs")
+MODES = ("auto", "local only", "plan with cloud")  # as in app.core.router
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     backend: str = _setting("office node", "Run chats on", choices=BACKENDS)
+    mode: str = _setting("auto", "Planning", choices=MODES)
     node_url: str = _setting("", "Office node address", kind="url")
     model: str = _setting("", "Model")
     ca_bundle: str = _setting("", "Office CA certificate (PEM file)", kind="file")

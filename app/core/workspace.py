@@ -11,17 +11,33 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.core import paths, secrets
-from app.core.chat import ChatEvent, ChatService
+from app.core.budget import Ledger
+from app.core.chat import ChatEvent, ChatService, PlanOutcome
+from app.core.cloud import CloudPlanner
 from app.core.errors import SwitchboardError
 from app.core.history import History, Message
 from app.core.llm.backend import Backend, Health
 from app.core.llm.local_gpus import LocalGPUs
 from app.core.llm.office_node import OfficeNode
-from app.core.llm.openai_client import ChatMessages, StreamEvent
+from app.core.llm.openai_client import ChatMessages, Delta, StreamEvent
+from app.core.policy import Policy, load_policy
+from app.core.router import decide
 from app.core.runtime.supervisor import Status
 from app.core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def planning_brief(prompt: str) -> list[dict[str, str]]:
+    """What the cloud planner is sent: the request, and how to answer. Documents are
+    never in it (they are referred to by id); the steps run on the local model."""
+    return [
+        {"role": "system", "content": (
+            "You plan work for a smaller local model that will carry it out. Reply with a "
+            "short numbered list of concrete steps, no more than eight, and nothing else. "
+            "Do not do the work yourself.")},
+        {"role": "user", "content": prompt},
+    ]
 
 
 @dataclass
@@ -29,16 +45,20 @@ class Workspace:
     settings: Settings
     history: History
     problems: list[str] = field(default_factory=list)  # found while loading, for the user
+    policy: Policy = field(default_factory=Policy)
     # Told of the local runtime's loading, readiness and crashes (on the core's loop).
     on_runtime_status: Callable[[Status], None] = lambda status: None
     _backend: Backend | None = field(default=None, init=False)
     _streams: dict[int, int] = field(default_factory=dict, init=False)  # id(backend) → count
     _retired: list[Backend] = field(default_factory=list, init=False)
+    _ledger: Ledger | None = field(default=None, init=False)
 
     @classmethod
     def open(cls) -> Workspace:
         """Open the home named by `paths` (and `SWITCHBOARD_HOME`). Blocks on disk."""
         settings, problems = Settings.load()
+        policy, policy_problems = load_policy()
+        problems += policy_problems
         history = History(paths.history_db())
         problems += history.problems  # a damaged file kept aside, a fresh one started
         if history.recovered:
@@ -46,7 +66,7 @@ class Workspace:
                             "closed were kept and marked as interrupted.")
         for problem in problems:
             log.warning("%s", problem)
-        return cls(settings, history, problems)
+        return cls(settings, history, problems, policy)
 
     @property
     def chats(self) -> ChatService:
@@ -94,7 +114,7 @@ class Workspace:
         key = id(backend)
         self._streams[key] = self._streams.get(key, 0) + 1
         try:
-            return await self.chats.send(chat_id, prompt, backend, emit)
+            return await self.chats.send(chat_id, prompt, backend, emit, self.plan)
         finally:
             self._streams[key] -= 1
             if not self._streams[key]:
@@ -102,6 +122,34 @@ class Workspace:
                 if backend in self._retired:  # settings changed while it answered
                     self._retired.remove(backend)
                     await backend.aclose()
+
+    def ledger(self) -> Ledger:
+        """The budget ledger, opened on first use (blocks on disk: core thread only)."""
+        if self._ledger is None:
+            self._ledger = Ledger()
+        return self._ledger
+
+    async def plan(self, prompt: str) -> PlanOutcome:
+        """A plan from the cloud when the router says so and the budget allows; otherwise
+        none, with the reason when the user asked for the cloud or it failed."""
+        settings, policy = self.settings, self.policy
+        ready = policy.cloud_allowed and settings.monthly_budget_usd > 0
+        why_not = ("IT has turned it off" if not policy.cloud_allowed
+                   else "no monthly budget is set")
+        route = decide(prompt, mode=settings.mode, cloud_ready=ready, cloud_reason=why_not)
+        if not route.plan_in_cloud:
+            asked = settings.mode == "plan with cloud"
+            return PlanOutcome(note=f"Planned locally: {route.reason}." if asked else None)
+        planner = CloudPlanner(settings, policy, await asyncio.to_thread(self.ledger))
+        parts: list[str] = []
+        try:
+            async for event in planner.plan(planning_brief(prompt)):
+                if isinstance(event, Delta):
+                    parts.append(event.text)
+        except SwitchboardError as e:
+            log.warning("planning falls back to local: %s", e.user_text())
+            return PlanOutcome(note=f"Planned locally: {e.title} {e.hint}")
+        return PlanOutcome(plan="".join(parts).strip() or None)
 
     async def stop_runtime(self) -> None:
         """Unload the local model now (frees the GPUs); it loads again when asked."""
@@ -139,6 +187,8 @@ class Workspace:
                 await backend.aclose()
         self._backend, self._retired = None, []
         self.history.close()
+        if self._ledger is not None:
+            self._ledger.close()
 
 
 class Unavailable:
