@@ -39,7 +39,27 @@ def parser() -> argparse.ArgumentParser:
     budget = verbs.add_parser("budget",
                               help="this month's cloud planning spend, cap and what is left")
     budget.add_argument("--json", action="store_true", help="machine-readable report")
+    key = verbs.add_parser("key", help="the cloud planner's OpenRouter key, kept in the "
+                                       "system key store")
+    key_verbs = key.add_subparsers(dest="key_verb", required=True)
+    key_set = key_verbs.add_parser("set", help="store the key read from standard input "
+                                               "(hidden when typed)")
+    # Not an argument, a trap: a key on the command line is visible to everyone's `ps` and
+    # lands in shell history. Refused without echoing it, as argparse's own error would.
+    key_set.add_argument("key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS)
+    key_verbs.add_parser("status", help="whether a key is stored, and its label, limit "
+                                        "and remaining credit from OpenRouter")
+    key_verbs.add_parser("remove", help="remove the key; cloud planning is then off")
     return p
+
+
+class _RefuseKeyOnCommandLine(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        if values is not None:
+            parser.error("the key is read from standard input, never from the command line "
+                         "(where other programs can see it): run `switchboard key set` and "
+                         "paste it, or pipe it in")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import budget as run_budget
 
         return run_budget(as_json=args.json)
+    if args.verb == "key":
+        from app import cli
+
+        if args.key_verb == "set":
+            return cli.key_set(sys.stdin, sys.stdout, sys.stderr)
+        if args.key_verb == "status":
+            return cli.key_status(sys.stdout, sys.stderr)
+        return cli.key_remove(sys.stdout, sys.stderr)
     if args.selftest:
         from app.ui.selftest import selftest
 

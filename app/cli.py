@@ -1,11 +1,13 @@
-"""The command-line verbs for IT, scripts and tests: `ask`, `doctor`, `gpu-plan` and `budget`.
-Same core as the tray app, no window, no Qt."""
+"""The command-line verbs for IT, scripts and tests: `ask`, `doctor`, `gpu-plan`, `budget`
+and `key`. Same core as the tray app, no window, no Qt."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 from dataclasses import asdict
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from app.core import paths, secrets
-from app.core.errors import SwitchboardError
+from app.core.errors import KeyStoreUnavailable, SwitchboardError
 from app.core.llm.office_node import OfficeNode
 from app.core.llm.openai_client import Delta
 from app.core.runtime import gpus as gpu_inventory
@@ -190,4 +192,183 @@ def budget(as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.st
     remaining = summary.remaining_micro_usd
     out.write(f"  cap:        {'not set' if cap is None else usd(cap)}\n"
               f"  remaining:  {'not set' if remaining is None else usd(remaining)}\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# The cloud planner's key: `key set`, `key status`, `key remove`
+
+OPENROUTER_URL_ENV = "SWITCHBOARD_OPENROUTER_URL"
+MIN_KEY_CHARS = 20  # OpenRouter's keys are "sk-or-v1-" and 64 hex digits: 73
+MAX_KEY_CHARS = 4096  # far above any real key; refused before any store sees it
+# A bearer token's characters (RFC 6750 b64token). Anything else is a paste gone wrong
+# ("Bearer sk-…", quotes, a second word) that OpenRouter would refuse anyway.
+_KEY_SHAPE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+_SHOWN_TAIL = 4  # the most of a key ever printed: its last four characters
+
+
+def openrouter_url() -> str:
+    """OpenRouter's API address: `SWITCHBOARD_OPENROUTER_URL` (a stand-in, a proxy) or
+    OpenRouter's own."""
+    from app.core.llm.openrouter import DEFAULT_BASE_URL
+
+    return os.environ.get(OPENROUTER_URL_ENV, "").strip() or DEFAULT_BASE_URL
+
+
+def _key_problem(key: str) -> str | None:
+    """Why `key` can't be an OpenRouter key, in words that never quote it; None if it can."""
+    looks = "OpenRouter keys look like sk-or-v1-… and are about 73 characters"
+    if not key:
+        return ("no key was given. Paste it when asked, or pipe it in on standard input "
+                "(never on the command line, where other programs can see it).")
+    if len(key) > MAX_KEY_CHARS:
+        return (f"that key is {len(key)} characters long, more than the {MAX_KEY_CHARS} "
+                f"Switchboard accepts ({looks}). Check that only the key was pasted; "
+                "nothing was saved.")
+    if len(key) < MIN_KEY_CHARS:
+        return f"that is too short to be an OpenRouter key ({looks}); nothing was saved."
+    if not _KEY_SHAPE.fullmatch(key):
+        return ("that doesn't look like an OpenRouter key: it has spaces, quotes or other "
+                f"characters a key never has ({looks}). Paste only the key; nothing was saved.")
+    return None
+
+
+def _key_tail(key: str) -> str:
+    # A short secret (a token typed by hand) would lose too much to its last four.
+    return f" (ends in …{key[-_SHOWN_TAIL:]})" if len(key) >= 4 * _SHOWN_TAIL else ""
+
+
+def _require_key_store() -> None:
+    """Raise KeyStoreUnavailable when the key store is not one of the secure ones:
+    `get_secret` alone would answer "no key" and hide why."""
+    if secrets.secure_backend() is None:
+        raise KeyStoreUnavailable(secrets.backend_name())
+
+
+def key_set(stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    """Store the OpenRouter key read from `stdin` (one line; a hidden prompt on a terminal)
+    in the OS key store, and read it back; exit 2 when it is refused or not kept.
+
+    The key is never taken from the command line: other users' `ps` shows argv."""
+    try:
+        if stdin.isatty():
+            import getpass
+
+            raw = getpass.getpass("OpenRouter key (typing is hidden): ", stream=err)
+        else:
+            # One character past the limit is enough to refuse an over-long paste without
+            # reading all of whatever was piped in.
+            raw = stdin.readline(MAX_KEY_CHARS + 2)
+    except EOFError:
+        raw = ""
+    except KeyboardInterrupt:
+        err.write("\n")
+        return 130
+    key = raw.strip()
+    problem = _key_problem(key)
+    if problem:
+        print(f"switchboard: {problem}", file=err)
+        return EXIT_ERROR
+    refused = secrets.secure_backend() is None
+    try:
+        secrets.set_secret(secrets.OPENROUTER_KEY, key)
+    except KeyStoreUnavailable as e:
+        if refused:
+            print(f"switchboard: {e.user_text()}", file=err)
+            return EXIT_ERROR
+        return _key_not_kept(key, e.detail, err)
+    except Exception as e:
+        # A backend's own error type escapes keyring's hierarchy: Windows Credential Manager
+        # refuses a blob over 2,560 bytes with a pywintypes.error. Its text may quote the
+        # key, so only its type is shown.
+        return _key_not_kept(key, type(e).__name__, err)
+    out.write(f"OpenRouter key stored in the key store ({secrets.backend_name()})"
+              f"{_key_tail(key)}.\nCheck it with `switchboard key status`.\n")
+    return 0
+
+
+def _key_not_kept(key: str, detail: str, err: TextIO) -> int:
+    # Whatever the store holds now may be a cut-off key: remove it, so the planner never
+    # sends half a key. Best effort: the store has just failed once.
+    with contextlib.suppress(Exception):
+        secrets.delete_secret(secrets.OPENROUTER_KEY)
+    print(f"switchboard: the key store would not keep the key ({detail}). The key is "
+          f"{len(key)} characters long, which may be more than this key store accepts; "
+          "check that only the key was pasted. No key is stored; cloud planning is off.",
+          file=err)
+    return EXIT_ERROR
+
+
+def key_status(out: TextIO, err: TextIO, *, base_url: str | None = None) -> int:
+    """Whether an OpenRouter key is stored (never the key: at most its last four
+    characters) and what OpenRouter says of it: label, limit and remaining credit.
+
+    Exit 0 when a key is stored and OpenRouter answers, 1 when none is stored, 2 when the
+    key store or OpenRouter fails. `base_url` defaults to `openrouter_url()`."""
+    from app.core.budget import format_usd
+    from app.core.llm.openrouter import KeyInfo, OpenRouter
+
+    try:
+        _require_key_store()
+        key = secrets.get_secret(secrets.OPENROUTER_KEY)
+    except SwitchboardError as e:
+        print(f"switchboard: {e.user_text()}", file=err)
+        return EXIT_ERROR
+    if not key:
+        out.write("OpenRouter key: none stored; cloud planning is off.\n"
+                  "Add one with `switchboard key set` (it reads the key from standard input).\n")
+        return 1
+    out.write(f"OpenRouter key: stored{_key_tail(key)}\n")
+    out.flush()
+
+    async def ask() -> KeyInfo:
+        client = OpenRouter(key, base_url=base_url or openrouter_url())
+        try:
+            return await client.key_info()
+        finally:
+            await client.aclose()
+
+    try:
+        info = asyncio.run(ask())
+    except SwitchboardError as e:
+        print(f"switchboard: {e.user_text().replace(key, '[redacted]')}", file=err)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+    def usd(micro: int | None, none: str) -> str:
+        return none if micro is None else format_usd(micro)
+
+    out.write(f"  label:      {_shown_label(info.label, key)}\n"
+              f"  limit:      {usd(info.limit_micro_usd, 'none (the key has no limit)')}\n"
+              f"  remaining:  {usd(info.remaining_micro_usd, 'no limit')}\n"
+              f"  this month: {usd(info.usage_monthly_micro_usd, 'not reported')}\n")
+    if info.is_free_tier:
+        out.write("  free tier: the account has never bought credit\n")
+    return 0
+
+
+def _shown_label(label: str, key: str) -> str:
+    """The key's label, unless it is OpenRouter's default one: the key itself, cut to its
+    first and last few characters ("sk-or-v1-0e6...f22"), more than the four we show."""
+    head, dots, _tail = label.partition("...")
+    if dots and head and key.startswith(head):
+        return "not named (OpenRouter calls it by part of the key)"
+    return label or "not named"
+
+
+def key_remove(out: TextIO, err: TextIO) -> int:
+    """Remove the OpenRouter key from the key store and check that it is gone; exit 2 when
+    the key store is refused or fails."""
+    try:
+        _require_key_store()
+        stored = secrets.get_secret(secrets.OPENROUTER_KEY) is not None
+        secrets.delete_secret(secrets.OPENROUTER_KEY)
+        if secrets.get_secret(secrets.OPENROUTER_KEY) is not None:
+            raise KeyStoreUnavailable("the key store kept the key after removing it")
+    except SwitchboardError as e:
+        print(f"switchboard: {e.user_text()}", file=err)
+        return EXIT_ERROR
+    out.write("OpenRouter key removed; cloud planning is off.\n" if stored
+              else "No OpenRouter key was stored; nothing to remove.\n")
     return 0

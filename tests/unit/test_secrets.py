@@ -1,5 +1,7 @@
 """The office node's token lives only in a secure OS key store."""
 
+from pathlib import Path
+
 import keyring
 import keyring.backends.fail
 import keyring.backends.null
@@ -41,3 +43,18 @@ def test_the_environment_overrides_the_store(memory_keyring: MemoryKeyring,
     secrets.set_secret(secrets.NODE_TOKEN, "stored")
     monkeypatch.setenv("SWITCHBOARD_NODE_TOKEN", "from-env")
     assert secrets.get_secret(secrets.NODE_TOKEN) == "from-env"
+
+
+def test_a_plaintext_file_store_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    from keyrings.alt.file import PlaintextKeyring
+
+    plaintext = PlaintextKeyring()
+    plaintext.file_path = str(tmp_path / "keyring_pass.cfg")  # keyrings.alt's own override
+    keyring.set_keyring(plaintext)
+    with pytest.raises(KeyStoreUnavailable, match="cloud planning is off") as caught:
+        secrets.set_secret(secrets.OPENROUTER_KEY, "sk-or-v1-plain-0123456789")
+    assert "sk-or-v1-plain" not in str(caught.value)
+    assert "PlaintextKeyring" in caught.value.detail
+    assert not (tmp_path / "keyring_pass.cfg").exists()
+    assert secrets.get_secret(secrets.OPENROUTER_KEY) is None
+    assert secrets.backend_name() == "refused: keyrings.alt.file.PlaintextKeyring"
