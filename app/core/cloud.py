@@ -40,6 +40,14 @@ def estimate_prompt_tokens(messages: ChatMessages) -> int:
                for m in messages)
 
 
+def user_cap(settings: Settings, policy: Policy) -> int:
+    """The month's cap known without the network: the user's budget, bounded by IT's
+    ceiling. The key's remaining credit lowers it further when a call is made."""
+    ceiling = policy.budget_ceiling_usd
+    return budget.cap(budget.usd_to_micro_usd(str(settings.monthly_budget_usd)),
+                      None if ceiling is None else budget.usd_to_micro_usd(str(ceiling)))
+
+
 @dataclass
 class CloudPlanner:
     settings: Settings
@@ -53,10 +61,7 @@ class CloudPlanner:
         return OpenRouter(key, base_url=os.environ.get(URL_ENV, DEFAULT_BASE_URL))
 
     def user_cap_micro_usd(self) -> int:
-        """The cap before the key's own limit is known: budget and IT's ceiling."""
-        ceiling = self.policy.budget_ceiling_usd
-        return budget.cap(budget.usd_to_micro_usd(str(self.settings.monthly_budget_usd)),
-                          None if ceiling is None else budget.usd_to_micro_usd(str(ceiling)))
+        return user_cap(self.settings, self.policy)
 
     def _check_allowed(self) -> None:
         if not self.policy.cloud_allowed:

@@ -1,5 +1,6 @@
 """Builds the tray app: the core loop and bridge, the tray icon, the main window, quick
-ask and settings, wired together; and runs it as one instance per user."""
+ask and settings, wired together (the budget notifications too); and runs it as one
+instance per user."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from app.core.llm.backend import Health
 from app.core.runtime.supervisor import State, Status
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge, CoreLoop
+from app.ui.budget_meter import BudgetAlerts, BudgetReading, budget_level, tray_line
 from app.ui.chat_controller import ChatController, runtime_line
+from app.ui.garbage import GuiThreadCollector
 from app.ui.main_window import MainWindow
 from app.ui.quick_ask import QuickAsk
 from app.ui.resources import icon
@@ -43,6 +46,7 @@ class SwitchboardApp(QObject):
         self.quick_ask = QuickAsk(self.controller)
         self.tray = Tray()
         self.settings_dialog: SettingsDialog | None = None
+        self.budget_alerts = BudgetAlerts()
 
         self.tray.quickAskRequested.connect(self.open_quick_ask)
         self.tray.openRequested.connect(self.show_main)
@@ -53,6 +57,7 @@ class SwitchboardApp(QObject):
         self.controller.healthChanged.connect(self._on_health)
         self.controller.runtimeChanged.connect(self._on_runtime)
         self.controller.chatsChanged.connect(self.main_window.reload_chats)
+        self.controller.budgetChanged.connect(self._on_budget)
 
     def start(self) -> None:
         self.tray.show()
@@ -97,6 +102,15 @@ class SwitchboardApp(QObject):
 
     def _settings_saved(self) -> None:
         self.controller.check_health()
+        self.controller.refresh_budget()  # the budget may have changed
+
+    def _on_budget(self, reading: BudgetReading) -> None:
+        off = budget_level(reading) == "off"
+        self.tray.set_budget_line("" if off else tray_line(reading))
+        alert = self.budget_alerts.due(reading)
+        if alert is not None:
+            self.tray.showMessage("Switchboard — cloud planning budget", alert,
+                                  icon("app"), 15_000)
 
     def _on_health(self, _health: Health | None) -> None:
         health = self.controller.health
@@ -130,7 +144,12 @@ class SwitchboardApp(QObject):
         """Stop the stream, close the core on its own thread, end the thread."""
         self.controller.shutdown()
         self.tray.hide()
-        self.core_loop.stop(cleanup=self.workspace.close)
+
+        async def cleanup() -> None:
+            await self.controller.close_ledger()
+            await self.workspace.close()
+
+        self.core_loop.stop(cleanup=cleanup)
 
 
 def _beside(icon_rect: QRect, size: QSize) -> QPoint:
@@ -166,6 +185,8 @@ def run_tray_app(show_window: bool = False) -> int:
     sys.excepthook = lambda *info: log.critical("uncaught exception", exc_info=info)
     log.info("Switchboard %s starting; log at %s", __version__, log_file)
     workspace = Workspace.open()
+    collector = GuiThreadCollector()
+    collector.start()
     app = SwitchboardApp(workspace)
     instance.activated.connect(app.show_main)
     app.start()
@@ -184,5 +205,6 @@ def run_tray_app(show_window: bool = False) -> int:
     code = qapp.exec()
     log.info("quitting (exit code %d)", code)
     app.shutdown()
+    collector.stop()
     instance.release()
     return code

@@ -1,11 +1,13 @@
 """Sending prompts and watching the office node for the windows and the tray.
 
 One answer streams at a time; both the main window and quick ask go through here, so
-the tray knows when Switchboard is answering and when the node is down.
+the tray knows when Switchboard is answering and when the node is down. It also reads
+the cloud planning budget for the status bar and the tray.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable
@@ -13,17 +15,21 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.core.budget import Ledger
 from app.core.chat import AnswerFinished, ChatEvent, MessageAdded
+from app.core.cloud import user_cap
 from app.core.errors import NodeUnreachable, SwitchboardError
 from app.core.history import Chat
 from app.core.llm.backend import Health
 from app.core.runtime.supervisor import State, Status
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge
+from app.ui.budget_meter import BudgetReading
 
 log = logging.getLogger(__name__)
 
 HEALTH_EVERY_MS = 30_000
+BUDGET_EVERY_MS = 60_000  # another Switchboard, or the CLI, may spend from the same ledger
 
 RUNTIME_WORDS = {
     State.STOPPED: "not loaded; it loads with the next question",
@@ -50,6 +56,9 @@ class ChatController(QObject):
     healthChanged(object): the office node's latest Health.
     chatsChanged(): chats were created, renamed or deleted.
     runtimeChanged(object): the local runtime's Status (loading, ready, crashed…).
+    budgetChanged(object): a BudgetReading, (Summary, cap_micro_usd), of this month's
+        cloud planning budget; read at start, after each answer, after settings are saved
+        (`refresh_budget`) and every minute.
     """
 
     chatEvent = Signal(object)
@@ -58,6 +67,7 @@ class ChatController(QObject):
     healthChanged = Signal(object)
     chatsChanged = Signal()
     runtimeChanged = Signal(object)
+    budgetChanged = Signal(object)
 
     def __init__(self, bridge: Bridge, workspace: Workspace,
                  parent: QObject | None = None) -> None:
@@ -70,14 +80,61 @@ class ChatController(QObject):
         self._stream: concurrent.futures.Future[Any] | None = None
         self._health_timer = QTimer(self, interval=HEALTH_EVERY_MS)
         self._health_timer.timeout.connect(self.check_health)
+        self.budget: BudgetReading | None = None
+        self._ledger: Ledger | None = None  # opened, used and closed on the core loop
+        self._ledger_lock = asyncio.Lock()
+        self._budget_asked = 0  # readings may come back out of order; show the newest
+        self._budget_shown = 0
+        self._budget_timer = QTimer(self, interval=BUDGET_EVERY_MS)
+        self._budget_timer.timeout.connect(self.refresh_budget)
 
     def start(self) -> None:
         self._health_timer.start()
+        self._budget_timer.start()
         self.check_health()
+        self.refresh_budget()
 
     def shutdown(self) -> None:
         self._health_timer.stop()
+        self._budget_timer.stop()
         self.stop()
+
+    async def close_ledger(self) -> None:
+        """On the core loop, at shutdown."""
+        async with self._ledger_lock:
+            ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            await asyncio.to_thread(ledger.close)
+
+    # Budget ----------------------------------------------------------------------------
+
+    def refresh_budget(self) -> None:
+        """Read this month's budget from the ledger; `budgetChanged` brings it."""
+        self._budget_asked += 1
+        asked = self._budget_asked
+        self.bridge.run(self._read_budget(), on_done=lambda r: self._on_budget(asked, r),
+                        on_error=self._on_budget_error)
+
+    async def _read_budget(self) -> BudgetReading:
+        # Read on the loop that changes them.
+        cap = user_cap(self.workspace.settings, self.workspace.policy)
+        async with self._ledger_lock:
+            if self._ledger is None:
+                self._ledger = await asyncio.to_thread(Ledger)
+            ledger = self._ledger
+        summary = await asyncio.to_thread(ledger.month_summary, cap_micro_usd=cap)
+        return BudgetReading(summary, cap)
+
+    def _on_budget(self, asked: int, reading: BudgetReading) -> None:
+        if asked < self._budget_shown:
+            return  # an older reading arriving after a newer one
+        self._budget_shown = asked
+        self.budget = reading
+        self.budgetChanged.emit(reading)
+
+    def _on_budget_error(self, error: BaseException) -> None:
+        # Not a chat failure: the banner stays for answers; the log says why.
+        log.warning("the cloud planning budget could not be read: %s", error)
 
     @property
     def busy(self) -> bool:
@@ -146,6 +203,7 @@ class ChatController(QObject):
         self._stream = None
         self.busyChanged.emit(False)
         self.chatsChanged.emit()  # titles and order change with a new message
+        self.refresh_budget()  # the answer may have been planned in the cloud
 
     def _on_error(self, error: BaseException) -> None:
         if not isinstance(error, SwitchboardError):

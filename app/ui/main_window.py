@@ -1,5 +1,5 @@
 """The main window: the list of chats, the chat itself, the composer and a status bar
-that names the office node and model."""
+that names the office node and model and meters the cloud planning budget."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from app.core.errors import SwitchboardError
 from app.core.history import Chat, Message
 from app.core.llm.backend import Health
 from app.core.runtime.supervisor import State, Status
+from app.ui.budget_meter import BudgetMeter
 from app.ui.chat_controller import ChatController, runtime_line
 from app.ui.chat_view import ChatView
 from app.ui.resources import icon
@@ -95,6 +96,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.runtime_progress)
         self.statusBar().addPermanentWidget(self.node_label)
         self.statusBar().addPermanentWidget(self.unload_button)
+        self.budget_meter = BudgetMeter()
+        self.statusBar().addPermanentWidget(self.budget_meter)
 
         for text, keys, slot in (("Rename chat", "F2", self.rename_chat),
                                  ("Delete chat", QKeySequence.StandardKey.Delete,
@@ -112,6 +115,7 @@ class MainWindow(QMainWindow):
         controller.healthChanged.connect(self._on_health)
         controller.chatsChanged.connect(self.reload_chats)
         controller.runtimeChanged.connect(self._on_runtime)
+        controller.budgetChanged.connect(self.budget_meter.set_reading)
 
     # Chats -----------------------------------------------------------------------------
 

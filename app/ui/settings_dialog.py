@@ -1,5 +1,6 @@
 """The Settings dialog: office node address, access token (kept in the OS keyring),
-model and the office CA certificate, with "Test connection" before anything is saved.
+model and the office CA certificate, with "Test connection" before anything is saved;
+and, on its own tab, cloud planning (the OpenRouter key and the budget).
 The numeric settings are laid out from their declarations in `app.core.settings`."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +35,7 @@ from app.core.llm.backend import Health
 from app.core.settings import BACKENDS, Settings
 from app.core.workspace import Workspace, test_connection
 from app.ui.bridge import Bridge
+from app.ui.cloud_page import CloudPage, save_cloud_key
 from app.ui.local_gpus_page import LocalGpusPage
 
 # Shown on their own pages (Local GPUs, Cloud planning), not under Answers.
@@ -115,11 +118,19 @@ class SettingsDialog(QDialog):
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
+        chats = QWidget()
+        chats_layout = QVBoxLayout(chats)
+        chats_layout.addLayout(backend_row)
+        chats_layout.addWidget(node_box)
+        chats_layout.addWidget(self.local_page)
+        chats_layout.addWidget(advanced)
+        chats_layout.addStretch(1)
+        self.cloud_page = CloudPage(bridge, settings)
+        self.pages = QTabWidget()
+        self.pages.addTab(chats, "Chats")
+        self.pages.addTab(self.cloud_page, "Cloud planning")
         layout = QVBoxLayout(self)
-        layout.addLayout(backend_row)
-        layout.addWidget(node_box)
-        layout.addWidget(self.local_page)
-        layout.addWidget(advanced)
+        layout.addWidget(self.pages)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 
@@ -150,6 +161,7 @@ class SettingsDialog(QDialog):
                                   "ca_bundle": self.ca_bundle.text()}
         values.update({name: box.value() for name, box in self.numeric.items()})
         values.update(self.local_page.values(), backend=BACKENDS[self.backend.currentIndex()])
+        values.update(self.cloud_page.values())
         return self.workspace.settings.changed(**values)
 
     def edited_token(self) -> str | None:
@@ -198,9 +210,17 @@ class SettingsDialog(QDialog):
         except SettingsError as e:
             self.error.setText(e.user_text())
             return
+        cloud_key, token = self.cloud_page.edited_key(), self.edited_token()
+
+        async def save_all() -> None:
+            # The key first: if the key store refuses it, nothing is saved and the dialog
+            # stays open saying why.
+            await save_cloud_key(cloud_key)
+            await self.workspace.apply_settings(settings, token)
+
         self.buttons.setEnabled(False)
-        self.bridge.run(self.workspace.apply_settings(settings, self.edited_token()),
-                        on_done=lambda _: self.accept(), on_error=self._on_save_error)
+        self.bridge.run(save_all(), on_done=lambda _: self.accept(),
+                        on_error=self._on_save_error)
 
     def _on_save_error(self, error: BaseException) -> None:
         self.buttons.setEnabled(True)

@@ -1,5 +1,6 @@
-"""The system-tray icon: its state shows idle, answering or office node unreachable, and
-its menu is the way into everything else."""
+"""The system-tray icon: its state shows idle, answering or office node unreachable, its
+menu and tooltip carry the cloud planning budget, and its menu is the way into everything
+else."""
 
 from __future__ import annotations
 
@@ -47,11 +48,16 @@ class Tray(QSystemTrayIcon):
         self.status_action = QAction("Office node: checking…", self.menu)
         self.status_action.setEnabled(False)  # an information line, not a command
         self.menu.addAction(self.status_action)
+        self.budget_action = QAction("", self.menu)
+        self.budget_action.setEnabled(False)
+        self.budget_action.setVisible(False)  # until a budget is set
+        self.menu.addAction(self.budget_action)
         self.menu.addSeparator()
         self.settings_action = self._add("Settings…", self.settingsRequested.emit)
         self.quit_action = self._add("Quit Switchboard", self.quitRequested.emit)
         self.setContextMenu(self.menu)
         self.activated.connect(self._on_activated)
+        self.budget_line = ""
         self.set_state(TrayState.IDLE)
 
     def _add(self, text: str, slot: object) -> QAction:
@@ -68,7 +74,18 @@ class Tray(QSystemTrayIcon):
     def set_state(self, state: TrayState) -> None:
         self.state = state
         self.setIcon(self._icons[state])
-        self.setToolTip(TOOLTIPS[state])
+        self._update_tooltip()
 
     def set_status_line(self, text: str) -> None:
         self.status_action.setText(text)
+
+    def set_budget_line(self, text: str) -> None:
+        """ "Cloud planning: $3.12 of $20.00 this month" in the menu and the tooltip; ""
+        (cloud planning off) shows neither."""
+        self.budget_line = text
+        self.budget_action.setText(text)
+        self.budget_action.setVisible(bool(text))
+        self._update_tooltip()
+
+    def _update_tooltip(self) -> None:
+        self.setToolTip("\n".join(filter(None, (TOOLTIPS[self.state], self.budget_line))))

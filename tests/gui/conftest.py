@@ -11,8 +11,18 @@ from pytestqt.qtbot import QtBot
 from app.core.settings import Settings
 from app.core.workspace import Workspace
 from app.ui.application import SwitchboardApp
+from app.ui.garbage import GuiThreadCollector
 
 BuildApp = Callable[..., SwitchboardApp]
+
+
+@pytest.fixture(autouse=True)
+def gui_thread_gc(qtbot: QtBot) -> Iterator[None]:
+    """As in the app: cycles (some holding Qt objects) are collected on the GUI thread."""
+    collector = GuiThreadCollector()
+    collector.start()
+    yield
+    collector.stop()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ process on 127.0.0.1, split across this computer's GPUs by the planner."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class LocalGPUs:
         self.plan: Plan | None = None
         self.supervisor: Supervisor | None = None
         self._client: OpenAIClient | None = None
+        self._preparing = threading.Lock()
 
     def describe(self) -> str:
         model = Path(self.settings.model_path).name if self.settings.model_path else "no model"
@@ -53,7 +55,15 @@ class LocalGPUs:
         return Path(self.settings.model_path)
 
     def _prepare(self) -> Supervisor:
-        """Inspect the model and plan the split once; blocks on disk (run in a thread)."""
+        """Inspect the model and plan the split once; blocks on disk (run in a thread).
+
+        Locked: a health check and a first question can ask at the same moment, and two
+        supervisors for one model would start two runtimes.
+        """
+        with self._preparing:
+            return self._prepare_once()
+
+    def _prepare_once(self) -> Supervisor:
         if self.supervisor is None:
             path = self._require_model()
             info = inspect_model(path)  # a bad file is refused here, before anything loads
