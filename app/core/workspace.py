@@ -123,6 +123,12 @@ class Workspace:
                     self._retired.remove(backend)
                     await backend.aclose()
 
+    async def set_mode(self, mode: str) -> None:
+        """Change how requests are planned; the backend (and a loaded model) stays."""
+        settings = self.settings.changed(mode=mode)
+        await asyncio.to_thread(settings.save)
+        self.settings = settings
+
     def ledger(self) -> Ledger:
         """The budget ledger, opened on first use (blocks on disk: core thread only)."""
         if self._ledger is None:

@@ -155,6 +155,10 @@ class ChatController(QObject):
         self.runtime = status
         self.runtimeChanged.emit(status)
 
+    def set_mode(self, mode: str) -> None:
+        """Auto / Local only / Plan with cloud, kept for the next start."""
+        self.bridge.run(self.workspace.set_mode(mode), on_error=self._on_error)
+
     def unload_model(self) -> None:
         self.bridge.run(self.workspace.stop_runtime())
 

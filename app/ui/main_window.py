@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QInputDialog,
     QLabel,
@@ -27,6 +28,7 @@ from app.core.errors import SwitchboardError
 from app.core.history import Chat, Message
 from app.core.llm.backend import Health
 from app.core.runtime.supervisor import State, Status
+from app.core.settings import MODES
 from app.ui.budget_meter import BudgetMeter
 from app.ui.chat_controller import ChatController, runtime_line
 from app.ui.chat_view import ChatView
@@ -34,6 +36,7 @@ from app.ui.resources import icon
 from app.ui.widgets import Composer, ErrorBanner
 
 CHAT_ID = Qt.ItemDataRole.UserRole
+MODE_LABELS = {"auto": "Auto", "local only": "Local only", "plan with cloud": "Plan with cloud"}
 
 
 class MainWindow(QMainWindow):
@@ -65,9 +68,21 @@ class MainWindow(QMainWindow):
         self.composer.submitted.connect(self.send)
         self.send_button = QPushButton("Send")
         self.send_button.clicked.connect(self._send_or_stop)
+        self.mode = QComboBox()
+        self.mode.addItems([MODE_LABELS[m] for m in MODES])
+        self.mode.setCurrentIndex(MODES.index(controller.workspace.settings.mode))
+        self.mode.setToolTip("Auto: multi-step work is planned in the cloud (within your "
+                             "budget) and carried out locally.\nLocal only: nothing goes to "
+                             "the cloud.\nPlan with cloud: always plan in the cloud first.")
+        self.mode.currentIndexChanged.connect(
+            lambda index: controller.set_mode(MODES[index]))
+        buttons = QVBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.mode)
+        buttons.addWidget(self.send_button)
         composer_row = QHBoxLayout()
         composer_row.addWidget(self.composer, 1)
-        composer_row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        composer_row.addLayout(buttons)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
