@@ -36,6 +36,11 @@ def parser() -> argparse.ArgumentParser:
     gpu_plan.add_argument("--ctx", type=int, metavar="N", help="context length to plan for "
                                                                 "(default: the largest that fits)")
     gpu_plan.add_argument("--json", action="store_true", help="machine-readable plan")
+    summarize = verbs.add_parser("summarize", help="summarise a PDF, Word, text or HTML file "
+                                 "on the office node or local GPUs (never the cloud)")
+    summarize.add_argument("file")
+    summarize.add_argument("--out", metavar="SUMMARY.md", help="write the summary here")
+    summarize.add_argument("--node", help="office node address (default: from Settings)")
     budget = verbs.add_parser("budget",
                               help="this month's cloud planning spend, cap and what is left")
     budget.add_argument("--json", action="store_true", help="machine-readable report")
@@ -80,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import gpu_plan as run_gpu_plan
 
         return run_gpu_plan(args.model, gpus=args.gpus, n_ctx=args.ctx, as_json=args.json)
+    if args.verb == "summarize":
+        from app.cli import summarize as run_summarize
+
+        return run_summarize(args.file, out_path=args.out, node=args.node)
     if args.verb == "budget":
         from app.cli import budget as run_budget
 

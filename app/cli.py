@@ -372,3 +372,42 @@ def key_remove(out: TextIO, err: TextIO) -> int:
     out.write("OpenRouter key removed; cloud planning is off.\n" if stored
               else "No OpenRouter key was stored; nothing to remove.\n")
     return 0
+
+
+def summarize(file: str, out_path: str | None = None, node: str | None = None,
+              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Summarise a file on the local tier; progress on stderr; exit 2 with the reason for a
+    refused file or a fault."""
+    from app.core.documents.reading import as_markdown, summarize_file
+    from app.core.documents.summarize import Progress
+    from app.core.llm.local_gpus import LocalGPUs
+
+    settings = _settings(node, None)
+
+    def progress(p: Progress) -> None:
+        what = "combining" if p.combining else f"{p.chunks_done}/{p.chunks_total} parts"
+        err.write(f"\rswitchboard: {what}, {p.pages_done}/{p.pages_total} pages   ")
+        err.flush()
+
+    async def run() -> str:
+        backend = (LocalGPUs(settings) if settings.backend == "local GPUs" and node is None
+                   else OfficeNode(settings, secrets.get_secret(secrets.NODE_TOKEN)))
+        try:
+            document, summary = await summarize_file(Path(file), backend, progress=progress)
+        finally:
+            await backend.aclose()
+        return as_markdown(document, summary) + "\n"
+
+    try:
+        text = asyncio.run(run())
+    except SwitchboardError as e:
+        print(f"\nswitchboard: {e.user_text()}", file=err)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    err.write("\n")
+    if out_path:
+        paths.atomic_write_text(Path(out_path), text)
+    else:
+        out.write(text)
+    return 0

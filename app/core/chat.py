@@ -9,7 +9,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from app.core.documents.summarize import Progress
 from app.core.errors import StorageFailed, SwitchboardError
 from app.core.history import History, Message, Status
 from app.core.llm.backend import Backend
@@ -38,7 +40,16 @@ class AnswerFinished:
     error: SwitchboardError | None = None
 
 
-ChatEvent = MessageAdded | TextAppended | AnswerFinished
+@dataclass(frozen=True, slots=True)
+class DocumentProgress:
+    """How far reading a dropped file has got, for a progress bar."""
+
+    message_id: int
+    text: str  # "3 of 12 chunks (pp. 1–9), about 40 s left"
+    fraction: float  # 0..1
+
+
+ChatEvent = MessageAdded | TextAppended | AnswerFinished | DocumentProgress
 PLAN_PREFIX = "Plan from the cloud planner — follow it step by step:\n\n"
 
 
@@ -69,6 +80,49 @@ class ChatService:
                                   or m.role == "system" and m.content.startswith(PLAN_PREFIX)
                                   or m.role == "assistant"
                                   and m.status in ("complete", "interrupted", "cancelled"))]
+
+    async def summarize_document(self, chat_id: int, path: Path, backend: Backend,
+                                 emit: Callable[[ChatEvent], None]) -> Message:
+        """Summarise a dropped file into the chat, on `backend` (never the cloud).
+
+        The request and the summary are saved like a question and its answer; a refused
+        file, a fault or a Stop end the answer with the reason, as for any answer.
+        """
+        from app.core.documents.reading import as_markdown, summarize_file
+
+        history = self.history
+        prompt = f"Summarise {path.name}"
+        if not history.messages(chat_id):
+            history.rename_chat(chat_id, title_from_prompt(prompt))
+        emit(MessageAdded(history.add_message(chat_id, "user", prompt)))
+        answer = history.add_message(chat_id, "assistant", "", status="streaming")
+        emit(MessageAdded(answer))
+
+        def progress(p: Progress) -> None:
+            what = "Combining the parts" if p.combining else (
+                f"Read {p.chunks_done} of {p.chunks_total} parts "
+                f"({p.pages_done} of {p.pages_total} pages)")
+            left = f", about {p.seconds_left:.0f} s left" if p.seconds_left else ""
+            fraction = p.chunks_done / p.chunks_total if p.chunks_total else 0.0
+            emit(DocumentProgress(answer.id, what + left, fraction))
+
+        def end(text: str, status: Status, error: SwitchboardError | None = None) -> Message:
+            error_text = error.user_text() if error else ""
+            history.update_message(answer.id, content=text, status=status, error=error_text,
+                                   model=backend.describe())
+            done = Message(answer.id, chat_id, "assistant", text, status, answer.created_at,
+                           backend.describe(), error_text)
+            emit(AnswerFinished(done, error))
+            return done
+
+        try:
+            document, summary = await summarize_file(path, backend, progress=progress)
+        except asyncio.CancelledError:
+            end("", "cancelled")
+            raise
+        except SwitchboardError as e:
+            return end("", "error", e)
+        return end(as_markdown(document, summary), "complete")
 
     async def send(self, chat_id: int, prompt: str, backend: Backend,
                    emit: Callable[[ChatEvent], None],

@@ -243,3 +243,32 @@ class CloudPlanningOff(SwitchboardError):
     message = "Cloud planning is off."
     hint = ("Planning runs locally. To plan in the cloud, set a monthly budget and your "
             "OpenRouter key in Settings (IT may have turned it off for this computer).")
+
+
+SUPPORTED_DOCUMENTS = "PDF, Word (.docx), text, Markdown and HTML"
+
+
+class DocumentRejected(SwitchboardError):
+    """A document was refused before or while it was read, and nothing of it was used.
+
+    `reason` is the plain sentence a user reads ("report.pdf is too big (350 MB; the
+    limit is 200 MB)."); `code` says the same for code ("too_big", "folder", "not_file",
+    "outside_link", "missing", "unreadable", "empty", "unsupported", "damaged",
+    "not_text", "password", "zip_bomb", "unsafe_xml", "too_slow", "too_much_memory",
+    "crashed").
+    """
+
+    message = "Switchboard can't read this file."
+    hint = f"Switchboard reads {SUPPORTED_DOCUMENTS} files."
+
+    def __init__(self, detail: str = "", *, partial: str = "", tier: str = "",
+                 reason: str = "", code: str = "unsupported", hint: str = "") -> None:
+        self.reason = reason
+        self.code = code
+        if hint:
+            self.hint = hint
+        super().__init__(detail, partial=partial, tier=tier)
+
+    @property
+    def title(self) -> str:
+        return self.reason or self.message

@@ -123,6 +123,15 @@ class Workspace:
                     self._retired.remove(backend)
                     await backend.aclose()
 
+    async def summarize_document(self, chat_id: int, path: Path,
+                                 emit: Callable[[ChatEvent], None]) -> Message:
+        """Summarise a file into the chat on the local tier; the cloud is never asked."""
+        try:
+            backend: Backend = await self.backend()
+        except SwitchboardError as e:
+            backend = Unavailable(e)
+        return await self.chats.summarize_document(chat_id, path, backend, emit)
+
     async def set_mode(self, mode: str) -> None:
         """Change how requests are planned; the backend (and a loaded model) stays."""
         settings = self.settings.changed(mode=mode)

@@ -8,10 +8,11 @@ import faulthandler
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QFileDialog, QSystemTrayIcon
 
 from app import __version__
 from app.core import logs
@@ -53,6 +54,8 @@ class SwitchboardApp(QObject):
         self.tray.settingsRequested.connect(self.open_settings)
         self.tray.quitRequested.connect(self.quit)
         self.quick_ask.continueRequested.connect(self.show_main)
+        self.quick_ask.fileDropped.connect(self.summarize_file)
+        self.tray.summarizeRequested.connect(self.choose_file_to_summarize)
         self.controller.busyChanged.connect(self._update_tray)
         self.controller.healthChanged.connect(self._on_health)
         self.controller.runtimeChanged.connect(self._on_runtime)
@@ -85,6 +88,17 @@ class SwitchboardApp(QObject):
         window.raise_()
         window.activateWindow()
         window.composer.setFocus()
+
+    def summarize_file(self, path: Path) -> None:
+        self.show_main()
+        self.main_window.summarize(path)
+
+    def choose_file_to_summarize(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            None, "Summarise a file", str(Path.home()),
+            "Documents (*.pdf *.docx *.txt *.md *.markdown *.html *.htm);;All files (*)")
+        if path:
+            self.summarize_file(Path(path))
 
     def open_settings(self) -> None:
         if self.settings_dialog is None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -176,13 +177,22 @@ class ChatController(QObject):
 
     def send(self, chat_id: int, prompt: str) -> bool:
         """Start streaming an answer; False if one is already streaming."""
-        if self._stream is not None or not prompt.strip():
+        if not prompt.strip():
+            return False
+        return self._start(lambda emit: self.workspace.send(chat_id, prompt, emit))
+
+    def summarize(self, chat_id: int, path: Path) -> bool:
+        """Summarise a file into the chat on the local tier; False if busy."""
+        return self._start(lambda emit: self.workspace.summarize_document(chat_id, path, emit))
+
+    def _start(self, work: Callable[[Callable[[ChatEvent], None]], Awaitable[Any]]) -> bool:
+        if self._stream is not None:
             return False
         emit = self.bridge.coalesced(self._on_event)
 
         async def answer() -> None:
             try:
-                await self.workspace.send(chat_id, prompt, emit)
+                await work(emit)
             finally:
                 # From the task itself, after the answer is saved: a cancelled future is
                 # "done" at once, before the task has finished saving what it had.

@@ -3,8 +3,10 @@ that names the office node and model and meters the cloud planning budget."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -23,7 +25,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.chat import AnswerFinished, ChatEvent, MessageAdded, TextAppended
+from app.core.chat import (
+    AnswerFinished,
+    ChatEvent,
+    DocumentProgress,
+    MessageAdded,
+    TextAppended,
+)
 from app.core.errors import SwitchboardError
 from app.core.history import Chat, Message
 from app.core.llm.backend import Health
@@ -33,7 +41,7 @@ from app.ui.budget_meter import BudgetMeter
 from app.ui.chat_controller import ChatController, runtime_line
 from app.ui.chat_view import ChatView
 from app.ui.resources import icon
-from app.ui.widgets import Composer, ErrorBanner
+from app.ui.widgets import Composer, ErrorBanner, dropped_files
 
 CHAT_ID = Qt.ItemDataRole.UserRole
 MODE_LABELS = {"auto": "Auto", "local only": "Local only", "plan with cloud": "Plan with cloud"}
@@ -129,6 +137,7 @@ class MainWindow(QMainWindow):
         controller.failed.connect(self._on_failed)
         controller.healthChanged.connect(self._on_health)
         controller.chatsChanged.connect(self.reload_chats)
+        self.setAcceptDrops(True)  # drop a document anywhere on the window to summarise it
         controller.runtimeChanged.connect(self._on_runtime)
         controller.budgetChanged.connect(self.budget_meter.set_reading)
 
@@ -240,8 +249,42 @@ class MainWindow(QMainWindow):
         if self.controller.send(chat_id, prompt):
             self.composer.clear()
 
+    # Documents --------------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 — Qt's name
+        if dropped_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 — Qt's name
+        files = dropped_files(event.mimeData())
+        if files:
+            event.acceptProposedAction()
+            self.summarize(files[0])
+
+    def summarize(self, path: Path) -> None:
+        """Summarise a file into the current chat (a new one if none is open)."""
+        if self.controller.busy:
+            self.statusBar().showMessage("Wait for the current answer, or press Stop.", 5000)
+            return
+        self.error_banner.clear_error()
+        if self.chat_id is None:
+            def in_new_chat(chat: Chat) -> None:
+                self._opened_new(chat)
+                self.controller.summarize(chat.id, path)
+
+            self.controller.new_chat(in_new_chat)
+        else:
+            self.controller.summarize(self.chat_id, path)
+
     def _on_event(self, event: ChatEvent) -> None:
         model = self.chat_view.chat_model
+        if isinstance(event, DocumentProgress):
+            self.runtime_progress.setVisible(True)
+            self.runtime_progress.setValue(round(event.fraction * 100))
+            self.statusBar().showMessage(event.text, 10_000)
+            return
+        if isinstance(event, AnswerFinished):
+            self.runtime_progress.setVisible(False)
         if isinstance(event, MessageAdded) and event.message.chat_id == self.chat_id:
             model.append_message(event.message)
         elif isinstance(event, TextAppended) and model.row_of(event.message_id) is not None:

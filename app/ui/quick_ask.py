@@ -4,7 +4,7 @@ in; "Continue in window" carries the chat over to the main window."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeyEvent, QTextCursor
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeyEvent, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from app.core.chat import AnswerFinished, ChatEvent, MessageAdded, TextAppended
@@ -12,15 +12,17 @@ from app.core.errors import SwitchboardError
 from app.core.history import Chat
 from app.ui.chat_controller import ChatController
 from app.ui.resources import icon
-from app.ui.widgets import Composer, ErrorBanner
+from app.ui.widgets import Composer, ErrorBanner, dropped_files
 
 
 class QuickAsk(QWidget):
     """Signals:
     continueRequested(int): open this chat id in the main window.
+    fileDropped(object): a file (Path) was dropped here to be summarised.
     """
 
     continueRequested = Signal(int)
+    fileDropped = Signal(object)  # a Path: summarised in the main window
 
     def __init__(self, controller: ChatController, parent: QWidget | None = None) -> None:
         super().__init__(parent, Qt.WindowType.Tool | Qt.WindowType.WindowStaysOnTopHint)
@@ -54,6 +56,7 @@ class QuickAsk(QWidget):
         layout.addWidget(self.error_banner)
         layout.addLayout(buttons)
 
+        self.setAcceptDrops(True)
         controller.chatEvent.connect(self._on_event)
         controller.busyChanged.connect(self._on_busy)
         controller.failed.connect(self._on_failed)
@@ -104,6 +107,17 @@ class QuickAsk(QWidget):
         if self.chat_id is not None:
             self.continueRequested.emit(self.chat_id)
             self.hide()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 — Qt's name
+        if dropped_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 — Qt's name
+        files = dropped_files(event.mimeData())
+        if files:
+            event.acceptProposedAction()
+            self.hide()
+            self.fileDropped.emit(files[0])
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 — Qt's name
         if event.key() == Qt.Key.Key_Escape:

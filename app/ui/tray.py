@@ -28,11 +28,13 @@ TOOLTIPS = {
 
 class Tray(QSystemTrayIcon):
     """Signals (besides QSystemTrayIcon's):
-    quickAskRequested(), openRequested(), settingsRequested(), quitRequested()
+    quickAskRequested(), openRequested(), summarizeRequested(), settingsRequested(),
+    quitRequested()
     — emitted from the menu; a left click also asks for quick ask.
     """
 
     quickAskRequested = Signal()
+    summarizeRequested = Signal()
     openRequested = Signal()
     settingsRequested = Signal()
     quitRequested = Signal()
@@ -44,6 +46,7 @@ class Tray(QSystemTrayIcon):
         self.menu = QMenu()
         self.quick_ask_action = self._add("Quick ask…", self.quickAskRequested.emit)
         self.open_action = self._add("Open Switchboard", self.openRequested.emit)
+        self.summarize_action = self._add("Summarise a file…", self.summarizeRequested.emit)
         self.menu.addSeparator()
         self.status_action = QAction("Office node: checking…", self.menu)
         self.status_action.setEnabled(False)  # an information line, not a command

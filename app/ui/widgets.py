@@ -4,8 +4,9 @@ banner."""
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
 
@@ -58,3 +59,8 @@ class ErrorBanner(QLabel):
         self.clear()
         self.hide()
 
+
+
+def dropped_files(mime: QMimeData) -> list[Path]:
+    """The local files in a drag, in order (links and remote URLs are ignored)."""
+    return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]

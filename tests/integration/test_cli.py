@@ -99,3 +99,26 @@ def test_selftest_reports_a_broken_install_on_stderr(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "selftest failed" in result.stderr and "icon" in result.stderr
+
+
+def test_summarize_writes_a_summary_with_page_references(office_node: LlamaServer,
+                                                         tmp_path: Path) -> None:
+    from tests.fixtures.documents import pdf_with_pages
+
+    pdf = pdf_with_pages(tmp_path, pages=2)
+    out = tmp_path / "summary.md"
+    result = switchboard("summarize", str(pdf), "--node", office_node.base_url,
+                         "--out", str(out), token=office_node.api_key, timeout=120)
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert text.startswith("**Summary of known.pdf** (PDF, 2 pages)")
+    assert "p. 1" in text or "pp. 1–2" in text
+    assert "2/2 pages" in result.stderr  # progress went to stderr
+
+
+def test_summarize_refuses_an_unsupported_file_with_exit_2(tmp_path: Path) -> None:
+    odd = tmp_path / "notes.xyz"
+    odd.write_text("hello")
+    result = switchboard("summarize", str(odd), "--node", "http://127.0.0.1:9/v1")
+    assert result.returncode == 2
+    assert "PDF" in result.stderr and result.stdout == ""

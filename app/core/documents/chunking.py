@@ -1,0 +1,279 @@
+"""Cut a document's pages into chunks that fit the executing model, each knowing its pages.
+
+Chunks are measured with a token counter: the model's own tokenizer where the tier offers
+one (`tokenizer_for`), otherwise `estimate_tokens`. They end on a sentence boundary (a
+paragraph boundary where one is near), neighbours overlap by a few sentences so a point
+that straddles a cut is seen whole at least once, and no chunk is longer than
+`max_tokens` by the counter given.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import ssl
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from app.core import errors
+
+log = logging.getLogger(__name__)
+
+TokenCounter = Callable[[str], int]
+
+CHARS_PER_TOKEN = 4  # the stated estimate: ~4 characters a token, as for English with BPE
+TOKENIZE_TIMEOUT_S = 10.0
+PARAGRAPH = "\n\n"
+SENTENCE = " "
+
+_PARAGRAPHS = re.compile(r"\n\s*\n")
+# A sentence ends at . ! ? … (and closing quotes or brackets) followed by white space.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+")
+_WORDS = re.compile(r"(?<=\s)(?=\S)")
+
+
+class PageLike(Protocol):
+    """What chunking needs of a page: `app.core.documents.extract.Page` is one."""
+
+    @property
+    def number(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+Pages = Iterable[PageLike] | Iterable[tuple[int, str]]
+
+
+class PageRange(NamedTuple):
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return format_pages(self.first, self.last)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    index: int
+    text: str
+    first_page: int
+    last_page: int
+
+    @property
+    def pages(self) -> PageRange:
+        return PageRange(self.first_page, self.last_page)
+
+
+def format_pages(first: int, last: int) -> str:
+    """"p. 3" for one page, "pp. 12–14" (an en dash) for several."""
+    if last < first:
+        first, last = last, first
+    return f"p. {first}" if first == last else f"pp. {first}\u2013{last}"
+
+
+def estimate_tokens(text: str) -> int:
+    """A stated estimate for tiers without a tokenizer: one token per 4 characters,
+    rounded up. It is close for English prose; code and some languages use more."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def page_tuples(pages: Pages) -> list[tuple[int, str]]:
+    """`(number, text)` pairs from Page objects or pairs."""
+    out: list[tuple[int, str]] = []
+    for page in pages:
+        if isinstance(page, tuple):
+            number, text = page
+        else:
+            number, text = page.number, page.text
+        out.append((int(number), str(text)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    text: str
+    page: int
+    sep: str  # what joins it to the unit before: PARAGRAPH or SENTENCE
+    tokens: int
+
+
+def _pieces(text: str, max_tokens: int, count: TokenCounter) -> list[str]:
+    """A sentence longer than a chunk, cut at words, or (a very long "word") at characters."""
+    if count(text) <= max_tokens:
+        return [text]
+    words = [w for w in _WORDS.split(text) if w]
+    if len(words) > 1:
+        out: list[str] = []
+        current = ""
+        for word in words:
+            if current and count(current + word) > max_tokens:
+                out.extend(_pieces(current.rstrip(), max_tokens, count))
+                current = ""
+            current += word
+        if current.strip():
+            out.extend(_pieces(current.rstrip(), max_tokens, count))
+        return [p for p in out if p]
+    if len(text) == 1:
+        raise ValueError(f"max_tokens={max_tokens} is smaller than one character")
+    half = len(text) // 2
+    return _pieces(text[:half], max_tokens, count) + _pieces(text[half:], max_tokens, count)
+
+
+def _units(pages: list[tuple[int, str]], max_tokens: int, count: TokenCounter) -> list[_Unit]:
+    units: list[_Unit] = []
+    for number, text in pages:
+        for paragraph in _PARAGRAPHS.split(text):
+            paragraph = " ".join(paragraph.split())  # line breaks inside a paragraph: spaces
+            if not paragraph:
+                continue
+            sep = PARAGRAPH
+            for sentence in _SENTENCE_END.split(paragraph):
+                for piece in _pieces(sentence, max_tokens, count) if sentence else []:
+                    units.append(_Unit(piece, number, sep, count(piece)))
+                    sep = SENTENCE
+    return units
+
+
+def _join(units: Sequence[_Unit]) -> str:
+    return "".join((u.sep if i else "") + u.text for i, u in enumerate(units))
+
+
+def _rough(units: Sequence[_Unit]) -> int:
+    """Tokens of the joined units as the sum of the parts plus one a separator; the exact
+    count is checked once a chunk is complete."""
+    return sum(u.tokens for u in units) + max(0, len(units) - 1)
+
+
+def chunk(pages: Pages, *, max_tokens: int, overlap_tokens: int,
+          count_tokens: TokenCounter = estimate_tokens) -> list[Chunk]:
+    """The pages' text in chunks of at most `max_tokens` by `count_tokens`, each chunk
+    starting with up to `overlap_tokens` of the end of the one before.
+
+    Empty pages give no text; a chunk's page range is that of the text it holds.
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be at least 1")
+    if not 0 <= overlap_tokens < max_tokens:
+        raise ValueError("overlap_tokens must be at least 0 and less than max_tokens")
+    units = _units(page_tuples(pages), max_tokens, count_tokens)
+    chunks: list[Chunk] = []
+    overlap: list[_Unit] = []
+    i = 0
+    while i < len(units):
+        new: list[_Unit] = [units[i]]  # always at least one new unit: the loop moves on
+        i += 1
+        while i < len(units) and _rough(overlap + new + [units[i]]) <= max_tokens:
+            new.append(units[i])
+            i += 1
+        if i < len(units):
+            # Cut at the last paragraph start in the second half of the chunk, if any.
+            half = max_tokens // 2
+            for j in range(len(new) - 1, 0, -1):
+                if new[j].sep == PARAGRAPH and _rough(overlap + new[:j]) >= half:
+                    i -= len(new) - j
+                    new = new[:j]
+                    break
+        # The exact check by the counter on the text as sent; the rough sum is a guide.
+        while count_tokens(_join(overlap + new)) > max_tokens:
+            if len(new) > 1:
+                new.pop()
+                i -= 1
+            elif overlap:
+                overlap = overlap[1:]
+            else:
+                break  # one unit alone, already measured under max_tokens when it was cut
+        body = overlap + new
+        chunks.append(Chunk(len(chunks), _join(body), body[0].page, body[-1].page))
+        overlap = _overlap(body, overlap_tokens)
+        if i < len(units):
+            while overlap and _rough(overlap + [units[i]]) > max_tokens:
+                overlap = overlap[1:]
+    return chunks
+
+
+def _overlap(body: list[_Unit], overlap_tokens: int) -> list[_Unit]:
+    """The trailing sentences of `body` that fit in `overlap_tokens`, never all of it
+    (a chunk must not be swallowed whole by the next)."""
+    taken: list[_Unit] = []
+    for unit in reversed(body[1:]):
+        if _rough([unit, *taken]) > overlap_tokens:
+            break
+        taken.insert(0, unit)
+    return taken
+
+
+# ---------------------------------------------------------------- the model's own tokenizer
+
+
+class Tokenizer:
+    """Counts tokens with a llama.cpp server's `POST /extras/tokenize/count` (as
+    llama-cpp-python's server offers it, the embedded runtime's included).
+
+    Blocking: call it from a worker thread (`summarize` chunks in one), never on the loop.
+    """
+
+    name = "the model's tokenizer"
+
+    def __init__(self, root_url: str, model: str, headers: dict[str, str],
+                 verify: ssl.SSLContext | bool) -> None:
+        self._model = model
+        self._http = httpx.Client(base_url=root_url, headers=headers, verify=verify,
+                                  follow_redirects=False, trust_env=True,
+                                  timeout=TOKENIZE_TIMEOUT_S)
+
+    def __call__(self, text: str) -> int:
+        try:
+            response = self._http.post("/extras/tokenize/count",
+                                       json={"input": text, "model": self._model})
+            response.raise_for_status()
+            return int(response.json()["count"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+            # Mid-document the tokenizer went away: the estimate is better than no summary.
+            log.warning("the tokenizer failed (%s); estimating instead", type(e).__name__)
+            return estimate_tokens(text)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _root(base_url: str) -> str:
+    """`http://node:8080/v1` → `http://node:8080`: llama.cpp's extras live at the root."""
+    parts = urlsplit(base_url)
+    path = parts.path.rstrip("/")
+    path = path[: -len("/v1")] if path.endswith("/v1") else path
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+async def tokenizer_for(backend: Any) -> TokenCounter:
+    """The backend's own tokenizer if its server offers one, else `estimate_tokens`.
+
+    Asks once (`/extras/tokenize/count` of llama-cpp-python's server); a server without
+    it (vLLM, Ollama, a gateway) or one that can't be reached gets the estimate.
+    """
+    from app.core.llm.openai_client import OpenAIClient, tls_context
+
+    client = getattr(backend, "client", None)
+    if not isinstance(client, OpenAIClient):
+        return estimate_tokens
+    model = str(getattr(backend, "model", "") or "")
+    headers = {"Authorization": f"Bearer {client.token}"} if client.token else {}
+    root = _root(client.base_url)
+    try:
+        verify: ssl.SSLContext | bool = tls_context(client.ca_bundle) \
+            if urlsplit(root).scheme == "https" else True
+        async with httpx.AsyncClient(base_url=root, headers=headers, verify=verify,
+                                     follow_redirects=False, trust_env=True,
+                                     timeout=TOKENIZE_TIMEOUT_S) as http:
+            response = await http.post("/extras/tokenize/count",
+                                       json={"input": "Hello.", "model": model})
+        if response.status_code != 200 or not isinstance(response.json().get("count"), int):
+            return estimate_tokens
+    except (httpx.HTTPError, ValueError, AttributeError, errors.SwitchboardError):
+        return estimate_tokens
+    return Tokenizer(root, model, headers, verify)

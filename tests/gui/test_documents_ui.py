@@ -1,0 +1,92 @@
+"""Dropping a document on the window: it is read and summarised on the local tier, with
+progress and page references, and its text never reaches the cloud."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QWidget
+from pytestqt.qtbot import QtBot
+
+from app.core import secrets
+from app.core.chat import DocumentProgress
+from tests.fixtures.documents import marker, pdf_with_pages
+from tests.fixtures.fault_server import FaultServer
+from tests.fixtures.llama_server import LlamaServer
+from tests.fixtures.openrouter_server import API_KEY, OpenRouterServer
+from tests.gui.conftest import BuildApp
+from tests.gui.test_app import last_answer_is, messages
+
+
+def drop(widget: QWidget, path: Path) -> bool:
+    """Drag `path` over `widget` and drop it, as a file manager does."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    actions = Qt.DropAction.CopyAction
+    enter = QDragEnterEvent(QPointF(20, 20), actions, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    if not enter.isAccepted():
+        return False
+    event = QDropEvent(QPointF(20, 20), actions, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, event)
+    return event.isAccepted()
+
+
+def test_a_dropped_pdf_is_summarised_with_page_references(
+        qtbot: QtBot, build_app: BuildApp, office_node: LlamaServer, tmp_path: Path) -> None:
+    secrets.set_secret(secrets.NODE_TOKEN, office_node.api_key)
+    app = build_app(node_url=office_node.base_url)
+    progress: list[float] = []
+    app.controller.chatEvent.connect(
+        lambda e: progress.append(e.fraction) if isinstance(e, DocumentProgress) else None)
+    pdf = pdf_with_pages(tmp_path, pages=3)
+    assert drop(app.main_window, pdf)
+    qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=60_000)
+    request, summary = messages(app)
+    assert request.content == "Summarise known.pdf"
+    assert summary.content.startswith("**Summary of known.pdf** (PDF, 3 pages)")
+    assert "pp. 1–3" in summary.content or "p. 1" in summary.content
+    assert progress and progress[-1] == 1.0
+    assert app.main_window.chat_list.item(0).text() == "Summarise known.pdf"
+
+
+def test_a_refused_file_says_why_and_nothing_is_sent(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer, tmp_path: Path) -> None:
+    app = build_app(node_url=fault_server.base_url)
+    folder = tmp_path / "a folder.pdf"
+    folder.mkdir()
+    assert drop(app.main_window, folder)
+    qtbot.waitUntil(lambda: last_answer_is(app, "error"), timeout=10_000)
+    assert "folder" in messages(app)[-1].error
+    qtbot.waitUntil(app.main_window.error_banner.isVisible)
+    assert fault_server.requests == [] or all(
+        r.path.endswith("/models") for r in fault_server.requests)
+
+
+def test_document_text_never_reaches_the_cloud(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets.set_secret(secrets.OPENROUTER_KEY, API_KEY)
+    with OpenRouterServer() as cloud:
+        monkeypatch.setenv("SWITCHBOARD_OPENROUTER_URL", cloud.base_url)
+        app = build_app(node_url=fault_server.base_url, mode="plan with cloud",
+                        monthly_budget_usd=20, planner_model="stand-in/planner")
+        pdf = pdf_with_pages(tmp_path, pages=4)
+        assert drop(app.main_window, pdf)
+        qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=30_000)
+        # A question in the same chat afterwards is planned in the cloud…
+        app.main_window.send("What should I do first?")
+        qtbot.waitUntil(lambda: len(messages(app)) >= 5 and last_answer_is(app, "complete"),
+                        timeout=30_000)
+        local = b"".join(r.body for r in fault_server.requests)
+        assert marker(2).encode() in local  # the office node read the document
+        sent_to_cloud = b"".join(r.body for r in cloud.requests)
+        assert cloud.chat_requests()  # the cloud was asked to plan the question…
+        for page in range(1, 5):  # …and never saw the document
+            assert marker(page).encode() not in sent_to_cloud
+        assert b"This is page" not in sent_to_cloud

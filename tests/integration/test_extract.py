@@ -1,0 +1,263 @@
+"""Real files through the real extraction child: each format's text on the right pages,
+and every hostile file refused in plain words, quickly, with the child reaped, no
+temporary files left and the app's own memory untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.core import errors
+from app.core.documents import extract_child
+from app.core.documents.extract import DEFAULT_LIMITS, Document, Limits, extract
+from tests.fixtures import documents
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX limits and /proc")
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The slow-to-make hostile files, made once (about 3 s)."""
+    folder = tmp_path_factory.mktemp("bombs")
+    documents.docx_zip_bomb(folder)
+    documents.docx_zip_bomb(folder, lie=True, name="lying.docx")
+    documents.pdf_flate_bomb(folder)
+    return folder
+
+
+class Children:
+    """Records every extraction child started, and the temporary folder it was given."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Children]:
+    record = Children()
+    real = asyncio.create_subprocess_exec
+
+    async def spy(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        process = await real(*args, **kwargs)
+        record.pids.append(process.pid)
+        return process
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    fds = len(os.listdir("/proc/self/fd"))
+    yield record
+    assert list(temp.iterdir()) == [], "temporary files were left behind"
+    for pid in record.pids:  # reaped: not our child any more, and no zombie in /proc
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        assert not Path(f"/proc/{pid}").exists() or "Z" not in _state(pid)
+    assert len(os.listdir("/proc/self/fd")) == fds, "a file descriptor leaked"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return ""
+
+
+def read(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
+    return asyncio.run(extract(path, limits=limits))
+
+
+def refused(path: Path, limits: Limits = DEFAULT_LIMITS) -> tuple[errors.DocumentRejected, float]:
+    start = time.monotonic()
+    with pytest.raises(errors.DocumentRejected) as caught:
+        read(path, limits)
+    return caught.value, time.monotonic() - start
+
+
+# ---------------------------------------------------------------------------- formats
+
+
+def test_pdf_text_is_on_its_pages(tmp_path: Path, children: Children) -> None:
+    path = documents.pdf_with_pages(tmp_path, 5)
+    document = read(path)
+    assert document.kind == "pdf" and document.path == path and not document.truncated
+    assert [page.number for page in document.pages] == [1, 2, 3, 4, 5]
+    for page in document.pages:
+        assert f"This is page {page.number}." in page.text
+        assert page.text.count("MARKER") == 1 and documents.marker(page.number) in page.text
+    assert document.size_bytes == path.stat().st_size
+    import hashlib
+    assert document.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert len(children.pids) == 1
+
+
+def test_pdf_reading_stops_at_the_page_cap(tmp_path: Path, children: Children) -> None:
+    document = read(documents.pdf_with_pages(tmp_path, 10), Limits(max_pages=3))
+    assert len(document.pages) == 3 and document.truncated
+    assert documents.marker(3) in document.pages[2].text
+
+
+def test_docx_text_tables_and_page_break(tmp_path: Path, children: Children) -> None:
+    document = read(documents.docx_with_pages(tmp_path))
+    assert document.kind == "docx"
+    first, second = document.pages
+    assert first.number == 1 and second.number == 2
+    assert first.text == ("Quarterly report\nFirst page: the budget is on track.\n"
+                          "Café staff — naïve “quotes” and 20 €.")
+    assert second.text == ("Second page: the timeline slips by two weeks.\n"
+                           "Team | Budget\nArchive | 12,000")
+
+
+def test_docx_without_breaks_gets_pages_of_about_3000_characters(
+        tmp_path: Path, children: Children) -> None:
+    document = read(documents.long_docx(tmp_path))
+    assert len(document.pages) >= 3
+    assert all(len(page.text) <= 3_000 for page in document.pages)
+    assert [page.number for page in document.pages] == list(range(1, len(document.pages) + 1))
+    text = "\n".join(page.text for page in document.pages)
+    assert [f"Paragraph {n}." in text for n in range(1, 41)] == [True] * 40
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "cp1252"])
+def test_text_in_each_encoding(tmp_path: Path, encoding: str, children: Children) -> None:
+    document = read(documents.text_file(tmp_path, encoding, repeat=3))
+    assert document.kind == "text"
+    assert document.pages[0].text == (documents.TEXT * 3).rstrip("\n")
+
+
+def test_markdown_and_form_feed_pages(tmp_path: Path, children: Children) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text("# One\n\nfirst\f# Two\nsecond\n", encoding="utf-8")
+    document = read(path)
+    assert document.kind == "markdown"
+    assert [page.text for page in document.pages] == ["# One\n\nfirst", "# Two\nsecond"]
+
+
+def test_html_is_text_only(tmp_path: Path, children: Children) -> None:
+    document = read(documents.html_file(tmp_path))
+    assert document.kind == "html"
+    text = document.pages[0].text
+    assert "Heading & more" in text and "Café €5" in text and "Cell A | Cell B" in text
+    assert "SCRIPT" not in text and "color" not in text and "example.invalid" not in text
+
+
+def test_a_pdf_named_docx_is_read_as_the_pdf_it_is(tmp_path: Path, children: Children) -> None:
+    path = documents.pdf_with_pages(tmp_path, 2, name="report.docx")
+    document = read(path)
+    assert document.kind == "pdf" and documents.marker(2) in document.pages[1].text
+
+
+def test_a_word_file_named_txt_is_read_as_word(tmp_path: Path, children: Children) -> None:
+    document = read(documents.docx_with_pages(tmp_path, name="notes.txt"))
+    assert document.kind == "docx" and "Second page" in document.pages[1].text
+
+
+def test_a_link_within_its_folder_is_followed(tmp_path: Path, children: Children) -> None:
+    target = documents.pdf_with_pages(tmp_path, 2)
+    (tmp_path / "shortcut.pdf").symlink_to(target.name)
+    assert len(read(tmp_path / "shortcut.pdf").pages) == 2
+
+
+# ---------------------------------------------------------------------------- hostile
+
+
+def test_a_docx_zip_bomb_is_refused_before_unpacking(bombs: Path, children: Children) -> None:
+    error, took = refused(bombs / "bomb.docx")
+    assert error.code == "zip_bomb"
+    assert error.title == ("bomb.docx looks like a zip bomb: it would unpack to 3,223 MB "
+                           "(the limit is 500 MB).")
+    assert took < 5
+
+
+def test_a_zip_bomb_under_a_higher_size_cap_is_caught_by_its_ratio(
+        bombs: Path, children: Children) -> None:
+    error, _ = refused(bombs / "bomb.docx", Limits(max_unpacked_bytes=10**10))
+    assert error.code == "zip_bomb" and "would grow" in error.title
+
+
+def test_a_zip_bomb_that_lies_about_its_size_is_damaged(bombs: Path, children: Children) -> None:
+    error, took = refused(bombs / "lying.docx")
+    assert error.code == "damaged" and took < 5
+
+
+def test_a_docx_with_too_many_parts_is_refused(tmp_path: Path, children: Children) -> None:
+    error, _ = refused(documents.docx_many_parts(tmp_path))
+    assert error.code == "zip_bomb" and "5,017 parts" in error.title
+
+
+@pytest.mark.parametrize("maker", [documents.docx_billion_laughs,
+                                   documents.docx_external_entity])
+def test_a_docx_with_a_dtd_is_refused(tmp_path: Path, maker: Any, children: Children) -> None:
+    error, took = refused(maker(tmp_path))
+    assert error.code == "unsafe_xml" and "has an unsafe XML declaration" in error.title
+    assert "root:" not in error.user_text() and took < 5
+
+
+def test_a_pdf_stream_inflating_to_gigabytes_is_stopped_by_the_childs_memory_limit(
+        bombs: Path, children: Children) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    error, took = refused(bombs / "bomb.pdf", Limits(memory_bytes=768 << 20))
+    assert error.code in ("crashed", "too_much_memory")
+    assert "memory allowance" in error.title or "more memory" in error.title
+    assert took < 20
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 100 * 1024, "the app's own memory grew"
+
+
+def test_a_slow_file_is_killed_at_the_timeout(bombs: Path, children: Children) -> None:
+    error, took = refused(bombs / "bomb.pdf", Limits(timeout_s=0.5))
+    assert error.code == "too_slow"
+    assert error.title == "bomb.pdf took too long to read (over 0.5 seconds)."
+    assert took < 3
+
+
+def test_cancelling_kills_and_reaps_the_child(bombs: Path, children: Children) -> None:
+    async def cancel_soon() -> None:
+        task = asyncio.create_task(extract(bombs / "bomb.pdf"))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_soon())
+    assert len(children.pids) == 1
+
+
+def test_a_truncated_pdf_is_refused(tmp_path: Path, children: Children) -> None:
+    error, _ = refused(documents.truncated_pdf(tmp_path))
+    assert error.code == "damaged" and "ends too early" in error.title
+
+
+def test_a_pdf_of_garbage_is_damaged(tmp_path: Path, children: Children) -> None:
+    path = tmp_path / "garbage.pdf"
+    path.write_bytes(b"%PDF-1.7\n" + os.urandom(5_000) + b"\n%%EOF\n")
+    error, _ = refused(path)
+    assert error.code == "damaged" and error.title == (
+        "garbage.pdf is damaged and can't be read as a PDF.")
+
+
+def test_binary_named_txt_is_not_text(tmp_path: Path, children: Children) -> None:
+    path = tmp_path / "data.txt"
+    path.write_bytes(bytes(range(256)) * 40)
+    assert refused(path)[0].code == "not_text"
+
+
+def test_the_child_limits_itself() -> None:
+    code = ("import resource; from app.core.documents import extract_child as c; "
+            "c.limit_resources(1 << 30, 7); "
+            "print(resource.getrlimit(resource.RLIMIT_AS)[0], "
+            "resource.getrlimit(resource.RLIMIT_CPU)[0], resource.getrlimit(resource.RLIMIT_CORE))")
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out[:2] == [str(1 << 30), "7"] and out[2:] == ["(0,", "0)"]
+    assert extract_child.CPU_GRACE_S > 0
