@@ -68,6 +68,13 @@ class _RefuseKeyOnCommandLine(argparse.Action):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--extract-document"]:
+        # A frozen build's document reader child (see app.core.documents.extract): the
+        # rest of the arguments are the child's own.
+        from app.core.documents import extract_child
+
+        return extract_child.main(argv[1:])
     args = parser().parse_args(argv)
     if args.serve_model:
         from app.core.runtime.serve import serve

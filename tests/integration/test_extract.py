@@ -261,3 +261,18 @@ def test_the_child_limits_itself() -> None:
                          timeout=60, check=True).stdout.split()
     assert out[:2] == [str(1 << 30), "7"] and out[2:] == ["(0,", "0)"]
     assert extract_child.CPU_GRACE_S > 0
+
+
+def test_a_frozen_build_reads_through_the_apps_own_entry_point(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frozen, the child is the app itself with `--extract-document`; `python -m app`
+    stands in for the frozen executable here."""
+    from app.core.documents import extract as extract_module
+    from tests.fixtures.documents import marker, pdf_with_pages
+
+    monkeypatch.setattr(extract_module, "child_command",
+                        lambda: [sys.executable, "-m", "app", "--extract-document"])
+    monkeypatch.chdir(Path(__file__).parents[2])
+    document = asyncio.run(extract_module.extract(pdf_with_pages(tmp_path, pages=2)))
+    assert [marker(1) in document.pages[0].text, marker(2) in document.pages[1].text] == \
+        [True, True]
