@@ -168,14 +168,20 @@ def chunk(pages: Pages, *, max_tokens: int, overlap_tokens: int,
     while i < len(units):
         new: list[_Unit] = [units[i]]  # always at least one new unit: the loop moves on
         i += 1
-        while i < len(units) and _rough(overlap + new + [units[i]]) <= max_tokens:
+        # Kept as a running sum: re-adding the chunk for each sentence made chunking
+        # quadratic, and it runs beside the GUI thread (the GIL is shared).
+        total = _rough(overlap + new)
+        while i < len(units) and total + 1 + units[i].tokens <= max_tokens:
             new.append(units[i])
+            total += 1 + units[i].tokens
             i += 1
         if i < len(units):
             # Cut at the last paragraph start in the second half of the chunk, if any.
             half = max_tokens // 2
+            before = total  # _rough(overlap + new[:j + 1]) as j goes down
             for j in range(len(new) - 1, 0, -1):
-                if new[j].sep == PARAGRAPH and _rough(overlap + new[:j]) >= half:
+                before -= new[j].tokens + 1
+                if new[j].sep == PARAGRAPH and before >= half:
                     i -= len(new) - j
                     new = new[:j]
                     break
@@ -201,11 +207,13 @@ def _overlap(body: list[_Unit], overlap_tokens: int) -> list[_Unit]:
     """The trailing sentences of `body` that fit in `overlap_tokens`, never all of it
     (a chunk must not be swallowed whole by the next)."""
     taken: list[_Unit] = []
+    total = -1  # _rough of the units taken so far, plus the separator before the next
     for unit in reversed(body[1:]):
-        if _rough([unit, *taken]) > overlap_tokens:
+        if total + 1 + unit.tokens > overlap_tokens:
             break
-        taken.insert(0, unit)
-    return taken
+        total += 1 + unit.tokens
+        taken.append(unit)
+    return taken[::-1]
 
 
 # ---------------------------------------------------------------- the model's own tokenizer
