@@ -13,7 +13,7 @@ from pathlib import Path
 
 from app.core.documents.summarize import Progress
 from app.core.errors import StorageFailed, SwitchboardError
-from app.core.history import History, Message, Status
+from app.core.history import Document, DocumentStatus, History, Message, Status
 from app.core.llm.backend import Backend
 from app.core.llm.openai_client import Delta, Finished
 
@@ -49,7 +49,19 @@ class DocumentProgress:
     fraction: float  # 0..1
 
 
-ChatEvent = MessageAdded | TextAppended | AnswerFinished | DocumentProgress
+@dataclass(frozen=True, slots=True)
+class DocumentChanged:
+    """A document of a chat was added, read, summarised or failed: its row as saved."""
+
+    document: Document
+
+
+class NothingToAsk(SwitchboardError):
+    message = "This document has no text to answer from."
+    hint = "Wait until it has been read, or drop the file again."
+
+
+ChatEvent = MessageAdded | TextAppended | AnswerFinished | DocumentProgress | DocumentChanged
 PLAN_PREFIX = "Plan from the cloud planner — follow it step by step:\n\n"
 
 
@@ -88,6 +100,7 @@ class ChatService:
         The request and the summary are saved like a question and its answer; a refused
         file, a fault or a Stop end the answer with the reason, as for any answer.
         """
+        from app.core.documents.extract import Document as ExtractedDocument
         from app.core.documents.reading import as_markdown, summarize_file
 
         history = self.history
@@ -97,6 +110,24 @@ class ChatService:
         emit(MessageAdded(history.add_message(chat_id, "user", prompt)))
         answer = history.add_message(chat_id, "assistant", "", status="streaming")
         emit(MessageAdded(answer))
+        # Recorded with the message its summary goes into, so its progress can be shown.
+        document = history.add_document(chat_id, path.name, str(path),
+                                        summary_message_id=answer.id)
+        emit(DocumentChanged(document))
+
+        def extracted(read: ExtractedDocument) -> None:
+            # Its pages are kept, so questions about it never read the file again.
+            emit(DocumentChanged(history.update_document(
+                document.id, kind=read.kind, sha256=read.sha256,
+                pages=[(p.number, p.text) for p in read.pages])))
+
+        def document_ended(status: DocumentStatus, error: SwitchboardError | None) -> None:
+            try:
+                emit(DocumentChanged(history.update_document(
+                    document.id, status=status, error=error.user_text() if error else "")))
+            except StorageFailed as e:
+                log.error("could not save the state of document %d: %s", document.id,
+                          e.detail)
 
         def progress(p: Progress) -> None:
             what = "Combining the parts" if p.combining else (
@@ -116,13 +147,19 @@ class ChatService:
             return done
 
         try:
-            document, summary = await summarize_file(path, backend, progress=progress)
+            read, summary = await summarize_file(path, backend, progress=progress,
+                                                 on_extracted=extracted)
         except asyncio.CancelledError:
             end("", "cancelled")
+            document_ended("cancelled", None)
             raise
         except SwitchboardError as e:
-            return end("", "error", e)
-        return end(as_markdown(document, summary), "complete")
+            done = end("", "error", e)
+            document_ended("error", e)
+            return done
+        done = end(as_markdown(read, summary), "complete")
+        document_ended("ready", None)
+        return done
 
     async def send(self, chat_id: int, prompt: str, backend: Backend,
                    emit: Callable[[ChatEvent], None],
@@ -147,7 +184,45 @@ class ChatService:
         messages = self.context(chat_id)
         answer = history.add_message(chat_id, "assistant", "", status="streaming")
         emit(MessageAdded(answer))
+        return await self._stream_answer(answer, messages, backend, emit)
 
+    async def ask_about_document(self, chat_id: int, document_id: int, question: str,
+                                 backend: Backend, emit: Callable[[ChatEvent], None]
+                                 ) -> Message:
+        """Answer a question about one of the chat's documents from its most relevant
+        parts, with page references, on `backend` (the local tier; never the cloud
+        planner). Streams, saves and ends like `send`."""
+        from app.core.documents.retrieve import ask_messages, top_chunks
+
+        history = self.history
+        document = history.document(document_id)
+        name = document.name if document else "the document"
+        prompt = f"About {name}: {question.strip()}"
+        if not history.messages(chat_id):
+            history.rename_chat(chat_id, title_from_prompt(prompt))
+        emit(MessageAdded(history.add_message(chat_id, "user", prompt)))
+        pages = history.document_pages(document_id) if document else []
+        # Scoring is plain CPU work on data already read: off the loop, for a long file.
+        hits = await asyncio.to_thread(top_chunks, pages, question) if pages else []
+        answer = history.add_message(chat_id, "assistant", "", status="streaming")
+        emit(MessageAdded(answer))
+        if not hits:
+            error = NothingToAsk()
+            history.update_message(answer.id, status="error", error=error.user_text())
+            done = Message(answer.id, chat_id, "assistant", "", "error", answer.created_at,
+                           "", error.user_text())
+            emit(AnswerFinished(done, error))
+            return done
+        log.info("question about document %d in chat %d: parts on %s", document_id, chat_id,
+                 ", ".join(str(h.pages) for h in hits))
+        return await self._stream_answer(answer, ask_messages(name, question, hits), backend,
+                                         emit)
+
+    async def _stream_answer(self, answer: Message, messages: list[dict[str, str]],
+                             backend: Backend, emit: Callable[[ChatEvent], None]) -> Message:
+        """Stream `backend`'s answer to `messages` into the saved message `answer`."""
+        history = self.history
+        chat_id = answer.chat_id
         parts: list[str] = []
         saved_at = time.monotonic()
         model = ""

@@ -1,4 +1,5 @@
-"""Chats and their messages in SQLite (WAL), so they survive restarts, crashes and kills.
+"""Chats, their messages and their documents in SQLite (WAL), so they survive restarts,
+crashes and kills.
 
 An answer is saved while it streams; one left `streaming` by a killed process is marked
 `interrupted` the next time the history is opened. A damaged database file is moved aside
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Role = Literal["user", "assistant", "system"]
 Status = Literal["complete", "streaming", "interrupted", "error", "cancelled"]
+DocumentStatus = Literal["reading", "ready", "error", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,28 @@ class Chat:
     updated_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A file dropped into a chat; its pages' text is kept in `document_pages`, so
+    questions about it never read the file again."""
+
+    id: int
+    chat_id: int
+    name: str
+    path: str
+    kind: str = ""  # "pdf", "docx", …; empty until it is read
+    pages: int = 0
+    sha256: str = ""
+    status: DocumentStatus = "reading"
+    # The assistant message that holds (or will hold) its summary; None once deleted.
+    summary_message_id: int | None = None
+    created_at: float = 0.0  # seconds since the epoch, UTC
+    error: str = ""  # the user-facing message of the fault that ended reading, if any
+
+
+_DOCUMENT_COLUMNS = ("id, chat_id, name, path, kind, pages, sha256, status, "
+                     "summary_message_id, created_at, error")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chats (
     id INTEGER PRIMARY KEY,
@@ -62,6 +86,27 @@ CREATE TABLE IF NOT EXISTS messages (
     error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages(chat_id, id);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT '',
+    pages INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'reading'
+        CHECK (status IN ('reading', 'ready', 'error', 'cancelled')),
+    summary_message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+    created_at REAL NOT NULL,
+    error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS documents_by_chat ON documents(chat_id, id);
+CREATE TABLE IF NOT EXISTS document_pages (
+    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (document_id, number)
+);
 """
 
 
@@ -184,11 +229,15 @@ class History:
             return self._db.execute(sql, args).fetchall()
 
     def _recover_interrupted(self) -> int:
-        """Answers left streaming by a process that died are kept and marked interrupted."""
-        cur = self._write(
-            "UPDATE messages SET status='interrupted', error=? WHERE status='streaming'",
-            ("Switchboard closed before the answer was complete.",),
-        )
+        """Answers left streaming by a process that died are kept and marked interrupted;
+        documents it was reading, cancelled."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE messages SET status='interrupted', error=? WHERE status='streaming'",
+                ("Switchboard closed before the answer was complete.",),
+            )
+            db.execute("UPDATE documents SET status='cancelled', error=? WHERE status='reading'",
+                       ("Switchboard closed before the document was read.",))
         return cur.rowcount
 
     def create_chat(self, title: str = "New chat") -> Chat:
@@ -240,3 +289,60 @@ class History:
                 args.append(value)
         if sets:
             self._write(f"UPDATE messages SET {', '.join(sets)} WHERE id=?", (*args, message_id))
+
+    # Documents ---------------------------------------------------------------------------
+
+    def add_document(self, chat_id: int, name: str, path: str, *,
+                     summary_message_id: int | None = None) -> Document:
+        """A document being read into `chat_id` (status `reading`)."""
+        now = time.time()
+        cur = self._write(
+            "INSERT INTO documents (chat_id, name, path, summary_message_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?)", (chat_id, name, path, summary_message_id, now))
+        return Document(int(cur.lastrowid or 0), chat_id, name, path,
+                        summary_message_id=summary_message_id, created_at=now)
+
+    def update_document(self, document_id: int, *, kind: str | None = None,
+                        sha256: str | None = None, status: DocumentStatus | None = None,
+                        summary_message_id: int | None = None, error: str | None = None,
+                        pages: Iterable[tuple[int, str]] | None = None) -> Document:
+        """Change a document and return it as saved. `pages`, (number, text) pairs,
+        replace its stored pages and set its page count, in the same transaction."""
+        sets, args = [], []
+        for column, value in (("kind", kind), ("sha256", sha256), ("status", status),
+                              ("summary_message_id", summary_message_id), ("error", error)):
+            if value is not None:
+                sets.append(f"{column}=?")
+                args.append(value)
+        with self._transaction() as db:
+            if pages is not None:
+                rows = [(document_id, int(number), str(text)) for number, text in pages]
+                db.execute("DELETE FROM document_pages WHERE document_id=?", (document_id,))
+                db.executemany("INSERT INTO document_pages (document_id, number, text) "
+                               "VALUES (?, ?, ?)", rows)
+                sets.append("pages=?")
+                args.append(len(rows))
+            if sets:
+                db.execute(f"UPDATE documents SET {', '.join(sets)} WHERE id=?",
+                           (*args, document_id))
+            row = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE id=?",
+                             (document_id,)).fetchone()
+        if row is None:
+            raise LookupError(f"no document {document_id}")
+        return Document(*row)
+
+    def documents(self, chat_id: int) -> list[Document]:
+        rows = self._read(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE chat_id=? "
+                          "ORDER BY id", (chat_id,))
+        return [Document(*row) for row in rows]
+
+    def document(self, document_id: int) -> Document | None:
+        rows = self._read(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE id=?",
+                          (document_id,))
+        return Document(*rows[0]) if rows else None
+
+    def document_pages(self, document_id: int) -> list[tuple[int, str]]:
+        """The document's pages as (number, text), in page order."""
+        rows = self._read("SELECT number, text FROM document_pages WHERE document_id=? "
+                          "ORDER BY number", (document_id,))
+        return [(int(number), str(text)) for number, text in rows]

@@ -132,6 +132,17 @@ class Workspace:
             backend = Unavailable(e)
         return await self.chats.summarize_document(chat_id, path, backend, emit)
 
+    async def ask_about_document(self, chat_id: int, document_id: int, question: str,
+                                 emit: Callable[[ChatEvent], None]) -> Message:
+        """Answer from a document's most relevant parts on the local tier; the cloud
+        planner is never asked (document text never leaves the office)."""
+        try:
+            backend: Backend = await self.backend()
+        except SwitchboardError as e:
+            backend = Unavailable(e)
+        return await self.chats.ask_about_document(chat_id, document_id, question, backend,
+                                                   emit)
+
     async def set_mode(self, mode: str) -> None:
         """Change how requests are planned; the backend (and a loaded model) stays."""
         settings = self.settings.changed(mode=mode)

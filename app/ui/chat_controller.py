@@ -185,6 +185,13 @@ class ChatController(QObject):
         """Summarise a file into the chat on the local tier; False if busy."""
         return self._start(lambda emit: self.workspace.summarize_document(chat_id, path, emit))
 
+    def ask_about_document(self, chat_id: int, document_id: int, question: str) -> bool:
+        """Answer a question from one of the chat's documents; False if busy or empty."""
+        if not question.strip():
+            return False
+        return self._start(lambda emit: self.workspace.ask_about_document(
+            chat_id, document_id, question, emit))
+
     def _start(self, work: Callable[[Callable[[ChatEvent], None]], Awaitable[Any]]) -> bool:
         if self._stream is not None:
             return False

@@ -33,13 +33,14 @@ from app.core.chat import (
     TextAppended,
 )
 from app.core.errors import SwitchboardError
-from app.core.history import Chat, Message
+from app.core.history import Chat, Document, Message
 from app.core.llm.backend import Health
 from app.core.runtime.supervisor import State, Status
 from app.core.settings import MODES
 from app.ui.budget_meter import BudgetMeter
 from app.ui.chat_controller import ChatController, runtime_line
 from app.ui.chat_view import ChatView
+from app.ui.document_panel import DocumentPanel
 from app.ui.resources import icon
 from app.ui.widgets import Composer, ErrorBanner, dropped_files
 
@@ -67,7 +68,17 @@ class MainWindow(QMainWindow):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.new_chat_button)
-        left_layout.addWidget(self.chat_list)
+        self.document_panel = DocumentPanel(controller)
+        self.document_panel.fileDropped.connect(self.summarize)
+        self.document_panel.showSummary.connect(self.show_message)
+        self.document_panel.askRequested.connect(self.ask_about)
+        self.document_panel.exported.connect(
+            lambda path: self.statusBar().showMessage(f"Summary saved to {path}", 5000))
+        left_split = QSplitter(Qt.Orientation.Vertical)
+        left_split.addWidget(self.chat_list)
+        left_split.addWidget(self.document_panel)
+        left_split.setSizes([420, 200])
+        left_layout.addWidget(left_split)
 
         self.chat_view = ChatView()
         self.error_banner = ErrorBanner()
@@ -88,6 +99,13 @@ class MainWindow(QMainWindow):
         buttons.addStretch(1)
         buttons.addWidget(self.mode)
         buttons.addWidget(self.send_button)
+        # "Asking about NAME ✕": the next question goes to that document; ✕ takes it back.
+        self.asking: Document | None = None
+        self.asking_chip = QToolButton()
+        self.asking_chip.setToolTip("Your next question is answered from this document. "
+                                    "Click to ask the chat instead.")
+        self.asking_chip.clicked.connect(lambda: self.ask_about(None))
+        self.asking_chip.hide()
         composer_row = QHBoxLayout()
         composer_row.addWidget(self.composer, 1)
         composer_row.addLayout(buttons)
@@ -96,6 +114,7 @@ class MainWindow(QMainWindow):
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addWidget(self.chat_view, 1)
         right_layout.addWidget(self.error_banner)
+        right_layout.addWidget(self.asking_chip, 0, Qt.AlignmentFlag.AlignLeft)
         right_layout.addLayout(composer_row)
 
         splitter = QSplitter()
@@ -165,7 +184,10 @@ class MainWindow(QMainWindow):
             self.open_chat(int(item.data(CHAT_ID)))
 
     def open_chat(self, chat_id: int) -> None:
+        if chat_id != self.chat_id:
+            self.ask_about(None)
         self.chat_id = chat_id
+        self.document_panel.set_chat(chat_id)
         for row in range(self.chat_list.count()):
             if self.chat_list.item(row).data(CHAT_ID) == chat_id:
                 self.chat_list.blockSignals(True)
@@ -185,6 +207,8 @@ class MainWindow(QMainWindow):
 
     def _opened_new(self, chat: Chat) -> None:
         self.chat_id = chat.id
+        self.ask_about(None)
+        self.document_panel.set_chat(chat.id)
         self.chat_view.chat_model.clear()
         self.composer.setFocus()
 
@@ -213,6 +237,8 @@ class MainWindow(QMainWindow):
         if chat_id == self.chat_id:
             self.chat_id = None
             self.chat_view.chat_model.clear()
+            self.ask_about(None)
+            self.document_panel.set_chat(None)
         self.controller.call(self.controller.workspace.history.delete_chat, chat_id,
                              on_done=lambda _: self.reload_chats())
 
@@ -246,8 +272,29 @@ class MainWindow(QMainWindow):
             self._send_to(self.chat_id, prompt)
 
     def _send_to(self, chat_id: int, prompt: str) -> None:
-        if self.controller.send(chat_id, prompt):
+        document = self.asking
+        if document is not None and document.chat_id == chat_id:
+            if self.controller.ask_about_document(chat_id, document.id, prompt):
+                self.composer.clear()
+                self.ask_about(None)
+        elif self.controller.send(chat_id, prompt):
             self.composer.clear()
+
+    def ask_about(self, document: Document | None) -> None:
+        """Point the next question at `document` (None: at the chat again)."""
+        self.asking = document
+        self.asking_chip.setVisible(document is not None)
+        if document is not None:
+            self.asking_chip.setText(f"Asking about {document.name}  \u2715")
+            self.composer.setFocus()
+
+    def show_message(self, message_id: int) -> None:
+        """Select and scroll to a message of the open chat (a document's summary)."""
+        row = self.chat_view.chat_model.row_of(message_id)
+        if row is not None:
+            index = self.chat_view.chat_model.index(row, 0)
+            self.chat_view.setCurrentIndex(index)
+            self.chat_view.scrollTo(index, self.chat_view.ScrollHint.PositionAtTop)
 
     # Documents --------------------------------------------------------------------------
 
