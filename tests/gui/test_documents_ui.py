@@ -90,3 +90,15 @@ def test_document_text_never_reaches_the_cloud(
         for page in range(1, 5):  # …and never saw the document
             assert marker(page).encode() not in sent_to_cloud
         assert b"This is page" not in sent_to_cloud
+
+
+def test_a_file_dropped_on_quick_ask_is_summarised_in_the_main_window(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer, tmp_path: Path) -> None:
+    app = build_app(node_url=fault_server.base_url)
+    app.main_window.hide()
+    app.open_quick_ask()
+    assert drop(app.quick_ask, pdf_with_pages(tmp_path, pages=2))
+    assert not app.quick_ask.isVisible() and app.main_window.isVisible()
+    qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=20_000)
+    assert messages(app)[0].content == "Summarise known.pdf"
+    assert marker(1).encode() in b"".join(r.body for r in fault_server.requests)
