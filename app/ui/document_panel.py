@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -26,7 +26,7 @@ from app.core import paths
 from app.core.chat import ChatEvent, DocumentChanged, DocumentProgress
 from app.core.history import Document
 from app.ui.chat_controller import ChatController
-from app.ui.widgets import dropped_files
+from app.ui.widgets import FileDrops
 
 DOCUMENT_ID = Qt.ItemDataRole.UserRole
 STATUS_WORDS = {"reading": "reading…", "ready": "ready", "error": "could not be read",
@@ -94,7 +94,7 @@ class DocumentPanel(QWidget):
         layout.addWidget(self.list, 1)
         layout.addWidget(self.progress)
         layout.addLayout(row)
-        self.setAcceptDrops(True)
+        FileDrops(self, self.fileDropped.emit)
         controller.chatEvent.connect(self._on_event)
         self._update_buttons()
 
@@ -217,14 +217,3 @@ class DocumentPanel(QWidget):
             action.setEnabled(self.buttons[key].isEnabled())
         menu.exec(self.list.viewport().mapToGlobal(pos))
 
-    # Drops -------------------------------------------------------------------------------
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 — Qt's name
-        if dropped_files(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 — Qt's name
-        files = dropped_files(event.mimeData())
-        if files:
-            event.acceptProposedAction()
-            self.fileDropped.emit(files[0])

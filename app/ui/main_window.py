@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -42,7 +42,7 @@ from app.ui.chat_controller import ChatController, runtime_line
 from app.ui.chat_view import ChatView
 from app.ui.document_panel import DocumentPanel
 from app.ui.resources import icon
-from app.ui.widgets import Composer, ErrorBanner, dropped_files
+from app.ui.widgets import Composer, ErrorBanner, FileDrops
 
 CHAT_ID = Qt.ItemDataRole.UserRole
 MODE_LABELS = {"auto": "Auto", "local only": "Local only", "plan with cloud": "Plan with cloud"}
@@ -156,7 +156,7 @@ class MainWindow(QMainWindow):
         controller.failed.connect(self._on_failed)
         controller.healthChanged.connect(self._on_health)
         controller.chatsChanged.connect(self.reload_chats)
-        self.setAcceptDrops(True)  # drop a document anywhere on the window to summarise it
+        FileDrops(self, self.summarize)  # drop a document anywhere on the window
         controller.runtimeChanged.connect(self._on_runtime)
         controller.budgetChanged.connect(self.budget_meter.set_reading)
 
@@ -297,16 +297,6 @@ class MainWindow(QMainWindow):
             self.chat_view.scrollTo(index, self.chat_view.ScrollHint.PositionAtTop)
 
     # Documents --------------------------------------------------------------------------
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 — Qt's name
-        if dropped_files(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 — Qt's name
-        files = dropped_files(event.mimeData())
-        if files:
-            event.acceptProposedAction()
-            self.summarize(files[0])
 
     def summarize(self, path: Path) -> None:
         """Summarise a file into the current chat (a new one if none is open)."""

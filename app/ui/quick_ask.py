@@ -3,8 +3,10 @@ in; "Continue in window" carries the chat over to the main window."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeyEvent, QTextCursor
+from PySide6.QtGui import QKeyEvent, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from app.core.chat import AnswerFinished, ChatEvent, MessageAdded, TextAppended
@@ -12,7 +14,7 @@ from app.core.errors import SwitchboardError
 from app.core.history import Chat
 from app.ui.chat_controller import ChatController
 from app.ui.resources import icon
-from app.ui.widgets import Composer, ErrorBanner, dropped_files
+from app.ui.widgets import Composer, ErrorBanner, FileDrops
 
 
 class QuickAsk(QWidget):
@@ -56,7 +58,7 @@ class QuickAsk(QWidget):
         layout.addWidget(self.error_banner)
         layout.addLayout(buttons)
 
-        self.setAcceptDrops(True)
+        FileDrops(self, self._file_dropped)
         controller.chatEvent.connect(self._on_event)
         controller.busyChanged.connect(self._on_busy)
         controller.failed.connect(self._on_failed)
@@ -103,21 +105,14 @@ class QuickAsk(QWidget):
         if self.isVisible():
             self.error_banner.show_error(error)
 
+    def _file_dropped(self, path: Path) -> None:
+        self.hide()
+        self.fileDropped.emit(path)
+
     def _continue(self) -> None:
         if self.chat_id is not None:
             self.continueRequested.emit(self.chat_id)
             self.hide()
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 — Qt's name
-        if dropped_files(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 — Qt's name
-        files = dropped_files(event.mimeData())
-        if files:
-            event.acceptProposedAction()
-            self.hide()
-            self.fileDropped.emit(files[0])
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 — Qt's name
         if event.key() == Qt.Key.Key_Escape:

@@ -3,11 +3,12 @@ banner."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
 
 from app.core.errors import SwitchboardError
@@ -64,3 +65,26 @@ class ErrorBanner(QLabel):
 def dropped_files(mime: QMimeData) -> list[Path]:
     """The local files in a drag, in order (links and remote URLs are ignored)."""
     return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+
+
+class FileDrops(QObject):
+    """Lets a widget take a dropped file: it accepts drags that carry local files and
+    calls `on_file` with the first one dropped. One place for the window, quick ask and
+    the document panel."""
+
+    def __init__(self, widget: QWidget, on_file: Callable[[Path], None]) -> None:
+        super().__init__(widget)
+        self.on_file = on_file
+        widget.setAcceptDrops(True)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if isinstance(event, QDragEnterEvent | QDragMoveEvent):
+            if dropped_files(event.mimeData()):
+                event.acceptProposedAction()
+                return True
+        elif isinstance(event, QDropEvent) and (files := dropped_files(event.mimeData())):
+            event.acceptProposedAction()
+            self.on_file(files[0])
+            return True
+        return False

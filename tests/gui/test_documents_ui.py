@@ -3,6 +3,7 @@ progress and page references, and its text never reaches the cloud."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,11 @@ def test_a_dropped_pdf_is_summarised_with_page_references(
     request, summary = messages(app)
     assert request.content == "Summarise known.pdf"
     assert summary.content.startswith("**Summary of known.pdf** (PDF, 3 pages)")
-    assert "pp. 1–3" in summary.content or "p. 1" in summary.content
+    # The tiny model writes random text, so which pages it cites varies; they must be
+    # real pages of this document, and there must be some.
+    sources = summary.content.rsplit("*Sources: ", 1)[1]
+    cited = {int(n) for n in re.findall(r"\d+", sources)}
+    assert cited and cited <= {1, 2, 3}
     assert progress and progress[-1] == 1.0
     assert app.main_window.chat_list.item(0).text() == "Summarise known.pdf"
 
