@@ -37,6 +37,8 @@ def switchboard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("SWITCHBOARD_HOME", str(home))
     monkeypatch.delenv("SWITCHBOARD_NODE_TOKEN", raising=False)
+    # No machine policy unless a test writes one: the real /etc/switchboard must not count.
+    monkeypatch.setenv("SWITCHBOARD_POLICY", str(tmp_path / "policy.json"))
     return home
 
 
