@@ -286,3 +286,24 @@ def test_a_frozen_build_reads_through_the_apps_own_entry_point(
     document = asyncio.run(extract_module.extract(pdf_with_pages(tmp_path, pages=2)))
     assert [marker(1) in document.pages[0].text, marker(2) in document.pages[1].text] == \
         [True, True]
+
+
+def test_a_password_protected_pdf_is_refused_with_its_own_words(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        # fpdf2 warns that it can't sanitise SVG images without defusedxml; we draw none.
+        warnings.filterwarnings("ignore", "defusedxml", UserWarning)
+        from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_encryption(owner_password="owner", user_password="secret")
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.cell(text="Confidential")
+    path = tmp_path / "locked.pdf"
+    pdf.output(str(path))
+    with pytest.raises(errors.DocumentRejected) as caught:
+        asyncio.run(extract(path))
+    assert caught.value.code == "password"
+    assert "protected by a password" in caught.value.reason
