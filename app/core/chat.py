@@ -138,13 +138,7 @@ class ChatService:
             emit(DocumentProgress(answer.id, what + left, fraction))
 
         def end(text: str, status: Status, error: SwitchboardError | None = None) -> Message:
-            error_text = error.user_text() if error else ""
-            history.update_message(answer.id, content=text, status=status, error=error_text,
-                                   model=backend.describe())
-            done = Message(answer.id, chat_id, "assistant", text, status, answer.created_at,
-                           backend.describe(), error_text)
-            emit(AnswerFinished(done, error))
-            return done
+            return self._end_answer(answer, text, status, error, backend.describe(), emit)
 
         try:
             read, summary = await summarize_file(path, backend, progress=progress,
@@ -207,45 +201,44 @@ class ChatService:
         answer = history.add_message(chat_id, "assistant", "", status="streaming")
         emit(MessageAdded(answer))
         if not hits:
-            error = NothingToAsk()
-            history.update_message(answer.id, status="error", error=error.user_text())
-            done = Message(answer.id, chat_id, "assistant", "", "error", answer.created_at,
-                           "", error.user_text())
-            emit(AnswerFinished(done, error))
-            return done
+            return self._end_answer(answer, "", "error", NothingToAsk(), "", emit)
         log.info("question about document %d in chat %d: parts on %s", document_id, chat_id,
                  ", ".join(str(h.pages) for h in hits))
         return await self._stream_answer(answer, ask_messages(name, question, hits), backend,
                                          emit)
 
+    def _end_answer(self, answer: Message, text: str, status: Status,
+                    error: SwitchboardError | None, model: str,
+                    emit: Callable[[ChatEvent], None]) -> Message:
+        """Save how an answer ended and tell the UI; every way an answer ends comes here."""
+        log.info("answer %d in chat %d: %s, %d characters, model %r%s", answer.id,
+                 answer.chat_id, status, len(text), model,
+                 f"; {type(error).__name__}: {error.detail}" if error else "")
+        error_text = error.user_text() if error else ""
+        try:
+            self.history.update_message(answer.id, content=text, status=status,
+                                        error=error_text, model=model)
+        except StorageFailed as e:
+            # The disk is full: the user still sees the whole answer; what was saved
+            # so far is kept and marked interrupted at the next start.
+            log.error("could not save answer %d: %s", answer.id, e.detail)
+            error = error or e
+            error_text = error.user_text()
+        done = Message(answer.id, answer.chat_id, "assistant", text, status, answer.created_at,
+                       model, error_text)
+        emit(AnswerFinished(done, error))
+        return done
+
     async def _stream_answer(self, answer: Message, messages: list[dict[str, str]],
                              backend: Backend, emit: Callable[[ChatEvent], None]) -> Message:
         """Stream `backend`'s answer to `messages` into the saved message `answer`."""
         history = self.history
-        chat_id = answer.chat_id
         parts: list[str] = []
         saved_at = time.monotonic()
         model = ""
 
         def finish(status: Status, error: SwitchboardError | None = None) -> Message:
-            text = "".join(parts)
-            log.info("answer %d in chat %d: %s, %d characters, model %r%s", answer.id, chat_id,
-                     status, len(text), model,
-                     f"; {type(error).__name__}: {error.detail}" if error else "")
-            error_text = error.user_text() if error else ""
-            try:
-                history.update_message(answer.id, content=text, status=status,
-                                       error=error_text, model=model)
-            except StorageFailed as e:
-                # The disk is full: the user still sees the whole answer; what was saved
-                # so far is kept and marked interrupted at the next start.
-                log.error("could not save answer %d: %s", answer.id, e.detail)
-                error = error or e
-                error_text = error.user_text()
-            done = Message(answer.id, chat_id, "assistant", text, status, answer.created_at,
-                           model, error_text)
-            emit(AnswerFinished(done, error))
-            return done
+            return self._end_answer(answer, "".join(parts), status, error, model, emit)
 
         try:
             # aclosing: a stream left early closes its HTTP response at once.

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from app.core import errors
+from app.core import budget, errors
 from app.core.llm.openai_client import (
     ChatMessages,
     Delta,
@@ -86,10 +86,12 @@ class Prices:
     def worst_case_micro_usd(self, prompt_tokens: int, max_tokens: int) -> int:
         """The most a request can cost: every prompt token, `max_tokens` of answer and the
         request fee, rounded up to a whole micro-dollar."""
-        total = (prompt_tokens * self.prompt_micro_usd_per_token
-                 + max_tokens * self.completion_micro_usd_per_token
-                 + self.request_micro_usd)
-        return int(total.to_integral_value(ROUND_CEILING))
+        # The ledger's own arithmetic (exact, rounded up), in its USD-per-token terms.
+        return budget.worst_case_micro_usd(prompt_tokens, max_tokens, {
+            "prompt": self.prompt_micro_usd_per_token.scaleb(-6),
+            "completion": self.completion_micro_usd_per_token.scaleb(-6),
+            "request": self.request_micro_usd.scaleb(-6),
+        })
 
 
 class _OpenRouterHTTP(OpenAIClient):
