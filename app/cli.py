@@ -18,6 +18,7 @@ from app.core import paths, secrets
 from app.core.errors import KeyStoreUnavailable, SwitchboardError
 from app.core.llm.office_node import OfficeNode
 from app.core.llm.openai_client import Delta
+from app.core.policy import Bounded, PolicyFile, bound, read_policy
 from app.core.runtime import gpus as gpu_inventory
 from app.core.runtime.planner import plan, plan_report
 from app.core.settings import Settings
@@ -62,7 +63,11 @@ def doctor(as_json: bool = False, out: TextIO = sys.stdout) -> int:
     """Each tier's state; exit 0 when everything needed for chatting works, else 1."""
     report: dict[str, Any] = {}
     settings, problems = Settings.load()
+    source = read_policy()
+    bounded = bound(settings, source.policy)
+    settings = bounded.settings  # the node checked is the one the app would use
     report["settings"] = {"file": str(paths.settings_file()), "problems": problems}
+    report["policy"] = _policy_report(source, bounded)
 
     data = paths.data_dir()
     try:
@@ -100,6 +105,33 @@ def doctor(as_json: bool = False, out: TextIO = sys.stdout) -> int:
     return 0 if healthy else 1
 
 
+def _policy_report(source: PolicyFile, bounded: Bounded) -> dict[str, Any]:
+    """The machine policy as IT checks it: the file, what is in force, what it bounds."""
+    policy = source.policy
+    return {"file": str(source.path), "found": source.found,
+            "problems": list(source.problems), "notes": list(source.notes),
+            "in_force": {"office_node_urls": list(policy.office_node_urls),
+                         "cloud_allowed": policy.cloud_allowed,
+                         "budget_ceiling_usd": policy.budget_ceiling_usd,
+                         "allowed_planner_models": list(policy.allowed_planner_models)},
+            "bounded_settings": sorted(bounded.limits),
+            "changed_settings": list(bounded.changes)}
+
+
+def _policy_line(policy: dict[str, Any]) -> str:
+    if not policy["found"]:
+        return f"policy: none at {policy['file']}; users' settings are not bounded"
+    if policy["problems"]:
+        return f"policy: {policy['file']} is not in force; cloud planning is off"
+    rules = policy["in_force"]
+    parts = [f"office nodes {', '.join(rules['office_node_urls']) or 'any'}",
+             "cloud planning " + ("allowed" if rules["cloud_allowed"] else "off")]
+    if rules["budget_ceiling_usd"] is not None:
+        parts.append(f"budget ceiling ${rules['budget_ceiling_usd']:,.2f} a month")
+    parts.append(f"planner models {', '.join(rules['allowed_planner_models']) or 'any'}")
+    return f"policy: {policy['file']}: " + "; ".join(parts)
+
+
 def _print_report(report: dict[str, Any], out: TextIO) -> None:
     def line(ok: bool, text: str) -> None:
         out.write(f"{'ok  ' if ok else 'FAIL'}  {text}\n")
@@ -119,6 +151,14 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
                          + ("" if dd["writable"] else f" is not writable ({dd.get('error')})"))
     for problem in report["settings"]["problems"]:
         line(False, f"settings: {problem}")
+    policy = report["policy"]
+    line(not policy["problems"], _policy_line(policy))
+    for problem in policy["problems"]:
+        line(False, f"policy: {problem}")
+    for note in policy["notes"]:
+        out.write(f"note  policy: {note}\n")
+    for change in policy["changed_settings"]:
+        out.write(f"note  settings: {change}\n")
 
 
 def gpu_plan(model_path: str | Path, gpus: str | None = None, n_ctx: int | None = None,

@@ -1,36 +1,69 @@
 """The machine policy IT writes: what every user of this computer may do, whatever their
 own settings say. One JSON file: `%ProgramData%\\Switchboard\\policy.json` on Windows,
 `/etc/switchboard/policy.json` elsewhere (`SWITCHBOARD_POLICY` points elsewhere, for
-tests and IT's own checks).
+tests and IT's own checks). `packaging/ADMIN.md` documents the format.
 
-A policy file that can't be read turns the cloud off: IT wrote it to bound something,
-so a broken one must not lift the bounds.
+`bound()` is the one place where the policy meets the user's settings: the workspace
+applies it when settings load and whenever they are saved, and the Settings dialog shows
+its limits.
+
+A policy file that can't be read, or has a value of the wrong type, turns the cloud off:
+IT wrote it to bound something, so a broken one must not lift the bounds. An unknown key
+(a typo, or a key from a newer Switchboard) is only noted in the log: refusing the whole
+file over it would turn cloud planning off for a whole department.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import math
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.core.budget import format_usd, usd_to_micro_usd
+from app.core.errors import SettingsError
+from app.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
 POLICY_ENV = "SWITCHBOARD_POLICY"
+POLICY_VERSION = 1  # the format this Switchboard writes its guide for
+KNOWN_KEYS = ("version", "office_node_urls", "cloud_allowed", "budget_ceiling_usd",
+              "allowed_planner_models")
+SET_BY_IT = "Set by your IT department"
+CLOUD_MODES = ("auto", "plan with cloud")  # the planning modes that may call the cloud
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    office_node_urls: tuple[str, ...] = ()
+    office_node_urls: tuple[str, ...] = ()  # empty: any; else only these, the first default
     cloud_allowed: bool = True
     budget_ceiling_usd: float | None = None  # the most any user may spend a month
-    allowed_planner_models: tuple[str, ...] = ()  # empty: any
+    allowed_planner_models: tuple[str, ...] = ()  # empty: any; else only these, first default
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_planner_models or model in self.allowed_planner_models
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyFile:
+    """What reading the machine's policy file found."""
+
+    path: Path
+    policy: Policy
+    found: bool = False
+    problems: tuple[str, ...] = ()  # for the user: the file is not in force, cloud is off
+    notes: tuple[str, ...] = ()  # for IT (the log, `switchboard doctor`): unknown keys…
+
+
 def policy_file() -> Path:
+    """Where the policy is read from (no disk access)."""
     if override := os.environ.get(POLICY_ENV):
         return Path(override)
     if sys.platform == "win32":
@@ -38,25 +71,151 @@ def policy_file() -> Path:
     return Path("/etc/switchboard/policy.json")
 
 
-def load_policy(path: Path | None = None) -> tuple[Policy, list[str]]:
-    """The policy and any problem with it, in words for the user; never raises."""
+def read_policy(path: Path | None = None) -> PolicyFile:
+    """The policy file and what was wrong with it; never raises. Blocks on disk."""
     path = path or policy_file()
     try:
         doc: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return Policy(), []
-    except (OSError, ValueError) as e:
-        return Policy(cloud_allowed=False), [
-            f"The computer's policy file {path} can't be read ({e}); cloud planning is off."]
+        return PolicyFile(path, Policy())
+    except (OSError, ValueError, RecursionError) as e:
+        return PolicyFile(path, Policy(cloud_allowed=False), found=True, problems=(
+            f"The computer's policy file {path} can't be read ({e}); cloud planning is off.",))
     try:
-        ceiling = doc.get("budget_ceiling_usd")
-        policy = Policy(
-            office_node_urls=tuple(str(u) for u in doc.get("office_node_urls", ())),
-            cloud_allowed=bool(doc.get("cloud_allowed", True)),
-            budget_ceiling_usd=None if ceiling is None else max(0.0, float(ceiling)),
-            allowed_planner_models=tuple(str(m) for m in doc.get("allowed_planner_models", ())),
-        )
-    except (AttributeError, TypeError, ValueError) as e:
-        return Policy(cloud_allowed=False), [
-            f"The computer's policy file {path} is not valid ({e}); cloud planning is off."]
-    return policy, []
+        policy, notes = _parse(doc)
+    except PolicyInvalid as e:
+        return PolicyFile(path, Policy(cloud_allowed=False), found=True, problems=(
+            f"The computer's policy file {path} is not valid ({e}); cloud planning is off.",))
+    return PolicyFile(path, policy, found=True, notes=tuple(notes))
+
+
+def load_policy(path: Path | None = None) -> tuple[Policy, list[str]]:
+    """The policy and any problem with it, in words for the user; never raises.
+
+    Notes for IT (an unknown key, a newer format) go to the log."""
+    read = read_policy(path)
+    for note in read.notes:
+        log.warning("policy file %s: %s", read.path, note)
+    return read.policy, list(read.problems)
+
+
+class PolicyInvalid(ValueError):
+    """A policy file that parses as JSON but is not a policy (the words say why)."""
+
+
+def _parse(doc: Any) -> tuple[Policy, list[str]]:
+    if not isinstance(doc, dict):
+        raise PolicyInvalid("it must be a JSON object, {…}")
+    notes = [f"unknown key {key!r} ignored" for key in doc if key not in KNOWN_KEYS]
+    version = doc.get("version", POLICY_VERSION)
+    if not _is_int(version) or version < 1:
+        raise PolicyInvalid(f"version must be a whole number from 1, not {version!r}")
+    if version > POLICY_VERSION:
+        notes.insert(0, f"written for a newer Switchboard (version {version}); the keys "
+                        "this version knows are in force")
+    cloud_allowed = doc.get("cloud_allowed", True)
+    if not isinstance(cloud_allowed, bool):
+        raise PolicyInvalid(f"cloud_allowed must be true or false, not {cloud_allowed!r}")
+    ceiling = doc.get("budget_ceiling_usd")
+    if ceiling is not None and (not _is_number(ceiling) or ceiling < 0):
+        raise PolicyInvalid("budget_ceiling_usd must be a number of dollars, 0 or more, "
+                            f"or null, not {ceiling!r}")
+    urls = _strings(doc, "office_node_urls")
+    for url in urls:
+        try:
+            Settings(node_url=url)  # the same check as the Settings dialog's
+        except SettingsError as e:
+            raise PolicyInvalid(f"office_node_urls: {e.detail}") from None
+    return Policy(office_node_urls=urls, cloud_allowed=cloud_allowed,
+                  budget_ceiling_usd=None if ceiling is None else float(ceiling),
+                  allowed_planner_models=_strings(doc, "allowed_planner_models")), notes
+
+
+def _strings(doc: dict[str, Any], key: str) -> tuple[str, ...]:
+    values = doc.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) and v.strip()
+                                               for v in values):
+        raise PolicyInvalid(f"{key} must be a list of non-empty strings, [\"…\", …], "
+                            f"not {values!r}")
+    return tuple(dict.fromkeys(v.strip() for v in values))  # in order, once each
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+# -- the policy over the user's settings -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """How the policy bounds one setting, for the Settings dialog."""
+
+    why: str  # in the user's words
+    choices: tuple[str, ...] = ()  # the only values allowed (empty: any)
+    maximum: float | None = None
+
+    @property
+    def fixed(self) -> bool:
+        """IT allows exactly one value: the field shows it and can't be changed."""
+        return len(self.choices) == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Bounded:
+    """The settings in force, and what IT's policy did to them."""
+
+    settings: Settings
+    limits: Mapping[str, Limit] = field(default_factory=dict)  # setting name → its limit
+    changes: tuple[str, ...] = ()  # what the policy changed, in words, for the log
+
+
+def bound(settings: Settings, policy: Policy) -> Bounded:
+    """The user's settings as the policy allows them (no I/O).
+
+    The same settings bound twice come out the same, so this can be applied on load, on
+    every save and to whatever the Settings dialog sends without drifting.
+    """
+    limits: dict[str, Limit] = {}
+    values: dict[str, Any] = {}
+    if urls := policy.office_node_urls:
+        limits["node_url"] = Limit(SET_BY_IT if len(urls) == 1 else
+                                   f"{SET_BY_IT}: only these office nodes", choices=urls)
+        if (url := _match(settings.node_url, urls)) != settings.node_url:
+            values["node_url"] = url
+    if (ceiling := policy.budget_ceiling_usd) is not None:
+        limits["monthly_budget_usd"] = Limit(
+            f"{SET_BY_IT}: at most {format_usd(usd_to_micro_usd(ceiling))} a month",
+            maximum=ceiling)
+        if settings.monthly_budget_usd > ceiling:
+            values["monthly_budget_usd"] = float(ceiling)
+    if models := policy.allowed_planner_models:
+        limits["planner_model"] = Limit(SET_BY_IT if len(models) == 1 else
+                                        f"{SET_BY_IT}: only these planner models",
+                                        choices=models)
+        if settings.planner_model not in models:
+            values["planner_model"] = models[0]
+    if not policy.cloud_allowed:
+        limits["mode"] = Limit(f"{SET_BY_IT}: cloud planning is off",
+                               choices=("local only",))
+        if settings.mode in CLOUD_MODES:
+            values["mode"] = "local only"
+    changes = tuple(f"{_label(name)}: IT's policy puts {value!r} in place of "
+                    f"{getattr(settings, name)!r}" for name, value in values.items())
+    return Bounded(dataclasses.replace(settings, **values), limits, changes)
+
+
+def _match(url: str, allowed: tuple[str, ...]) -> str:
+    """The allowed address the user chose (a trailing "/" aside), else IT's first."""
+    for candidate in allowed:
+        if candidate.rstrip("/") == url.rstrip("/"):
+            return candidate
+    return allowed[0]
+
+
+def _label(name: str) -> str:
+    return str(next(f.metadata["label"] for f in dataclasses.fields(Settings) if f.name == name))

@@ -1,5 +1,9 @@
 """A user's Switchboard: settings, token, chat history and the active backend, opened
-from the app's home. The tray app and the CLI both work through one of these."""
+from the app's home. The tray app and the CLI both work through one of these.
+
+The settings it holds are always the ones in force: bounded by the machine policy when
+they load and whenever they are saved (`app.core.policy.bound`), so neither the Settings
+dialog nor a hand-edited settings.json gets around IT's limits."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from app.core.llm.backend import Backend, Health
 from app.core.llm.local_gpus import LocalGPUs
 from app.core.llm.office_node import OfficeNode
 from app.core.llm.openai_client import ChatMessages, Delta, StreamEvent
-from app.core.policy import Policy, load_policy
+from app.core.policy import Limit, Policy, PolicyFile, bound, read_policy
 from app.core.router import decide
 from app.core.runtime.supervisor import Status
 from app.core.settings import Settings
@@ -46,6 +50,8 @@ class Workspace:
     history: History
     problems: list[str] = field(default_factory=list)  # found while loading, for the user
     policy: Policy = field(default_factory=Policy)
+    # Where the policy came from and what was wrong with it (None: not read from a file).
+    policy_source: PolicyFile | None = None
     # Told of the local runtime's loading, readiness and crashes (on the core's loop).
     on_runtime_status: Callable[[Status], None] = lambda status: None
     _backend: Backend | None = field(default=None, init=False)
@@ -57,8 +63,10 @@ class Workspace:
     def open(cls) -> Workspace:
         """Open the home named by `paths` (and `SWITCHBOARD_HOME`). Blocks on disk."""
         settings, problems = Settings.load()
-        policy, policy_problems = load_policy()
-        problems += policy_problems
+        source = read_policy()
+        for note in source.notes:  # for IT, not the user: a typo must not alarm a department
+            log.warning("policy file %s: %s", source.path, note)
+        problems += source.problems
         history = History(paths.history_db())
         problems += history.problems  # a damaged file kept aside, a fresh one started
         if history.recovered:
@@ -66,7 +74,24 @@ class Workspace:
                             "closed were kept and marked as interrupted.")
         for problem in problems:
             log.warning("%s", problem)
-        return cls(settings, history, problems, policy)
+        return cls(settings, history, problems, source.policy, source)
+
+    def __post_init__(self) -> None:
+        self.settings = self._bounded(self.settings)
+
+    def _bounded(self, settings: Settings) -> Settings:
+        bounded = bound(settings, self.policy)
+        for change in bounded.changes:
+            log.info("policy: %s", change)
+        return bounded.settings
+
+    def limits(self) -> dict[str, Limit]:
+        """How IT's policy bounds each setting (name → limit), for the Settings dialog."""
+        return dict(bound(self.settings, self.policy).limits)
+
+    def policy_problems(self) -> tuple[str, ...]:
+        """Why the machine policy file is not in force, in words; empty when it is."""
+        return self.policy_source.problems if self.policy_source else ()
 
     @property
     def chats(self) -> ChatService:
@@ -145,7 +170,7 @@ class Workspace:
 
     async def set_mode(self, mode: str) -> None:
         """Change how requests are planned; the backend (and a loaded model) stays."""
-        settings = self.settings.changed(mode=mode)
+        settings = self._bounded(self.settings.changed(mode=mode))
         await asyncio.to_thread(settings.save)
         self.settings = settings
 
@@ -159,10 +184,13 @@ class Workspace:
         """A plan from the cloud when the router says so and the budget allows; otherwise
         none, with the reason when the user asked for the cloud or it failed."""
         settings, policy = self.settings, self.policy
-        ready = policy.cloud_allowed and settings.monthly_budget_usd > 0
-        why_not = ("IT has turned it off" if not policy.cloud_allowed
-                   else "no monthly budget is set")
-        route = decide(prompt, mode=settings.mode, cloud_ready=ready, cloud_reason=why_not)
+        if not policy.cloud_allowed:
+            # The mode is bound to Local only, but "you chose Local only" would be wrong.
+            log.info("route: local only, because IT has turned cloud planning off")
+            return PlanOutcome()
+        ready = settings.monthly_budget_usd > 0
+        route = decide(prompt, mode=settings.mode, cloud_ready=ready,
+                       cloud_reason="no monthly budget is set")
         if not route.plan_in_cloud:
             asked = settings.mode == "plan with cloud"
             return PlanOutcome(note=f"Planned locally: {route.reason}." if asked else None)
@@ -185,8 +213,10 @@ class Workspace:
     async def apply_settings(self, settings: Settings, token: str | None) -> None:
         """Save settings (atomically) and the token (keyring); `None` leaves the token.
 
+        What is saved is bounded by the machine policy first, whatever the caller sent.
         An answer streaming meanwhile finishes on the backend it started on.
         """
+        settings = self._bounded(settings)
         try:
             if token is not None:
                 if token:

@@ -1,17 +1,21 @@
 """The Cloud planning part of Settings: the user's OpenRouter key (pasted, tested, removed;
 kept only in the OS key store), the planner model and the monthly budget, and the budget
-itself: this month's cap, spend by day, and earlier months."""
+itself: this month's cap, spend by day, and earlier months. What IT's machine policy
+fixes or bounds here is shown as such (`it_note`, `choice_box`, also used by Settings)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import NamedTuple
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
@@ -33,6 +37,7 @@ from app.core.budget import Ledger, Summary, format_usd, usd_to_micro_usd
 from app.core.budget import cap as budget_cap
 from app.core.errors import KeyStoreUnavailable, SwitchboardError
 from app.core.llm.openrouter import DEFAULT_BASE_URL, KeyInfo, OpenRouter
+from app.core.policy import Limit, policy_file
 from app.core.settings import Settings, describe
 from app.ui.bridge import Bridge
 from app.ui.spend_chart import SpendChart
@@ -42,6 +47,7 @@ NO_KEY_STORE = "No secure key store on this computer; cloud planning is off."
 KEY_PLACEHOLDER = "Paste your OpenRouter key (sk-or-…); it is kept in the system key store"
 KEY_SAVED = "A key is saved — leave empty to keep it"
 ERROR_STYLE = "color: #b3261e;"
+NOTE_STYLE = "color: #5f6368;"  # quieter than the field it explains
 
 
 def openrouter_url() -> str:
@@ -122,17 +128,55 @@ def key_info_text(info: KeyInfo) -> str:
     return f"✔ Key “{label}”{free}: {limit}{remaining}."
 
 
+# -- what IT's policy fixes ---------------------------------------------------------------
+
+
+def policy_tooltip(limit: Limit, source: Path) -> str:
+    return f"{limit.why}, in the computer's policy file {source}"
+
+
+def it_note(limit: Limit, source: Path) -> QLabel:
+    """The words under a field that IT's policy fixes or bounds; the tooltip says which
+    file the rule comes from, so a user can tell IT what they see."""
+    note = QLabel(limit.why)
+    note.setWordWrap(True)
+    note.setTextFormat(Qt.TextFormat.PlainText)
+    note.setStyleSheet(NOTE_STYLE)
+    note.setToolTip(policy_tooltip(limit, source))
+    return note
+
+
+def choice_box(limit: Limit, current: str, source: Path) -> QComboBox:
+    """A field IT allows only some values of: just those, the one in force chosen; shown
+    but not changeable when IT allows only one."""
+    box = QComboBox()
+    box.addItems(list(limit.choices))
+    box.setCurrentText(current)  # bounded settings: always one of the choices
+    box.setEnabled(not limit.fixed)
+    box.setToolTip(policy_tooltip(limit, source))
+    return box
+
+
 # -- the page ----------------------------------------------------------------------------
 
 
 class CloudPage(QWidget):
     """The key, the planner and the budget. Nothing is written until the dialog's Save,
-    except Remove, which removes the saved key at once."""
+    except Remove, which removes the saved key at once.
 
-    def __init__(self, bridge: Bridge, settings: Settings, parent: QWidget | None = None) -> None:
+    `limits` are IT's (from `Workspace.limits`), read from the policy file `source`;
+    `cloud_off` says, in words, why the policy has turned cloud planning off (None: it
+    has not)."""
+
+    def __init__(self, bridge: Bridge, settings: Settings, parent: QWidget | None = None, *,
+                 limits: Mapping[str, Limit] | None = None, source: Path | None = None,
+                 cloud_off: str | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
         self._overview: BudgetOverview | None = None
+        limits = limits or {}
+        source = source or policy_file()
+        self.ceiling_usd: float | None = None
 
         # The key and the planner.
         self.key = QLineEdit()
@@ -157,6 +201,11 @@ class CloudPage(QWidget):
         self.planner_model = QLineEdit(settings.planner_model)
         self.planner_model.setPlaceholderText("An OpenRouter model id, e.g. "
                                               + describe("planner_model")["default"])
+        # IT's list of planner models: a choice of those instead of a free id.
+        self.planner_choice: QComboBox | None = None
+        model_limit = limits.get("planner_model")
+        if model_limit is not None:
+            self.planner_choice = choice_box(model_limit, settings.planner_model, source)
         self.planner_max_tokens = QSpinBox()
         spec = describe("planner_max_tokens")
         self.planner_max_tokens.setRange(int(spec["min"]), int(spec["max"]))
@@ -169,8 +218,13 @@ class CloudPage(QWidget):
         self.budget_usd.setDecimals(2)
         self.budget_usd.setPrefix("$")
         self.budget_usd.setSpecialValueText("off")
-        self.budget_usd.setValue(settings.monthly_budget_usd)
         self.budget_usd.setToolTip(spec["label"])
+        budget_limit = limits.get("monthly_budget_usd")
+        if budget_limit is not None and budget_limit.maximum is not None:
+            self.ceiling_usd = budget_limit.maximum
+            self.budget_usd.setMaximum(min(spec["max"], budget_limit.maximum))
+            self.budget_usd.setToolTip(policy_tooltip(budget_limit, source))
+        self.budget_usd.setValue(settings.monthly_budget_usd)
         self.budget_usd.valueChanged.connect(self._show_overview)
 
         planner = QGroupBox("Cloud planner (OpenRouter)")
@@ -178,9 +232,33 @@ class CloudPage(QWidget):
         form.addRow("OpenRouter key:", self.key)
         form.addRow("", key_row)
         form.addRow("", self.key_result)
-        form.addRow("Planner model:", self.planner_model)
+        if self.planner_choice is not None and model_limit is not None:
+            # Kept (owned by the page) but never shown: values() reads the choice.
+            self.planner_model.setParent(self)
+            self.planner_model.hide()
+            form.addRow("Planner model:", self.planner_choice)
+            form.addRow("", it_note(model_limit, source))
+        else:
+            form.addRow("Planner model:", self.planner_model)
         form.addRow("Longest plan:", self.planner_max_tokens)
         form.addRow("Monthly budget:", self.budget_usd)
+        if budget_limit is not None:
+            form.addRow("", it_note(budget_limit, source))
+
+        # Cloud planning turned off by IT (or by a policy file that can't be read): say so
+        # at the top; the planner's settings can't do anything, so they can't be changed.
+        # The key can still be tested and removed: it is the user's own.
+        self.cloud_off_note = QLabel(cloud_off or "")
+        self.cloud_off_note.setWordWrap(True)
+        self.cloud_off_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.cloud_off_note.setStyleSheet(ERROR_STYLE)
+        self.cloud_off_note.setToolTip(f"The computer's policy file {source}")
+        self.cloud_off_note.setVisible(cloud_off is not None)
+        if cloud_off is not None:
+            for widget in (self.planner_model, self.planner_choice, self.planner_max_tokens,
+                           self.budget_usd):
+                if widget is not None:
+                    widget.setEnabled(False)
 
         # The budget.
         self.figures: dict[str, QLabel] = {}
@@ -222,6 +300,7 @@ class CloudPage(QWidget):
         budget_layout.addWidget(self.no_earlier)
 
         layout = QVBoxLayout(self)
+        layout.addWidget(self.cloud_off_note)
         layout.addWidget(planner)
         layout.addWidget(self.budget_box)
         layout.addStretch(1)
@@ -234,8 +313,10 @@ class CloudPage(QWidget):
     # -- values for the dialog's Save ---------------------------------------------------
 
     def values(self) -> dict[str, object]:
+        model = (self.planner_choice.currentText() if self.planner_choice is not None
+                 else self.planner_model.text())
         return {"monthly_budget_usd": self.budget_usd.value(),
-                "planner_model": self.planner_model.text(),
+                "planner_model": model,
                 "planner_max_tokens": self.planner_max_tokens.value()}
 
     def edited_key(self) -> str | None:
@@ -332,8 +413,10 @@ class CloudPage(QWidget):
         self.budget_note.show()
 
     def cap_micro_usd(self) -> int:
-        """The cap as this page's budget field stands (the user's budget only, for now)."""
-        return budget_cap(usd_to_micro_usd(self.budget_usd.value()), None, None)
+        """The cap as this page's budget field stands, within IT's ceiling (the key's
+        credit is not known here without asking OpenRouter)."""
+        ceiling = None if self.ceiling_usd is None else usd_to_micro_usd(self.ceiling_usd)
+        return budget_cap(usd_to_micro_usd(self.budget_usd.value()), ceiling, None)
 
     def _show_overview(self) -> None:
         overview = self._overview

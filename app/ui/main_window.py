@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -93,6 +93,7 @@ class MainWindow(QMainWindow):
         self.mode.setToolTip("Auto: multi-step work is planned in the cloud (within your "
                              "budget) and carried out locally.\nLocal only: nothing goes to "
                              "the cloud.\nPlan with cloud: always plan in the cloud first.")
+        self._limit_modes()
         self.mode.currentIndexChanged.connect(
             lambda index: controller.set_mode(MODES[index]))
         buttons = QVBoxLayout()
@@ -161,6 +162,19 @@ class MainWindow(QMainWindow):
         controller.budgetChanged.connect(self.budget_meter.set_reading)
 
     # Chats -----------------------------------------------------------------------------
+
+    def _limit_modes(self) -> None:
+        """Modes IT's policy rules out (cloud planning off) are shown but can't be chosen."""
+        limit = self.controller.workspace.limits().get("mode")
+        items = self.mode.model()
+        if limit is None or not isinstance(items, QStandardItemModel):
+            return
+        for row, mode in enumerate(MODES):
+            if mode not in limit.choices:
+                item = items.item(row)
+                item.setEnabled(False)
+                item.setToolTip(limit.why)
+        self.mode.setToolTip(f"{limit.why}; work is planned on this computer (Local only).")
 
     def reload_chats(self) -> None:
         self.controller.call(self.controller.workspace.history.chats, on_done=self._show_chats)

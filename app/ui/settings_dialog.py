@@ -1,7 +1,12 @@
 """The Settings dialog: office node address, access token (kept in the OS keyring),
 model and the office CA certificate, with "Test connection" before anything is saved;
 and, on its own tab, cloud planning (the OpenRouter key and the budget).
-The numeric settings are laid out from their declarations in `app.core.settings`."""
+The numeric settings are laid out from their declarations in `app.core.settings`.
+
+What IT's machine policy fixes or bounds is shown as such ("Set by your IT department"),
+from the policy the workspace read at start: opening the dialog reads no file. Saving
+goes through `Workspace.apply_settings`, which bounds again, so the dialog is not what
+keeps the limits."""
 
 from __future__ import annotations
 
@@ -32,15 +37,22 @@ from PySide6.QtWidgets import (
 from app.core import secrets
 from app.core.errors import SettingsError, SwitchboardError
 from app.core.llm.backend import Health
+from app.core.policy import policy_file
 from app.core.settings import BACKENDS, Settings
 from app.core.workspace import Workspace, test_connection
 from app.ui.bridge import Bridge
-from app.ui.cloud_page import CloudPage, save_cloud_key
+from app.ui.cloud_page import (
+    ERROR_STYLE,
+    CloudPage,
+    choice_box,
+    it_note,
+    save_cloud_key,
+)
 from app.ui.local_gpus_page import LocalGpusPage
 
 # Shown on their own pages (Local GPUs, Cloud planning), not under Answers.
 PAGED_FIELDS = ("local_ctx", "idle_unload_min", "monthly_budget_usd", "planner_max_tokens")
-
+CLOUD_OFF_BY_IT = "Your IT department has turned cloud planning off on this computer."
 
 
 class SettingsDialog(QDialog):
@@ -53,9 +65,21 @@ class SettingsDialog(QDialog):
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.setMinimumWidth(520)
         settings = workspace.settings
+        limits = workspace.limits()
+        source = workspace.policy_source.path if workspace.policy_source else policy_file()
+        policy_problems = workspace.policy_problems()
 
         self.node_url = QLineEdit(settings.node_url)
         self.node_url.setPlaceholderText("https://ai-node.office.example:8443/v1")
+        # IT's office nodes: a choice of those (fixed when there is one) instead of a
+        # free address.
+        self.node_choice: QComboBox | None = None
+        node_limit = limits.get("node_url")
+        if node_limit is not None:
+            self.node_choice = choice_box(node_limit, settings.node_url, source)
+            # Kept (owned by the dialog) but never shown: edited_settings reads the choice.
+            self.node_url.setParent(self)
+            self.node_url.hide()
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("Access token from IT (stored in the system key store)")
@@ -85,7 +109,11 @@ class SettingsDialog(QDialog):
         node_box = QGroupBox("Office node")
         self.node_box = node_box
         form = QFormLayout(node_box)
-        form.addRow("Address:", self.node_url)
+        if self.node_choice is not None and node_limit is not None:
+            form.addRow("Address:", self.node_choice)
+            form.addRow("", it_note(node_limit, source))
+        else:
+            form.addRow("Address:", self.node_url)
         form.addRow("Access token:", self.token)
         form.addRow("", self.remove_token)
         form.addRow("Model:", self.model)
@@ -112,7 +140,7 @@ class SettingsDialog(QDialog):
 
         self.error = QLabel()
         self.error.setTextFormat(Qt.TextFormat.PlainText)
-        self.error.setStyleSheet("color: #b3261e;")
+        self.error.setStyleSheet(ERROR_STYLE)
         self.error.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                         | QDialogButtonBox.StandardButton.Cancel)
@@ -125,11 +153,22 @@ class SettingsDialog(QDialog):
         chats_layout.addWidget(self.local_page)
         chats_layout.addWidget(advanced)
         chats_layout.addStretch(1)
-        self.cloud_page = CloudPage(bridge, settings)
+        cloud_off = None
+        if not workspace.policy.cloud_allowed:
+            cloud_off = " ".join(policy_problems) or CLOUD_OFF_BY_IT
+        self.cloud_page = CloudPage(bridge, settings, limits=limits, source=source,
+                                    cloud_off=cloud_off)
         self.pages = QTabWidget()
         self.pages.addTab(chats, "Chats")
         self.pages.addTab(self.cloud_page, "Cloud planning")
+        # A policy file that could not be read: say so where every tab shows it.
+        self.policy_problem = QLabel(" ".join(policy_problems))
+        self.policy_problem.setTextFormat(Qt.TextFormat.PlainText)
+        self.policy_problem.setStyleSheet(ERROR_STYLE)
+        self.policy_problem.setWordWrap(True)
+        self.policy_problem.setVisible(bool(policy_problems))
         layout = QVBoxLayout(self)
+        layout.addWidget(self.policy_problem)
         layout.addWidget(self.pages)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
@@ -156,7 +195,9 @@ class SettingsDialog(QDialog):
 
     def edited_settings(self) -> Settings:
         """The settings as the dialog shows them; raises SettingsError for a bad value."""
-        values: dict[str, Any] = {"node_url": self.node_url.text(),
+        node_url = (self.node_choice.currentText() if self.node_choice is not None
+                    else self.node_url.text())
+        values: dict[str, Any] = {"node_url": node_url,
                                   "model": self.model.currentText(),
                                   "ca_bundle": self.ca_bundle.text()}
         values.update({name: box.value() for name, box in self.numeric.items()})
