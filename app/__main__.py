@@ -17,6 +17,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--selftest", action="store_true",
                    help="build the GUI offscreen, check it, exit 0 if all is well")
     p.add_argument("--show", action="store_true", help="open the main window at start")
+    p.add_argument("--quit", action="store_true",
+                   help="ask a running Switchboard to save its work and quit, and wait until "
+                        "it has (the installer runs this before an upgrade)")
     # The embedded runtime's child process: started by the app itself, not by users.
     p.add_argument("--serve-model", metavar="MODEL.gguf", help=argparse.SUPPRESS)
     add_serve_arguments(p)
@@ -108,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.key_verb == "status":
             return cli.key_status(sys.stdout, sys.stderr)
         return cli.key_remove(sys.stdout, sys.stderr)
+    if args.quit:
+        from PySide6.QtCore import QCoreApplication
+
+        from app.ui.single_instance import ask_running_instance_to_quit
+
+        qapp = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])  # for the socket
+        quit_ok = ask_running_instance_to_quit()
+        del qapp
+        return 0 if quit_ok else 1
     if args.selftest:
         from app.ui.selftest import selftest
 

@@ -203,6 +203,7 @@ def run_tray_app(show_window: bool = False) -> int:
     collector.start()
     app = SwitchboardApp(workspace)
     instance.activated.connect(app.show_main)
+    instance.quitRequested.connect(app.quit)
     app.start()
     if show_window or not QSystemTrayIcon.isSystemTrayAvailable():
         app.show_main()

@@ -1,16 +1,19 @@
 """One Switchboard per user and home: a second launch brings the first one's window
-forward and exits.
+forward and exits; `switchboard --quit` (what the installer runs before an upgrade)
+asks the running one to save its work and quit, and waits until it has.
 
 A `QLockFile` decides who is first (it detects a lock left by a crashed process by its
-PID and takes it over); a `QLocalServer` carries the "show yourself" message.
+PID and takes it over); a `QLocalServer` carries the "show yourself" and "quit" messages.
 
 Signals:
     activated(): another launch asked this instance to show its window.
+    quitRequested(): `switchboard --quit` asked this instance to quit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 
 from PySide6.QtCore import QLockFile, QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
@@ -18,6 +21,11 @@ from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from app.core import paths
 
 SHOW = b"show\n"
+QUIT = b"quit\n"
+
+
+def _lock_file() -> str:
+    return str(paths.runtime_dir() / "switchboard.lock")
 
 
 def _server_name() -> str:
@@ -29,13 +37,15 @@ def _server_name() -> str:
 class SingleInstance(QObject):
     """Signals:
     activated(): a second launch asked this instance to come forward.
+    quitRequested(): `switchboard --quit` asked this instance to quit.
     """
 
     activated = Signal()
+    quitRequested = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._lock = QLockFile(str(paths.runtime_dir() / "switchboard.lock"))
+        self._lock = QLockFile(_lock_file())
         self._lock.setStaleLockTime(0)  # stale only when its process is gone, never by age
         self._server: QLocalServer | None = None
 
@@ -59,8 +69,11 @@ class SingleInstance(QObject):
             socket.disconnected.connect(socket.deleteLater)
 
     def _on_ready(self, socket: QLocalSocket) -> None:
-        if bytes(socket.readAll().data()).startswith(SHOW.strip()):
+        message = bytes(socket.readAll().data())
+        if message.startswith(SHOW.strip()):
             self.activated.emit()
+        elif message.startswith(QUIT.strip()):
+            self.quitRequested.emit()
 
     def release(self) -> None:
         if self._server is not None:
@@ -71,11 +84,33 @@ class SingleInstance(QObject):
 
 def ask_first_instance_to_show(timeout_ms: int = 3000) -> bool:
     """From a second launch: tell the running instance to show itself."""
+    return _send(SHOW, timeout_ms)
+
+
+def ask_running_instance_to_quit(timeout_s: float = 20.0) -> bool:
+    """Ask this user's running Switchboard to save its work and quit; True once none runs
+    (also when none was running), False if it still runs after `timeout_s`."""
+    lock = QLockFile(_lock_file())
+    lock.setStaleLockTime(0)
+    if lock.tryLock(0):  # nobody holds it: nothing to quit
+        lock.unlock()
+        return True
+    _send(QUIT, 3000)
+    # The lock is released only after the instance has saved and shut its core down.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if lock.tryLock(250):
+            lock.unlock()
+            return True
+    return False
+
+
+def _send(message: bytes, timeout_ms: int) -> bool:
     socket = QLocalSocket()
     socket.connectToServer(_server_name())
     if not socket.waitForConnected(timeout_ms):
         return False
-    socket.write(SHOW)
+    socket.write(message)
     ok = socket.waitForBytesWritten(timeout_ms)
     socket.disconnectFromServer()
     return ok
