@@ -41,8 +41,11 @@ def _exit_with_parent() -> None:
     """Exit when the parent closes our stdin: it ended, however it ended."""
 
     def watch() -> None:
+        # The raw descriptor, not sys.stdin.buffer: a thread blocked in a buffered read
+        # holds its lock, and then the interpreter can't shut down (a model that fails to
+        # load left the child hanging until the parent closed stdin, then aborting).
         try:
-            while sys.stdin.buffer.read(4096):
+            while os.read(0, 4096):  # stdin
                 pass
         except (OSError, ValueError):
             pass
