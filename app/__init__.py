@@ -1,3 +1,57 @@
-"""Switchboard: run an office's AI work on hardware the office owns."""
+"""Switchboard: run an office's AI work on hardware the office owns.
 
-__version__ = "0.1.0"
+`__version__` has one source: pyproject.toml's version, read from the installed package's
+metadata; a frozen build instead reads the version its build stamped into the bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Written by packaging/switchboard.spec into the bundle, at _internal/app/VERSION.
+STAMPED_VERSION_FILE = "VERSION"
+UNKNOWN_VERSION = "0+unknown"
+
+
+def _stamped_version() -> str | None:
+    """The version a frozen build was stamped with (PyInstaller unpacks data under
+    sys._MEIPASS), or None when this isn't a frozen build or the stamp is missing."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    if not getattr(sys, "frozen", False) or not bundle:
+        return None
+    try:
+        with open(os.path.join(bundle, "app", STAMPED_VERSION_FILE), encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _installed_version() -> str | None:
+    """pyproject.toml's version as installed (pip install, or pip install -e: re-run it
+    after changing the version)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("switchboard")
+    except PackageNotFoundError:
+        return None
+
+
+def _checkout_version() -> str | None:
+    """pyproject.toml's version read directly, for a checkout run without installing."""
+    import tomllib
+
+    pyproject = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pyproject.toml")
+    try:
+        with open(pyproject, "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return None
+
+
+def _version() -> str:
+    return _stamped_version() or _installed_version() or _checkout_version() or UNKNOWN_VERSION
+
+
+__version__ = _version()

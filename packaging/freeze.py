@@ -1,11 +1,13 @@
-"""Freezing Switchboard with PyInstaller (`switchboard.spec`) into one folder, and
-smoke-running the result. Used by the release script (`build.py`) and the frozen-app
-tests; also runnable on its own:
+"""Freezing Switchboard with PyInstaller (`switchboard.spec`) into one folder holding the
+windowed app and its console twin for the command line, and smoke-running the result.
+Used by the release script (`build.py`) and the frozen-app tests; also runnable on its
+own:
 
     python packaging/freeze.py --out dist            # freeze, smoke-run, print size and time
 
-From a script in this folder: `from freeze import freeze, smoke_run, executable` (the
-folder isn't a package: `packaging` is also the name of a PyPI package).
+From a script in this folder: `from freeze import freeze, smoke_run, executable,
+cli_executable` (the folder isn't a package: `packaging` is also the name of a PyPI
+package).
 """
 
 from __future__ import annotations
@@ -23,8 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "packaging" / "switchboard.spec"
 APP_NAME = "Switchboard"
+# The console executable beside it, for the command-line verbs (a windowed .exe prints
+# nowhere). Its own name, not a different case of APP_NAME: Windows names ignore case.
+CLI_NAME = "switchboard-cli"
 VERSION_ENV = "SWITCHBOARD_VERSION"  # the spec reads the version to stamp from here
-VERSION_FILE = "switchboard-version.txt"  # the Windows version resource, in the work dir
+# The Windows version resources of the two executables, in the work dir.
+VERSION_FILE = "switchboard-version.txt"
+CLI_VERSION_FILE = "switchboard-cli-version.txt"
 SELFTEST_OK = "switchboard selftest: ok"
 _OUTPUT_TAIL = 6_000
 
@@ -51,16 +58,18 @@ def version_numbers(version: str) -> tuple[int, int, int, int]:
     return major, minor, patch, build
 
 
-def windows_version_info(version: str) -> str:
-    """The version resource for Switchboard.exe, in the text form PyInstaller's `version=`
-    reads (the classes live in PyInstaller.utils.win32.versioninfo)."""
+def windows_version_info(version: str, *, exe_name: str = APP_NAME) -> str:
+    """The version resource for Switchboard.exe (or, with `exe_name=CLI_NAME`,
+    switchboard-cli.exe), in the text form PyInstaller's `version=` reads (the classes
+    live in PyInstaller.utils.win32.versioninfo)."""
     numbers = version_numbers(version)
+    description = APP_NAME if exe_name == APP_NAME else f"{APP_NAME} command line"
     strings = {
         "CompanyName": APP_NAME,
-        "FileDescription": APP_NAME,
+        "FileDescription": description,
         "FileVersion": version,
-        "InternalName": APP_NAME,
-        "OriginalFilename": f"{APP_NAME}.exe",
+        "InternalName": exe_name,
+        "OriginalFilename": f"{exe_name}.exe",
         "ProductName": APP_NAME,
         "ProductVersion": version,
     }
@@ -79,14 +88,25 @@ def windows_version_info(version: str) -> str:
 
 
 def executable(app_dir: Path) -> Path:
-    """The frozen app's executable in its one-folder build."""
-    return app_dir / (f"{APP_NAME}.exe" if sys.platform == "win32" else APP_NAME)
+    """The frozen app's (windowed) executable in its one-folder build."""
+    return app_dir / _exe_name(APP_NAME)
+
+
+def cli_executable(app_dir: Path) -> Path:
+    """The frozen app's console executable, beside `executable()`: the same program, for
+    the command-line verbs (`doctor`, `ask`, `key`, `--version`) in a terminal."""
+    return app_dir / _exe_name(CLI_NAME)
+
+
+def _exe_name(name: str) -> str:
+    return f"{name}.exe" if sys.platform == "win32" else name
 
 
 def freeze(dist_dir: Path, *, version: str, work_dir: Path | None = None) -> Path:
     """Freeze the app with `switchboard.spec` into `dist_dir`; the one-folder app's
-    directory (holding `executable()`). `version` is stamped into the Windows version
-    resource; PyInstaller's work files go to `work_dir` (a temporary folder if None)."""
+    directory (holding `executable()` and `cli_executable()`). `version` is stamped into
+    the bundle (what `--version` prints) and the Windows version resources; PyInstaller's
+    work files go to `work_dir` (a temporary folder if None)."""
     version_numbers(version)  # refuse a bad version before minutes of work
     dist_dir = Path(dist_dir).resolve()
     with tempfile.TemporaryDirectory(prefix="switchboard-freeze-") as temp:
@@ -98,30 +118,43 @@ def freeze(dist_dir: Path, *, version: str, work_dir: Path | None = None) -> Pat
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace")
     app_dir = dist_dir / APP_NAME
-    if result.returncode != 0 or not executable(app_dir).is_file():
+    if result.returncode != 0 or not all(
+            exe.is_file() for exe in (executable(app_dir), cli_executable(app_dir))):
         raise FreezeError(f"PyInstaller failed (exit code {result.returncode}):\n"
                           f"{result.stdout[-_OUTPUT_TAIL:]}")
     return app_dir
 
 
-def smoke_run(app_dir: Path, *, timeout_s: float = 180.0) -> None:
-    """Run the frozen app's `--selftest` offscreen in a throw-away home; raises
-    FreezeError with its output unless it passes."""
-    exe = executable(app_dir)
+def smoke_run(app_dir: Path, *, version: str | None = None, timeout_s: float = 180.0) -> None:
+    """Run the frozen app's `--selftest` offscreen in a throw-away home, then the console
+    executable's `--version` (which must print `version`, when given); raises FreezeError
+    with their output unless both pass."""
+    exe, cli = executable(app_dir), cli_executable(app_dir)
     with tempfile.TemporaryDirectory(prefix="switchboard-smoke-") as home:
         env = {**os.environ, "SWITCHBOARD_HOME": home, "QT_QPA_PLATFORM": "offscreen"}
-        try:
-            result = subprocess.run([str(exe), "--selftest"], env=env, cwd=home,
-                                    stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                    errors="replace", timeout=timeout_s)
-        except subprocess.TimeoutExpired as e:
-            raise FreezeError(f"{exe} --selftest did not finish within {timeout_s:g} s:\n"
-                              f"{_text(e.stdout)}{_text(e.stderr)}"[-_OUTPUT_TAIL:]) from None
-        except OSError as e:
-            raise FreezeError(f"{exe} could not be started: {e}") from None
-    if result.returncode != 0 or SELFTEST_OK not in result.stdout:
-        raise FreezeError(f"{exe} --selftest failed (exit code {result.returncode}):\n"
-                          f"{result.stdout}{result.stderr}"[-_OUTPUT_TAIL:])
+        result = _run([str(exe), "--selftest"], env=env, cwd=home, timeout_s=timeout_s)
+        if result.returncode != 0 or SELFTEST_OK not in result.stdout:
+            raise FreezeError(f"{exe} --selftest failed (exit code {result.returncode}):\n"
+                              f"{result.stdout}{result.stderr}"[-_OUTPUT_TAIL:])
+        result = _run([str(cli), "--version"], env=env, cwd=home, timeout_s=timeout_s)
+        expected = f"switchboard {version}" if version else "switchboard "
+        if result.returncode != 0 or not result.stdout.startswith(expected):
+            raise FreezeError(f"{cli} --version did not print {expected!r} (exit code "
+                              f"{result.returncode}):\n"
+                              f"{result.stdout}{result.stderr}"[-_OUTPUT_TAIL:])
+
+
+def _run(command: list[str], *, env: dict[str, str], cwd: str,
+         timeout_s: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, errors="replace",
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        raise FreezeError(f"{' '.join(command)} did not finish within {timeout_s:g} s:\n"
+                          f"{_text(e.stdout)}{_text(e.stderr)}"[-_OUTPUT_TAIL:]) from None
+    except OSError as e:
+        raise FreezeError(f"{command[0]} could not be started: {e}") from None
 
 
 def folder_size(folder: Path) -> int:
@@ -144,16 +177,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="version to stamp (default: pyproject.toml's)")
     p.add_argument("--work", type=Path, default=None, help="PyInstaller's work folder "
                                                            "(default: a temporary one)")
-    p.add_argument("--no-smoke", action="store_true", help="skip the --selftest smoke run")
+    p.add_argument("--no-smoke", action="store_true", help="skip the smoke run (--selftest, "
+                                                         "and the console's --version)")
     args = p.parse_args(argv)
     started = time.monotonic()
     try:
-        app_dir = freeze(args.out, version=args.version or project_version(),
-                         work_dir=args.work)
+        version = args.version or project_version()
+        app_dir = freeze(args.out, version=version, work_dir=args.work)
         froze_s = time.monotonic() - started
         print(f"froze {app_dir} in {froze_s:.0f} s: {folder_size(app_dir) / 2**20:.0f} MiB")
         if not args.no_smoke:
-            smoke_run(app_dir)
+            smoke_run(app_dir, version=version)
             print(f"smoke run passed in {time.monotonic() - started - froze_s:.0f} s")
     except FreezeError as e:
         print(e, file=sys.stderr)

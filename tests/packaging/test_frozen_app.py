@@ -1,12 +1,14 @@
 """The frozen app, built once per session with packaging/switchboard.spec: its selftest
-passes offscreen, and the frozen executable runs its own children, the document reader
-on a real PDF and the model runtime serving the tiny model, as the app starts them."""
+passes offscreen, the frozen executable runs its own children, the document reader on a
+real PDF and the model runtime serving the tiny model, as the app starts them, and its
+console twin `switchboard-cli` answers IT's verbs from the same `_internal/`."""
 
 from __future__ import annotations
 
 import ast
 import asyncio
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -53,6 +55,10 @@ class Frozen:
     def exe(self) -> Path:
         return Path(freeze.executable(self.app_dir))
 
+    @property
+    def cli(self) -> Path:
+        return Path(freeze.cli_executable(self.app_dir))
+
 
 @pytest.fixture(scope="session")
 def frozen(tmp_path_factory: pytest.TempPathFactory) -> Frozen:
@@ -71,7 +77,52 @@ def as_frozen(frozen: Frozen, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 def test_the_frozen_selftest_passes_offscreen(frozen: Frozen) -> None:
-    freeze.smoke_run(frozen.app_dir)
+    freeze.smoke_run(frozen.app_dir, version=VERSION)
+
+
+def test_both_frozen_executables_print_the_version_the_build_stamped(frozen: Frozen) -> None:
+    # The windowed one too, where it has a stdout to print to (not a Windows GUI .exe).
+    for exe in (frozen.cli, *([frozen.exe] if sys.platform != "win32" else [])):
+        result = subprocess.run([str(exe), "--version"], capture_output=True, text=True,
+                                timeout=60)
+        assert (result.returncode, result.stdout) == (0, f"switchboard {VERSION}\n"), exe
+
+
+def test_the_frozen_cli_doctor_prints_the_policy_and_node_as_json(
+        frozen: Frozen, office_node: LlamaServer, tmp_path: Path) -> None:
+    # The policy fixes the office node, so doctor checks the node IT set, not the user's.
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"office_node_urls": [office_node.base_url],
+                                  "cloud_allowed": False, "budget_ceiling_usd": 25}))
+    result = subprocess.run(
+        [str(frozen.cli), "doctor", "--json"],
+        env={**os.environ, "SWITCHBOARD_POLICY": str(policy),
+             "SWITCHBOARD_NODE_TOKEN": office_node.api_key},
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["policy"]["file"] == str(policy) and report["policy"]["found"] is True
+    assert report["policy"]["problems"] == []
+    assert report["policy"]["in_force"] == {
+        "office_node_urls": [office_node.base_url], "cloud_allowed": False,
+        "budget_ceiling_usd": 25.0, "allowed_planner_models": []}
+    node = report["office_node"]
+    assert node["url"] == office_node.base_url and node["reachable"] is True
+    assert node["models"] == [office_node.model]
+
+
+def test_the_two_executables_share_one_internal_folder(frozen: Frozen) -> None:
+    assert sorted(p.name for p in frozen.app_dir.iterdir()) == sorted(
+        [frozen.exe.name, frozen.cli.name, "_internal"])
+    assert frozen.cli.is_file() and os.access(frozen.cli, os.X_OK)
+    # Each launcher is the bootloader and the app's Python modules (the same PYZ in both);
+    # the interpreter, Qt and llama.cpp are only in _internal, once.
+    internal = freeze.folder_size(frozen.app_dir / "_internal")
+    launchers = frozen.exe.stat().st_size + frozen.cli.stat().st_size
+    assert freeze.folder_size(frozen.app_dir) == internal + launchers
+    assert abs(frozen.cli.stat().st_size - frozen.exe.stat().st_size) < 2**20
+    assert frozen.cli.stat().st_size < 20 * 2**20, "the console launcher carries more " \
+                                                   "than the app's Python modules"
 
 
 def test_the_frozen_document_reader_reads_a_pdf_page_by_page(as_frozen: Path,
@@ -159,6 +210,10 @@ def test_the_build_stamps_the_version_it_is_given(frozen: Frozen) -> None:
     assert "filevers=(7, 8, 9, 0)" in resource
     assert "StringStruct('FileVersion', '7.8.9')" in resource
     assert "StringStruct('OriginalFilename', 'Switchboard.exe')" in resource
+    cli_resource = (frozen.work_dir / "switchboard" / freeze.CLI_VERSION_FILE).read_text()
+    assert "filevers=(7, 8, 9, 0)" in cli_resource
+    assert "StringStruct('OriginalFilename', 'switchboard-cli.exe')" in cli_resource
+    assert (frozen.app_dir / "_internal" / "app" / "VERSION").read_text() == "7.8.9\n"
 
 
 def test_version_numbers_for_windows() -> None:
@@ -186,6 +241,19 @@ def test_smoke_run_raises_with_the_output_of_a_failing_app(tmp_path: Path) -> No
     message = str(caught.value)
     assert "exit code 3" in message
     assert "started with --selftest" in message and "no icons here" in message
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the stand-in app is a shell script")
+def test_smoke_run_wants_the_console_executable_to_print_the_version(tmp_path: Path) -> None:
+    exe = Path(freeze.executable(tmp_path))
+    exe.write_text(f"#!/bin/sh\necho '{freeze.SELFTEST_OK}'\n")
+    exe.chmod(0o755)
+    cli = Path(freeze.cli_executable(tmp_path))
+    cli.write_text("#!/bin/sh\necho 'switchboard 0.1.0'\n")  # not the version stamped
+    cli.chmod(0o755)
+    freeze.smoke_run(tmp_path)  # any version will do when none is asked for
+    with pytest.raises(freeze.FreezeError, match="did not print 'switchboard 7.8.9'"):
+        freeze.smoke_run(tmp_path, version=VERSION)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the stand-in app is a shell script")
