@@ -1,34 +1,42 @@
-"""The document panel: the current chat's documents with their type, pages, status and
-reading progress; each one's summary a click away, to copy or export as Markdown; and
-"Ask about this document", which points the composer's next question at it."""
+"""The document panel: the current chat's documents with their type, pages, status and,
+while each is being read, its own progress bar (parts and pages done, time left); each
+one's summary a click away, to copy or export as Markdown; and "Ask about this
+document", which points the composer's next question at it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QPainter
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QMenu,
-    QProgressBar,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.core import paths
-from app.core.chat import ChatEvent, DocumentChanged, DocumentProgress
+from app.core.chat import AnswerFinished, ChatEvent, DocumentChanged, DocumentProgress
 from app.core.history import Document
 from app.ui.chat_controller import ChatController
 from app.ui.widgets import FileDrops
 
 DOCUMENT_ID = Qt.ItemDataRole.UserRole
+# A row's reading progress, (fraction 0..1, words), while its document is read.
+PROGRESS = Qt.ItemDataRole.UserRole + 1
+STARTING = (0.0, "Reading the file…")  # before the first part is summarised
 STATUS_WORDS = {"reading": "reading…", "ready": "ready", "error": "could not be read",
                 "cancelled": "stopped"}
 
@@ -42,6 +50,53 @@ def describe(document: Document) -> str:
         facts.append(f"{document.pages} page{'s' if document.pages != 1 else ''}")
     facts.append(STATUS_WORDS.get(document.status, document.status))
     return f"{document.name} — {', '.join(facts)}"
+
+
+class DocumentDelegate(QStyledItemDelegate):
+    """Paints a row as its description and, while its document is being read, its own
+    progress bar under it: one bar a document, however many are read at once."""
+
+    BAR_HEIGHT = 18
+    GAP = 3
+
+    def sizeHint(self, option: QStyleOptionViewItem,
+                 index: QModelIndex | QPersistentModelIndex) -> QSize:
+        size = super().sizeHint(option, index)
+        if index.data(PROGRESS) is not None:
+            size.setHeight(size.height() + self.BAR_HEIGHT + 2 * self.GAP)
+        return size
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        bar = self.bar(option, index)
+        if bar is None:
+            super().paint(painter, option, index)
+            return
+        # The whole row (selection included) with its text at the top; the bar below.
+        row = QStyleOptionViewItem(option)
+        row.displayAlignment = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop
+        super().paint(painter, row, index)
+        style = option.widget.style() if option.widget else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
+
+    def bar(self, option: QStyleOptionViewItem,
+            index: QModelIndex | QPersistentModelIndex) -> QStyleOptionProgressBar | None:
+        """The progress bar drawn in the row at `index` (None where there is none)."""
+        progress = index.data(PROGRESS)
+        if progress is None:
+            return None
+        fraction, words = progress
+        bar = QStyleOptionProgressBar()
+        bar.rect = QRect(option.rect.left() + 4,
+                         option.rect.bottom() - self.GAP - self.BAR_HEIGHT + 1,
+                         option.rect.width() - 8, self.BAR_HEIGHT)
+        bar.state = option.state
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = round(max(0.0, min(1.0, fraction)) * 1000)
+        bar.text = words
+        bar.textVisible = True
+        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
+        return bar
 
 
 class DocumentPanel(QWidget):
@@ -63,6 +118,9 @@ class DocumentPanel(QWidget):
         self.chat_id: int | None = None
         self.documents: dict[int, Document] = {}
         self._loads = 0  # answers to older loads (a chat left meanwhile) are dropped
+        # Reading progress by summary message id, for documents this session is reading
+        # (in any chat, so coming back to one shows its bar again).
+        self.progress: dict[int, tuple[float, str]] = {}
 
         self.title = QLabel("Documents")
         self.list = QListWidget()
@@ -71,9 +129,8 @@ class DocumentPanel(QWidget):
         self.list.itemDoubleClicked.connect(lambda _item: self.show_summary())
         self.list.currentItemChanged.connect(lambda *_: self._update_buttons())
         self.list.setToolTip("Drop a file here to summarise it into this chat")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.progress.hide()
+        self.delegate = DocumentDelegate(self.list)
+        self.list.setItemDelegate(self.delegate)
         self.buttons: dict[str, QToolButton] = {}
         row = QHBoxLayout()
         for key, text, slot in (("show", "Show summary", self.show_summary),
@@ -92,7 +149,6 @@ class DocumentPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
         layout.addWidget(self.list, 1)
-        layout.addWidget(self.progress)
         layout.addLayout(row)
         FileDrops(self, self.fileDropped.emit)
         controller.chatEvent.connect(self._on_event)
@@ -124,25 +180,51 @@ class DocumentPanel(QWidget):
             item = QListWidgetItem(describe(document))
             item.setData(DOCUMENT_ID, document.id)
             item.setToolTip(document.error or document.path)
+            if document.summary_message_id in self.progress:
+                item.setData(PROGRESS, self.progress[document.summary_message_id])
             self.list.addItem(item)
             if selected is not None and document.id == selected.id:
                 self.list.setCurrentItem(item)
         if self.list.currentItem() is None and self.list.count():
             self.list.setCurrentRow(self.list.count() - 1)  # the newest
-        if not any(d.status == "reading" for d in documents):
-            self.progress.hide()
         self.title.setText(f"Documents ({len(documents)})" if documents else "Documents")
         self._update_buttons()
 
     def _on_event(self, event: ChatEvent) -> None:
-        if isinstance(event, DocumentChanged) and event.document.chat_id == self.chat_id:
-            self.reload()
-        elif isinstance(event, DocumentProgress) and any(
-                d.summary_message_id == event.message_id and d.status == "reading"
-                for d in self.documents.values()):
-            self.progress.show()
-            self.progress.setValue(round(event.fraction * 100))
-            self.progress.setFormat(event.text)
+        if isinstance(event, DocumentChanged):
+            self._track(event.document)
+            if event.document.chat_id == self.chat_id:
+                self.reload()
+        elif isinstance(event, DocumentProgress) and event.message_id in self.progress:
+            self.progress[event.message_id] = (event.fraction, event.text)
+            item = self.item_for(event.message_id)
+            if item is not None:
+                item.setData(PROGRESS, self.progress[event.message_id])
+        elif isinstance(event, AnswerFinished) and event.message.id in self.progress:
+            # However reading ended, its bar goes now, before the reload that follows.
+            del self.progress[event.message.id]
+            item = self.item_for(event.message.id)
+            if item is not None:
+                item.setData(PROGRESS, None)
+
+    def _track(self, document: Document) -> None:
+        """Start or stop showing `document`'s progress, from its state as saved."""
+        message_id = document.summary_message_id
+        if message_id is None:
+            return
+        if document.status == "reading":
+            self.progress.setdefault(message_id, STARTING)
+        else:
+            self.progress.pop(message_id, None)
+
+    def item_for(self, message_id: int) -> QListWidgetItem | None:
+        """The row of the document whose summary goes into message `message_id`."""
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            document = self.documents.get(int(item.data(DOCUMENT_ID)))
+            if document is not None and document.summary_message_id == message_id:
+                return item
+        return None
 
     def selected(self) -> Document | None:
         item = self.list.currentItem()

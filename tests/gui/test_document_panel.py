@@ -1,6 +1,7 @@
-"""The document panel: a dropped PDF is listed with its type, pages and status; its
-summary is shown and exported; a question about it is answered from its most relevant
-pages, fenced as data, with page references asked for."""
+"""The document panel: a dropped PDF is listed with its type, pages and status; each
+document being read has its own progress bar; its summary is shown and exported; a
+question about it is answered from its most relevant pages, fenced as data, with page
+references asked for."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
+from app.core.chat import ChatEvent
 from app.ui.application import SwitchboardApp
+from app.ui.document_panel import DocumentPanel
 from tests.fixtures.documents import marker, pdf_with_pages
 from tests.fixtures.fault_server import FaultServer
 from tests.gui.conftest import BuildApp
@@ -27,6 +30,19 @@ def chat_requests(server: FaultServer) -> list[list[dict[str, str]]]:
 def panel_shows(app: SwitchboardApp, text: str) -> bool:
     panel = app.main_window.document_panel
     return panel.list.count() == 1 and text in panel.list.item(0).text()
+
+
+def bars(panel: DocumentPanel) -> dict[str, tuple[float, str]]:
+    """The progress bar each row draws, by document name: (fraction, words)."""
+    shown = {}
+    for row in range(panel.list.count()):
+        option = QStyleOptionViewItem()
+        option.rect = panel.list.visualItemRect(panel.list.item(row))
+        bar = panel.delegate.bar(option, panel.list.model().index(row, 0))
+        if bar is not None:
+            name = panel.list.item(row).text().split(" — ")[0]
+            shown[name] = (bar.progress / bar.maximum, bar.text)
+    return shown
 
 
 @pytest.fixture
@@ -46,6 +62,7 @@ def test_a_dropped_pdf_is_listed_ready_with_its_pages(summarised: SwitchboardApp
                                                      qtbot: QtBot) -> None:
     window = summarised.main_window
     assert window.document_panel.list.item(0).text() == "known.pdf — PDF, 4 pages, ready"
+    assert bars(window.document_panel) == {}  # read: its progress bar is gone
     assert window.document_panel.buttons["export"].isEnabled()
     window.document_panel.buttons["show"].click()
     summary = messages(summarised)[-1]
@@ -100,3 +117,56 @@ def test_export_writes_the_summary_as_markdown(
     text = target.read_text(encoding="utf-8")
     assert text.startswith("**Summary of known.pdf** (PDF, 4 pages)")
     assert text == messages(summarised)[-1].content + "\n"
+
+
+def test_two_documents_read_at_once_each_show_their_own_progress(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer, tmp_path: Path) -> None:
+    """Two PDFs summarised at once in one chat, both through the real summarising path:
+    each row has its own bar with its own parts, pages and time left, and loses it when
+    its summary is done."""
+    fault_server.set_scenario("ok", delay_s=0.1)  # ~0.3 s a part: time to watch
+    app = build_app(node_url=fault_server.base_url)
+    window, panel = app.main_window, app.main_window.document_panel
+    # Several parts each; different page counts tell their bars apart.
+    first = pdf_with_pages(tmp_path, pages=8, filler_lines=25, name="first.pdf")
+    second = pdf_with_pages(tmp_path, pages=6, filler_lines=25, name="second.pdf")
+    seen: list[dict[str, tuple[float, str]]] = []
+    heights: set[int] = set()  # of rows with a bar
+
+    def look(_: ChatEvent) -> None:  # connected after the panel: sees what it shows
+        seen.append(bars(panel))
+        heights.update(panel.list.visualItemRect(panel.list.item(row)).height()
+                       for row in range(panel.list.count())
+                       if panel.list.item(row).text().split(" — ")[0] in seen[-1])
+
+    app.controller.chatEvent.connect(look)
+    assert drop(panel, first)
+    qtbot.waitUntil(lambda: "first.pdf" in bars(panel) and window.chat_id is not None,
+                    timeout=10_000)
+    # The controller runs one answer at a time, so the second one is started on the
+    # core loop directly, with the controller's own way of bringing events to the GUI.
+    controller, chat_id = app.controller, window.chat_id
+    assert chat_id is not None
+    running = controller.bridge.run(controller.workspace.summarize_document(
+        chat_id, second, controller.bridge.coalesced(controller.chatEvent.emit)))
+    qtbot.waitUntil(lambda: panel.list.count() == 2 and all(
+        "ready" in panel.list.item(row).text() for row in range(2)), timeout=60_000)
+    assert running.result(timeout=10).status == "complete"
+
+    both = [shown for shown in seen if set(shown) == {"first.pdf", "second.pdf"}]
+    assert both, "the two documents never showed a bar at the same time"
+    words = {name: [shown[name][1] for shown in seen if name in shown]
+             for name in ("first.pdf", "second.pdf")}
+    assert any("of 8 pages" in w for w in words["first.pdf"])
+    assert any("of 6 pages" in w for w in words["second.pdf"])
+    assert not any("of 6 pages" in w for w in words["first.pdf"])  # its own, not the other's
+    for name in words:
+        assert words[name][0] == "Reading the file…"
+        assert any(w.startswith("Read ") and " parts (" in w and "s left" in w
+                   for w in words[name]), words[name]
+        fractions = [shown[name][0] for shown in seen if name in shown]
+        assert fractions == sorted(fractions) and 0 < max(fractions) <= 1
+    assert bars(panel) == {}
+    # A row with a bar is taller, to fit it; done, it is a plain row again.
+    plain = panel.list.visualItemRect(panel.list.item(0)).height()
+    assert heights and min(heights) >= plain + panel.delegate.BAR_HEIGHT

@@ -1,6 +1,7 @@
 """Real files through the real extraction child: each format's text on the right pages,
 and every hostile file refused in plain words, quickly, with the child reaped, no
-temporary files left and the app's own memory untouched."""
+temporary files left and the app's own memory untouched; a long PDF shared out between
+several children reads the same as one child reads it."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pypdfium2 as pdfium
 import pytest
 
 from app.core import errors
-from app.core.documents import extract_child
+from app.core.documents import extract as extract_module
+from app.core.documents import extract_child, pdfium_text
 from app.core.documents.extract import DEFAULT_LIMITS, Document, Limits, extract
 from tests.fixtures import documents
+from tests.fixtures.documents import MIB, _deflate_repeated, _pdf
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX limits and /proc")
 
@@ -239,7 +243,9 @@ def test_cancelling_kills_and_reaps_the_child(bombs: Path, children: Children) -
             await task
 
     asyncio.run(cancel_soon())
-    assert len(children.pids) == 1
+    # One child, or one a share: this bomb is big enough to be shared out (its one page
+    # goes to the first share). The fixture checks that every one of them was reaped.
+    assert 1 <= len(children.pids) <= DEFAULT_LIMITS.max_readers
 
 
 def test_a_truncated_pdf_is_refused(tmp_path: Path, children: Children) -> None:
@@ -307,3 +313,146 @@ def test_a_password_protected_pdf_is_refused_with_its_own_words(tmp_path: Path) 
         asyncio.run(extract(path))
     assert caught.value.code == "password"
     assert "protected by a password" in caught.value.reason
+
+
+# ---------------------------------------------------------------------------- shares
+# A long PDF read by several children at once, each a share of its pages: the same
+# document as one child reads, caps included; a bomb in one share still stops the whole
+# document at that child's memory limit; every child is reaped. And the PDFium binding
+# the children use (`pdfium_text`), against pypdfium2's own.
+
+PAGES = 130  # three shares of at least readers.MIN_PAGES_PER_SHARE (40)
+
+
+@pytest.fixture(scope="module")
+def long_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return documents.pdf_with_pages(tmp_path_factory.mktemp("long"), PAGES, filler_lines=3)
+
+
+@pytest.fixture
+def shared_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any PDF is shared out, between up to three children, whatever this machine is."""
+    monkeypatch.setattr(extract_module, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(extract_module, "_cores", lambda: 3)
+
+
+def test_a_long_pdf_read_in_shares_is_the_pdf_read_whole(
+        long_pdf: Path, shared_out: None, children: Children) -> None:
+    whole = read(long_pdf, Limits(max_readers=1))
+    assert len(children.pids) == 1
+    shared = read(long_pdf, Limits(max_readers=3))
+    assert len(children.pids) == 1 + 3
+    assert shared == whole
+    assert [page.number for page in shared.pages] == list(range(1, PAGES + 1))
+    for page in shared.pages:  # each share's pages where they belong, none twice
+        assert documents.marker(page.number) in page.text
+        assert page.text.count("MARKER") == 1
+
+
+@pytest.mark.parametrize(("cap", "at"), [
+    ("max_pages", 100),  # stops inside the last share
+    ("max_pages", 30),  # too few pages to share: one child reads, the others get none
+    ("max_chars", 60),  # stops inside page 60, in the second share
+    ("max_chars", 5),  # stops inside the first share: the later shares don't count
+])
+def test_caps_hold_for_the_whole_document_however_it_is_shared(
+        long_pdf: Path, shared_out: None, children: Children, cap: str, at: int) -> None:
+    if cap == "max_chars":  # the characters up to the middle of page `at`
+        pages = read(long_pdf, Limits(max_readers=1)).pages
+        at = sum(len(page.text) for page in pages[: at - 1]) + len(pages[at - 1].text) // 2
+    whole = read(long_pdf, Limits(max_readers=1, **{cap: at}))
+    shared = read(long_pdf, Limits(max_readers=3, **{cap: at}))
+    assert shared == whole and shared.truncated
+    if cap == "max_pages":
+        assert len(shared.pages) == at
+    else:
+        assert sum(len(page.text) for page in shared.pages) == at
+
+
+def _long_pdf_with_a_bomb(folder: Path, pages: int, bomb_page: int) -> Path:
+    """`pages` pages of one line each; page `bomb_page`'s content inflates to 4 GiB."""
+    font = 3 + pages * 2
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
+                   b" ".join(b"%d 0 R" % (3 + 2 * n) for n in range(pages)), pages)]
+    for number in range(1, pages + 1):
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                       b"/Contents %d 0 R /Resources << /Font << /F1 %d 0 R >> >> >>"
+                       % (4 + 2 * (number - 1), font))
+        line = b"BT /F1 12 Tf 72 720 Td (Page %d) Tj ET\n" % number
+        if number == bomb_page:
+            stream, _ = _deflate_repeated(line, bytes(MIB), 4 * 1024, b"\n",
+                                          zlib_wrapper=True)
+            objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
+                           + stream + b"\nendstream")
+        else:
+            objects.append(b"<< /Length %d >>\nstream\n" % len(line) + line + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    path = folder / "long-bomb.pdf"
+    path.write_bytes(_pdf(objects))
+    return path
+
+
+def test_a_bomb_in_one_share_stops_the_whole_document(
+        tmp_path: Path, shared_out: None, children: Children) -> None:
+    path = _long_pdf_with_a_bomb(tmp_path, pages=120, bomb_page=110)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    with pytest.raises(errors.DocumentRejected) as caught:
+        read(path, Limits(max_readers=3, memory_bytes=768 << 20))
+    assert caught.value.code in ("crashed", "too_much_memory")
+    assert time.monotonic() - start < 20
+    assert len(children.pids) == 3  # all reaped: the fixture checks
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 100 * 1024, "the app's own memory grew"
+
+
+def test_cancelling_kills_and_reaps_every_share(
+        tmp_path: Path, shared_out: None, children: Children) -> None:
+    path = _long_pdf_with_a_bomb(tmp_path, pages=120, bomb_page=1)
+
+    async def cancel_soon() -> None:
+        # Memory enough for the bomb to keep its child busy until it is cancelled.
+        task = asyncio.create_task(extract(path, limits=Limits(max_readers=3)))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_soon())
+    assert len(children.pids) == 3
+
+
+def test_the_childrens_pdfium_reads_what_pypdfium2_reads(tmp_path: Path) -> None:
+    # A page cropped so that one line is outside what a viewer shows: both leave it out.
+    line = b"BT /F1 12 Tf 72 720 Td (Inside the box) Tj 0 -700 Td (Cropped away) Tj ET"
+    cropped = tmp_path / "cropped.pdf"
+    cropped.write_bytes(_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /CropBox [0 300 612 792] "
+        b"/Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(line) + line + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]))
+    for path in (documents.pdf_with_pages(tmp_path, 4, filler_lines=5), cropped):
+        expected = []
+        pdf = pdfium.PdfDocument(path)
+        for index in range(len(pdf)):
+            page = pdf[index]
+            textpage = page.get_textpage()
+            expected.append(textpage.get_text_bounded())
+            textpage.close()
+            page.close()
+        pdf.close()
+        with open(path, "rb") as file, pdfium_text.Document(file, os.path.getsize(path)) as ours:
+            assert [ours.page_text(index) for index in range(len(ours))] == expected
+    assert "Inside the box" in expected[0] and "Cropped" not in expected[0]
+
+
+def test_pdfium_errors_carry_pdfiums_code(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pdf"
+    garbage.write_bytes(b"%PDF-1.7\n" + bytes(2_000) + b"\n%%EOF\n")
+    with open(garbage, "rb") as file, pytest.raises(pdfium_text.PdfiumError) as caught:
+        pdfium_text.Document(file, garbage.stat().st_size)
+    assert caught.value.code not in (0, pdfium_text.ERR_PASSWORD)

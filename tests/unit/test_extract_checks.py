@@ -1,11 +1,13 @@
 """The checks made before any extraction child starts, and the readers' pure parts:
-links, folders, pipes, sizes and types refused in plain words; sniffing; pages."""
+links, folders, pipes, sizes and types refused in plain words; sniffing; pages; how a
+long PDF is shared out between children, and what happens when one share fails."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 
 from app.core import errors
 from app.core.documents import extract as extract_module
-from app.core.documents import readers
+from app.core.documents import extract_child, readers
 from app.core.documents.extract import DEFAULT_LIMITS, Limits, extract, sniff
 from tests.fixtures import documents
 
@@ -187,3 +189,88 @@ def test_html_drops_scripts_styles_and_loads_nothing(tmp_path: Path) -> None:
         pages = readers.read_html(file, CAPS)
     text = "\n".join(pages.texts)
     assert text == "Office news\nHeading & more\nFirst paragraph wraps.\nCell A | Cell B\nCafé €5"
+
+
+# ---------------------------------------------------------------------------- shares
+
+
+def test_shares_cover_every_page_once_in_order() -> None:
+    for pages in (0, 1, 39, 40, 79, 80, 81, 300, 5_000):
+        for shares in (1, 2, 3, 4):
+            ranges = [readers.share_range(pages, index, shares) for index in range(shares)]
+            assert ranges[0][0] == 0 and ranges[-1][1] == pages
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+            used = [stop - start for start, stop in ranges if stop > start]
+            # Shares of at least MIN_PAGES_PER_SHARE pages, but a short file is read whole.
+            assert all(n >= readers.MIN_PAGES_PER_SHARE for n in used) or len(used) <= 1
+            assert max(used, default=0) - min(used, default=0) <= 1  # evenly
+    assert readers.share_range(300, 1, 2) == (150, 300)
+    assert readers.share_range(60, 1, 4) == (60, 60)  # too short to share: nothing to read
+
+
+def opened(kind: extract_module.Kind, size: int) -> extract_module.Opened:
+    return extract_module.Opened("x", Path("x"), None, kind, size)
+
+
+def test_only_a_long_pdf_is_shared_out_and_within_cores_and_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract_module, "_cores", lambda: 16)
+    monkeypatch.setattr(extract_module, "_physical_memory", lambda: 64 << 30)
+    big = extract_module.SPLIT_MIN_BYTES
+    assert extract_module.reader_count(opened("pdf", big), DEFAULT_LIMITS) == 4
+    assert extract_module.reader_count(opened("pdf", big - 1), DEFAULT_LIMITS) == 1
+    assert extract_module.reader_count(opened("docx", 10 * big), DEFAULT_LIMITS) == 1
+    assert extract_module.reader_count(opened("pdf", big), Limits(max_readers=1)) == 1
+    monkeypatch.setattr(extract_module, "_cores", lambda: 2)
+    assert extract_module.reader_count(opened("pdf", big), DEFAULT_LIMITS) == 2
+    # Children at their memory limit may take at most half of the machine's memory.
+    monkeypatch.setattr(extract_module, "_cores", lambda: 16)
+    monkeypatch.setattr(extract_module, "_physical_memory", lambda: 12 << 30)
+    assert extract_module.reader_count(opened("pdf", big), DEFAULT_LIMITS) == 3  # 2 GiB
+    monkeypatch.setattr(extract_module, "_physical_memory", lambda: 3 << 30)
+    assert extract_module.reader_count(opened("pdf", big), DEFAULT_LIMITS) == 1
+
+
+def test_the_first_refusal_ends_every_other_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Share 1 is refused at once while shares 0 and 2 would read for ever: the refusal
+    comes back without waiting for them, and they are stopped (their children killed)."""
+    stopped: list[int] = []
+
+    async def child(opened: Any, limits: Limits, share: tuple[int, int]) -> dict[str, Any]:
+        if share[0] == 1:
+            return {"ok": False, "code": "password", "facts": {}}
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.append(share[0])
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(extract_module, "_run_child", child)
+
+    async def run() -> list[dict[str, Any]]:
+        async with asyncio.timeout(5):
+            return await extract_module._run_children(opened("pdf", 1), DEFAULT_LIMITS, 3)
+
+    assert asyncio.run(run()) == [{"ok": False, "code": "password", "facts": {}}]
+    assert sorted(stopped) == [0, 2]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no descriptors are handed on there")
+def test_each_share_reads_the_one_open_file_at_its_own_offset(tmp_path: Path) -> None:
+    """The children reading shares hold the same open file (one file offset between
+    them); each reads at its own offset and leaves the shared one alone."""
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * 64)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        first = io.BufferedReader(extract_child.AtOffsets(os.dup(fd)))
+        second = io.BufferedReader(extract_child.AtOffsets(os.dup(fd)))
+        with first, second:
+            first.seek(100)
+            second.seek(-10, os.SEEK_END)
+            assert first.read(3) == bytes([100, 101, 102])
+            assert second.read() == bytes(range(246, 256))
+            assert first.read(2) == bytes([103, 104])
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0
+    finally:
+        os.close(fd)

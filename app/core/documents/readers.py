@@ -1,26 +1,28 @@
-"""The format readers: PDF (PDFium), Word .docx (python-docx, after zip and XML checks),
-text and Markdown (encoding detected) and HTML (text only).
+"""The format readers: PDF (PDFium, through `pdfium_text`), Word .docx (python-docx,
+after zip and XML checks), text and Markdown (encoding detected) and HTML (text only).
 
 They parse hostile input, so only the extraction child (`extract_child`) calls them,
 under its memory and CPU limits; a refusal is a `Refusal` with a code and plain facts,
-which the parent turns into words. Imports of the parsing libraries are deferred so the
-child loads only the one it needs.
+which the parent turns into words. Imports of the parsing libraries (and of the zip,
+XML and HTML modules) are deferred so the child loads only what its format needs: each
+child's start-up is paid again for every document, and for every share of a long PDF.
 """
 
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
-from typing import IO, Any
-from xml.parsers import expat
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import zipfile
 
 PAGE_BREAK = "\f"  # a block that ends the page, in the blocks given to `paginate`
 SOFT_PAGE_CHARS = 3_000  # a "page" of a DOCX, text or HTML file, so citations still work
+# A PDF is split between children only in shares of at least this many pages: fewer take
+# PDFium no longer than starting another child does (~50 ms, at ~1.3 ms a page).
+MIN_PAGES_PER_SHARE = 40
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # keeps \t and \n
-_SPACE = re.compile(r"\s+")
 _SMALL_ENTRY = 1 << 20  # zip entries under 1 MiB may compress as well as they like
 PREFER_CP1252_WITHIN = 0.1  # more "chaos" (charset-normalizer's mess ratio) than the best
 
@@ -34,8 +36,7 @@ class Refusal(Exception):
         super().__init__(code, facts)
 
 
-@dataclass(frozen=True, slots=True)
-class Caps:
+class Caps(NamedTuple):
     """The limits the readers themselves enforce (the child enforces memory and CPU)."""
 
     max_pages: int
@@ -45,16 +46,27 @@ class Caps:
     max_zip_ratio: float
 
 
-@dataclass(slots=True)
 class Pages:
-    texts: list[str] = field(default_factory=list)
-    truncated: bool = False
+    """Pages read: `texts` are pages `first`, `first + 1`, … (from 0) of the `count` the
+    file has (for a PDF; None where pages are made while reading). A plain class: the
+    dataclasses module alone took a tenth of the child's start-up."""
+
+    __slots__ = ("texts", "truncated", "first", "count")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.truncated = False
+        self.first = 0
+        self.count: int | None = None
 
 
-def read(kind: str, file: IO[bytes], caps: Caps) -> Pages:
-    """The text of `file`, page by page; `kind` is what the parent's sniffing decided."""
+def read(kind: str, file: IO[bytes], caps: Caps, share: tuple[int, int] = (0, 1)) -> Pages:
+    """The text of `file`, page by page; `kind` is what the parent's sniffing decided.
+    `share` (index, of how many) is which part of a PDF's pages this reader reads."""
     if kind == "pdf":
-        return read_pdf(file, caps)
+        return read_pdf(file, caps, share)
+    if share != (0, 1):
+        raise Refusal("unsupported")  # only a PDF has pages fixed before reading
     if kind == "docx":
         return read_docx(file, caps)
     if kind in ("text", "markdown"):
@@ -72,48 +84,53 @@ def clean(text: str) -> str:
 # ---------------------------------------------------------------------------- PDF
 
 
-def read_pdf(file: IO[bytes], caps: Caps) -> Pages:
-    """Page by page through PDFium, stopping at the page or character cap."""
-    import pypdfium2 as pdfium
+def share_range(pages: int, index: int, shares: int,
+                min_pages: int = MIN_PAGES_PER_SHARE) -> tuple[int, int]:
+    """The pages [start, stop) that reader `index` of `shares` reads of `pages`: nearly
+    equal runs of at least `min_pages` (so a short file is read by the first reader
+    alone, and the others get an empty run at the end)."""
+    used = max(1, min(shares, pages // max(min_pages, 1)))
+    if index >= used:
+        return pages, pages
+    return pages * index // used, pages * (index + 1) // used
 
-    file.seek(-min(_size(file), 1024), 2)
+
+def read_pdf(file: IO[bytes], caps: Caps, share: tuple[int, int] = (0, 1)) -> Pages:
+    """Page by page through PDFium, stopping at the page or character cap; only the pages
+    of `share` (see `share_range`), of the first `max_pages`."""
+    from app.core.documents import pdfium_text
+
+    size = _size(file)
+    file.seek(-min(size, 1024), 2)
     if b"%%EOF" not in file.read():
         # PDFium would rebuild a cut-off file and quietly return part of it; a user
         # needs to know the download did not finish instead.
         raise Refusal("damaged", incomplete=True)
-    file.seek(0)
     try:
-        pdf = pdfium.PdfDocument(file)
-    except pdfium.PdfiumError as error:
-        if getattr(error, "err_code", None) == pdfium.raw.FPDF_ERR_PASSWORD:
+        pdf = pdfium_text.Document(file, size)
+    except pdfium_text.PdfiumError as error:
+        if error.code == pdfium_text.ERR_PASSWORD:
             raise Refusal("password") from None
         raise Refusal("damaged") from None
     result = Pages()
     chars = 0
-    try:
+    with pdf:
         count = len(pdf)
         if count == 0:
             raise Refusal("damaged")
-        for index in range(min(count, caps.max_pages)):
-            page = pdf[index]
-            try:
-                textpage = page.get_textpage()
-                try:
-                    text = clean(textpage.get_text_bounded())
-                finally:
-                    textpage.close()
-            finally:
-                page.close()
+        readable = min(count, caps.max_pages)
+        start, stop = share_range(readable, *share)
+        result.first, result.count = start, count
+        for index in range(start, stop):
+            text = clean(pdf.page_text(index))
             if chars + len(text) > caps.max_chars:
                 result.texts.append(text[: caps.max_chars - chars])
                 result.truncated = True
                 return result
             chars += len(text)
             result.texts.append(text)
-        result.truncated = count > caps.max_pages
+        result.truncated = stop == readable and count > caps.max_pages
         return result
-    finally:
-        pdf.close()
 
 
 def _size(file: IO[bytes]) -> int:
@@ -158,6 +175,8 @@ def check_xml_prolog(stream: IO[bytes]) -> None:
     one, and one is how billion-laughs and external-entity attacks start. A DTD can only
     come before the root element, so expat (which also reads UTF-16 and declared
     encodings right) stops there; nothing is ever resolved or fetched."""
+    from xml.parsers import expat
+
     parser = expat.ParserCreate()
 
     def unsafe(*_: object) -> None:
@@ -184,6 +203,8 @@ def check_xml_prolog(stream: IO[bytes]) -> None:
 def read_docx(file: IO[bytes], caps: Caps) -> Pages:
     """Zip checks, DTD checks on every XML part, then python-docx; body paragraphs and
     tables in order, pages at hard page breaks and every ~3,000 characters."""
+    import zipfile
+
     try:
         archive = zipfile.ZipFile(file)
     except zipfile.BadZipFile:
@@ -344,74 +365,14 @@ def _text_blocks(sections: list[str]) -> Iterator[str]:
 
 # ---------------------------------------------------------------------------- HTML
 
-_SKIPPED = frozenset({"script", "style", "noscript", "template", "svg", "math", "iframe",
-                      "object"})
-_BLOCKS = frozenset({
-    "address", "article", "aside", "blockquote", "body", "br", "caption", "dd", "div", "dl",
-    "dt", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
-    "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "title", "tr",
-    "ul",
-})
-
-
-class _TextOnly(HTMLParser):
-    """Collects the visible text of a page as blocks. html.parser never fetches anything
-    and knows only HTML's own character references, so nothing is resolved or loaded."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[str] = []
-        self._line: list[str] = []
-        self._skipping: list[str] = []
-        self._pre = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED:
-            self._skipping.append(tag)
-        elif tag in _BLOCKS:
-            self._end_line()
-            self._pre += tag == "pre"
-        elif tag in ("td", "th"):
-            self._line.append(" | ")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCKS:
-            self._end_line()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED:
-            if tag in self._skipping:
-                while self._skipping.pop() != tag:
-                    pass
-        elif tag in _BLOCKS:
-            self._end_line()
-            self._pre -= tag == "pre" and self._pre > 0
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self._line.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._end_line()
-
-    def _end_line(self) -> None:
-        text = "".join(self._line)
-        self._line = []
-        if self._pre:
-            self.blocks.extend(line.rstrip() for line in text.strip("\n").split("\n"))
-        elif text := _SPACE.sub(" ", text).strip(" |"):
-            self.blocks.append(text)
-
-
 def read_html(file: IO[bytes], caps: Caps) -> Pages:
     """The visible text of an HTML file: scripts, styles and the like dropped."""
     data, cut = _read_bytes(file, caps)
+    from app.core.documents.html_text import visible_blocks
+
     declared = _META_CHARSET.search(data[:4096])
-    parser = _TextOnly()
-    parser.feed(clean(decode(data, declared=declared and declared.group(1).decode("ascii"))))
-    parser.close()
-    pages = paginate(parser.blocks, caps)
+    text = clean(decode(data, declared=declared and declared.group(1).decode("ascii")))
+    pages = paginate(visible_blocks(text), caps)
     pages.truncated |= cut
     return pages
 
