@@ -54,4 +54,12 @@ def _version() -> str:
     return _stamped_version() or _installed_version() or _checkout_version() or UNKNOWN_VERSION
 
 
-__version__ = _version()
+def __getattr__(name: str) -> str:
+    # Worked out on first use, not at import: every child process (the document reader,
+    # the model runtime) imports this package, and reading package metadata costs them
+    # ~50-100 ms of start-up each.
+    if name == "__version__":
+        version = _version()
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
