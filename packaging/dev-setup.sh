@@ -1,24 +1,43 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for running and testing Switchboard from a checkout:
 # the Debian packages a Qt desktop and its tests need (a virtual X screen, a system tray,
-# xdotool, the xcb libraries), and a Python 3.12 virtual environment in .venv with the
-# app and its test tools installed. Safe to run again: it only adds what is missing.
+# xdotool, the xcb libraries), the installer's build tools (wine, Inno Setup in .tools/,
+# osslsigncode, mingw-w64), and a Python 3.12 virtual environment in .venv with the app
+# and its test tools installed. Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(xvfb trayer xdotool x11-utils imagemagick libegl1 libgl1 libxkbcommon-x11-0
       libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
       libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libfontconfig1
-      libdbus-1-3 fonts-dejavu-core)
+      libdbus-1-3 fonts-dejavu-core
+      # The installer checks (tests/packaging): Inno Setup's compiler runs under wine
+      # (which needs its 32-bit half), osslsigncode signs and verifies, mingw-w64 builds
+      # the Windows stand-in app.
+      wine wine64 wine32:i386 osslsigncode gcc-mingw-w64-x86-64-win32)
+# npm fetches Inno Setup; Debian's only where no Node.js is installed already.
+command -v npm >/dev/null 2>&1 || debs+=(npm)
+sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+if ! dpkg --print-foreign-architectures | grep -qx i386; then
+    $sudo_ dpkg --add-architecture i386
+fi
 missing=()
 for deb in "${debs[@]}"; do
     dpkg -s "$deb" >/dev/null 2>&1 || missing+=("$deb")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-    sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-    $sudo_ apt-get update -qq
+    # A security mirror caught mid-sync fails `update` for one index (seen for i386);
+    # the packages come from the release itself (-t), so go on with what was fetched.
+    $sudo_ apt-get update -qq || echo "dev-setup: some package lists were not refreshed" >&2
+    release="$(. /etc/os-release && echo "${VERSION_CODENAME:-stable}")"
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
+        -t "$release" "${missing[@]}" >/dev/null
+fi
+
+# Inno Setup's compiler, pinned: the npm package carries its whole bin/ folder.
+if [ ! -f .tools/innosetup/node_modules/innosetup/bin/ISCC.exe ]; then
+    npm install --prefix .tools/innosetup --no-save --no-audit --no-fund --silent \
+        innosetup@6.4.1
 fi
 
 # Python 3.12: on PATH, or one that pyenv holds without it being the global version.

@@ -48,8 +48,9 @@ class Wine:
         env = dict(os.environ)
         if self.needed:
             env.setdefault("WINEDEBUG", "-all")
-            # No Mono or Gecko install prompts in a fresh prefix.
-            env.setdefault("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            # No Mono or Gecko install prompts in a fresh prefix, and no Linux menu entries
+            # for the shortcuts a test installs.
+            env.setdefault("WINEDLLOVERRIDES", "mscoree,mshtml=;winemenubuilder.exe=d")
             if self.prefix is not None:
                 env["WINEPREFIX"] = str(self.prefix)
         return env
@@ -62,6 +63,14 @@ class Wine:
             raise InnoError("wine is needed to run Inno Setup here (Debian: dpkg "
                             "--add-architecture i386; apt install wine wine32:i386)")
         return [wine, str(exe), *args]
+
+    def show_dot_files(self) -> None:
+        """Wine marks Unix dot files (python-docx's `_rels/.rels`) hidden, and ISCC's
+        wildcards skip hidden files: the installer would lack them. Turn that off."""
+        if self.needed:
+            subprocess.run(self.command("reg", "add", r"HKCU\Software\Wine", "/v",
+                                        "ShowDotFiles", "/d", "Y", "/f"),
+                           env=self.env(), capture_output=True, check=True, timeout=120)
 
     def path(self, path: Path) -> str:
         """`path` as the Windows program sees it (wine maps / to drive Z:)."""
@@ -88,6 +97,7 @@ def compile_installer(*, version: str, numeric_version: str, app_dir: Path, exe_
     """Compile installer.iss; returns the setup .exe. With a signer, ISCC signs the setup,
     its uninstaller and its temporary copies through it (SignTool in the script)."""
     wine = wine or Wine()
+    wine.show_dot_files()
     out_dir.mkdir(parents=True, exist_ok=True)
     args = ["/Q", f"/DAppVersion={version}", f"/DNumericVersion={numeric_version}",
             f"/DAppDir={wine.path(app_dir)}", f"/DAppExeName={exe_name}",

@@ -75,7 +75,8 @@ def read_policy(path: Path | None = None) -> PolicyFile:
     """The policy file and what was wrong with it; never raises. Blocks on disk."""
     path = path or policy_file()
     try:
-        doc: Any = json.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: the installer and Windows editors write a byte-order mark.
+        doc: Any = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         return PolicyFile(path, Policy())
     except (OSError, ValueError, RecursionError) as e:

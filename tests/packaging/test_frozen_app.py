@@ -26,12 +26,13 @@ from app.core.runtime import supervisor as supervisor_module
 from app.core.runtime.supervisor import Supervisor
 from tests.fixtures.documents import marker, pdf_with_pages
 from tests.fixtures.llama_server import LlamaServer
+from tests.packaging.conftest import VERSION, Release
 
 ROOT = Path(__file__).parents[2]
-VERSION = "7.8.9"  # not pyproject's: proves the build's version reaches the spec
 
-# Freezing takes about a minute on two cores, inside the first test's time limit.
-pytestmark = [pytest.mark.frozen, pytest.mark.timeout(600)]
+# The release takes minutes on two cores (freezing, compressing under wine), inside the
+# first test's time limit.
+pytestmark = [pytest.mark.frozen, pytest.mark.timeout(1500)]
 
 
 def _load_freeze() -> ModuleType:
@@ -61,10 +62,9 @@ class Frozen:
 
 
 @pytest.fixture(scope="session")
-def frozen(tmp_path_factory: pytest.TempPathFactory) -> Frozen:
-    base = tmp_path_factory.mktemp("frozen")
-    app_dir = freeze.freeze(base / "dist", version=VERSION, work_dir=base / "work")
-    return Frozen(Path(app_dir), base / "work")
+def frozen(release: Release) -> Frozen:
+    """The app as the release script froze it (tests/packaging/conftest.py)."""
+    return Frozen(release.app_dir, release.work_dir)
 
 
 @pytest.fixture

@@ -35,6 +35,15 @@ def test_the_environment_names_the_file_and_tests_never_read_the_machines(
     assert policy_file() == tmp_path / "policy.json"  # set by tests/conftest.py
 
 
+def test_a_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # What the installer (Inno Setup's SaveStringsToUTF8File) and Windows editors write.
+    path = tmp_path / "policy.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"budget_ceiling_usd": 7}).encode())
+    policy, problems = load_policy(path)
+    assert problems == []
+    assert policy.budget_ceiling_usd == 7
+
+
 def test_no_file_is_no_policy() -> None:
     read = read_policy()
     assert (read.policy, read.found, read.problems, read.notes) == (Policy(), False, (), ())
