@@ -5,37 +5,18 @@ IT turned off, and a broken policy file is explained in words."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
 from app.core import paths
-from app.core.policy import SET_BY_IT, policy_file
+from app.core.policy import SET_BY_IT
 from app.core.settings import MODES
 from app.ui.application import SwitchboardApp
 from app.ui.settings_dialog import SettingsDialog
 from tests.fixtures.fault_server import FaultServer
+from tests.fixtures.policy_files import hand_edit_settings, saved, write_policy
 from tests.gui.conftest import BuildApp
-
-
-def write_policy(doc: Any) -> Path:
-    path = policy_file()
-    path.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
-    return path
-
-
-def hand_edit_settings(**values: Any) -> None:
-    paths.settings_file().write_text(json.dumps({"version": 1, "settings": values}),
-                                     encoding="utf-8")
-
-
-def saved() -> dict[str, Any]:
-    settings: dict[str, Any] = json.loads(paths.settings_file().read_text())["settings"]
-    return settings
 
 
 def settings_dialog(app: SwitchboardApp) -> SettingsDialog:

@@ -8,35 +8,15 @@ import asyncio
 import io
 import json
 import logging
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app import cli
-from app.core import paths
-from app.core.policy import policy_file
 from app.core.settings import Settings
 from app.core.workspace import Workspace
+from tests.fixtures.policy_files import hand_edit_settings, saved, write_policy
 
 NODE = "http://127.0.0.1:9/v1"  # nothing listens on the discard port: doctor fails fast
-
-
-def write_policy(doc: Any) -> Path:
-    path = policy_file()
-    path.write_text(json.dumps(doc) if not isinstance(doc, str) else doc, encoding="utf-8")
-    return path
-
-
-def hand_edit_settings(**values: Any) -> None:
-    """A settings.json written outside Switchboard, as a user with a text editor might."""
-    paths.settings_file().write_text(json.dumps({"version": 1, "settings": values}),
-                                     encoding="utf-8")
-
-
-def saved() -> dict[str, Any]:
-    settings: dict[str, Any] = json.loads(paths.settings_file().read_text())["settings"]
-    return settings
 
 
 def test_a_hand_edited_settings_file_is_bounded_on_load() -> None:
