@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from app.core import paths, secrets
-from app.core.errors import KeyStoreUnavailable, SwitchboardError
+from app.core.errors import KeyStoreUnavailable, PolicyForbids, SwitchboardError
 from app.core.llm.office_node import OfficeNode
 from app.core.llm.openai_client import Delta
 from app.core.policy import Bounded, PolicyFile, bound, read_policy
@@ -27,9 +27,18 @@ EXIT_ERROR = 2
 
 
 def _settings(node: str | None, model: str | None) -> Settings:
+    """The saved settings with the command line's choices, bounded by IT's policy as the
+    app bounds them; a `--node` the policy doesn't allow is refused, not swapped."""
     settings, _problems = Settings.load()
     changes = {k: v for k, v in (("node_url", node), ("model", model)) if v is not None}
-    return settings.changed(**changes) if changes else settings
+    if changes:
+        settings = settings.changed(**changes)
+    policy = read_policy().policy
+    bounded = bound(settings, policy).settings
+    if node is not None and bounded.node_url.rstrip("/") != node.rstrip("/"):
+        raise PolicyForbids(f"{node} is not one of the office nodes IT allows: "
+                            f"{', '.join(policy.office_node_urls)}")
+    return bounded
 
 
 def ask(prompt: str, node: str | None = None, model: str | None = None,
@@ -202,12 +211,13 @@ def budget(as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.st
     import dataclasses
 
     from app.core import budget as ledger_module
+    from app.core.cloud import user_cap
 
     settings, _problems = Settings.load()
-    # The user's monthly budget is the cap known without the network; IT's ceiling and the
-    # key's remaining credit lower it when the app reserves (budget.cap).
-    monthly_usd = getattr(settings, "monthly_budget_usd", None)
-    cap = ledger_module.usd_to_micro_usd(monthly_usd) if monthly_usd is not None else None
+    policy = read_policy().policy
+    # The cap known without the network: the user's budget bounded by IT's ceiling (the
+    # key's remaining credit lowers it further when the app reserves, budget.cap).
+    cap = user_cap(bound(settings, policy).settings, policy)
     try:
         with ledger_module.Ledger() as ledger:
             # With no cap of its own, a summary reports the cap of the month's last call;
@@ -422,7 +432,11 @@ def summarize(file: str, out_path: str | None = None, node: str | None = None,
     from app.core.documents.summarize import Progress
     from app.core.llm.local_gpus import LocalGPUs
 
-    settings = _settings(node, None)
+    try:
+        settings = _settings(node, None)
+    except SwitchboardError as e:
+        print(f"switchboard: {e.user_text()}", file=err)
+        return EXIT_ERROR
 
     def progress(p: Progress) -> None:
         what = "combining" if p.combining else f"{p.chunks_done}/{p.chunks_total} parts"

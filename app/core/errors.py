@@ -38,6 +38,11 @@ class SettingsError(SwitchboardError):
     hint = "Check the value and try again."
 
 
+class PolicyForbids(SwitchboardError):
+    message = "IT's policy on this computer does not allow that."
+    hint = "Use what the policy allows (`switchboard doctor` lists it), or ask IT."
+
+
 class NodeUnreachable(SwitchboardError):
     message = "The {tier} can't be reached."
     hint = "Check the office node address in Settings and that you're on the office network."

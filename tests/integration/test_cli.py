@@ -14,6 +14,7 @@ from pathlib import Path
 from app.core.settings import Settings
 from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.llama_server import LlamaServer
+from tests.fixtures.policy_files import write_policy
 
 ROOT = Path(__file__).parents[2]
 
@@ -56,6 +57,16 @@ def test_ask_keeps_the_partial_answer_when_the_node_drops(fault_server: FaultSer
     assert result.returncode == 2
     assert result.stdout == "Half an answer\n"
     assert "broke while it was answering" in result.stderr
+
+
+def test_ask_refuses_a_node_its_policy_does_not_allow(office_node: LlamaServer) -> None:
+    write_policy({"office_node_urls": ["https://ai1.office.example/v1"]})
+    result = switchboard("ask", "hi", "--node", office_node.base_url,
+                         token=office_node.api_key)
+    assert result.returncode == 2
+    assert "IT's policy on this computer does not allow that" in result.stderr
+    assert "https://ai1.office.example/v1" in result.stderr
+    assert result.stdout == ""  # nothing was asked of the node IT doesn't allow
 
 
 def test_ask_with_no_node_set_up_says_so() -> None:

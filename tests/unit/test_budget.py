@@ -16,6 +16,7 @@ from app import cli
 from app.core import budget
 from app.core.budget import Ledger, cap, worst_case_micro_usd
 from app.core.errors import BudgetExhausted, LedgerBusy, LedgerDamaged, StorageFailed
+from tests.fixtures.policy_files import write_policy
 
 USD = 1_000_000
 JAN_15 = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
@@ -351,12 +352,8 @@ def test_cli_budget_json_prints_this_month(monkeypatch: pytest.MonkeyPatch) -> N
     assert "spent:      $0.03" in text.getvalue() and "reserved:   $0.02" in text.getvalue()
 
 
-def test_cli_budget_uses_the_monthly_budget_setting_when_there_is_one(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    class WithBudget:
-        monthly_budget_usd = 20.0
-
-    monkeypatch.setattr(cli.Settings, "load", classmethod(lambda cls: (WithBudget(), [])))
+def test_cli_budget_uses_the_monthly_budget_setting() -> None:
+    cli.Settings().changed(monthly_budget_usd=20.0).save()
     with Ledger() as ledger:
         reserve(ledger, 3_120_000, 20 * USD)
     out = io.StringIO()
@@ -367,6 +364,14 @@ def test_cli_budget_uses_the_monthly_budget_setting_when_there_is_one(
     cli.budget(out=text)
     assert "cap:        $20.00" in text.getvalue()
     assert "remaining:  $16.88" in text.getvalue()
+
+
+def test_cli_budget_caps_the_setting_at_its_ceiling() -> None:
+    write_policy({"budget_ceiling_usd": 5})
+    cli.Settings().changed(monthly_budget_usd=20.0).save()
+    out = io.StringIO()
+    assert cli.budget(as_json=True, out=out) == 0
+    assert json.loads(out.getvalue())["cap_micro_usd"] == 5 * USD
 
 
 def test_cli_budget_with_a_damaged_ledger_exits_2(switchboard_home: Path) -> None:
