@@ -64,7 +64,8 @@ class CoreLoop:
             # Work handed to threads (asyncio.to_thread: the key store, the disk) ends here,
             # not after the app has moved on: a thread still importing a module beside the
             # main thread deadlocked the selftest about one run in twenty.
-            await self.loop.shutdown_default_executor(timeout)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.loop.shutdown_default_executor(), timeout)
             # Closed sockets finish closing on the loop's next turns (connection_lost is
             # scheduled with call_soon); stopping before that leaks them.
             for _ in range(3):
