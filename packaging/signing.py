@@ -27,6 +27,10 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.x509 import KeyUsage
 
 COMMAND_ENV = "SWITCHBOARD_SIGN_COMMAND"
 PFX_ENV = "SWITCHBOARD_SIGN_PFX"
@@ -88,9 +92,13 @@ def sign(signer: Signer, file: Path) -> None:
     """Sign `file` in place (a signed file replaces it only once signing succeeded)."""
     file = file.resolve()
     if signer.kind == "command":
-        args = [file.as_posix() if a == "$f" else a
-                for a in shlex.split(signer.command, posix=sys.platform != "win32")]
-        _run(args, f"signing {file.name}")
+        if sys.platform == "win32":
+            # A Windows command line is a string; splitting it would keep its quotes in
+            # the arguments (shlex's non-POSIX mode) and escape them again.
+            _run(signer.command.replace("$f", f'"{file}"'), f"signing {file.name}")
+        else:
+            _run([str(file) if a == "$f" else a for a in shlex.split(signer.command)],
+                 f"signing {file.name}")
         return
     if signer.kind == "pfx" and sys.platform == "win32":
         # signtool reads the password from its argument only; keep it out of logs at least.
@@ -134,7 +142,8 @@ def _osslsigncode() -> str:
     return found
 
 
-def _run(args: list[str], what: str, *, stdin: str | None = None, secret: str = "") -> str:
+def _run(args: list[str] | str, what: str, *, stdin: str | None = None,
+         secret: str = "") -> str:
     done = subprocess.run(args, input=stdin, capture_output=True, text=True, check=False)
     output = (done.stdout + done.stderr).strip()
     if secret:
@@ -171,11 +180,11 @@ def make_test_certificate(folder: Path) -> Signer:
         if usage is None:  # the root
             builder = (builder.add_extension(x509.BasicConstraints(ca=True, path_length=0),
                                              critical=True)
-                       .add_extension(_key_usage(x509, cert_sign=True), critical=True))
+                       .add_extension(_key_usage(cert_sign=True), critical=True))
         else:
             builder = (builder.add_extension(x509.BasicConstraints(ca=False, path_length=None),
                                              critical=True)
-                       .add_extension(_key_usage(x509, cert_sign=False), critical=True)
+                       .add_extension(_key_usage(cert_sign=False), critical=True)
                        # A timestamping certificate must say so critically (RFC 3161).
                        .add_extension(x509.ExtendedKeyUsage([usage]),
                                       critical=usage == ExtendedKeyUsageOID.TIME_STAMPING))
@@ -209,8 +218,10 @@ def make_test_certificate(folder: Path) -> Signer:
     )
 
 
-def _key_usage(x509: object, *, cert_sign: bool) -> object:
-    return x509.KeyUsage(  # type: ignore[attr-defined]
+def _key_usage(*, cert_sign: bool) -> KeyUsage:
+    from cryptography.x509 import KeyUsage
+
+    return KeyUsage(
         digital_signature=True, content_commitment=False, key_encipherment=False,
         data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
         crl_sign=cert_sign, encipher_only=False, decipher_only=False)

@@ -346,3 +346,25 @@ def test_bad_policy_parameters_are_refused_before_anything_is_installed(
     assert words in log
     assert not machine.per_user_app.exists() and not machine.all_users_app.exists()
     assert not (machine.prefix / "drive_c" / "ProgramData" / "Switchboard").exists()
+
+
+def test_a_configured_sign_command_signs_in_place(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SWITCHBOARD_SIGN_COMMAND (the release's Azure Trusted Signing route) with $f."""
+    certificate = signing.make_test_certificate(tmp_path / "certificate")
+    exe = _tiny_app(tmp_path / "app", "1.0.0") / "Switchboard.exe"
+    monkeypatch.setenv(signing.COMMAND_ENV, (
+        "sh -c 'osslsigncode sign -certs \"$0\" -key \"$1\" -in \"$2\" -out \"$2.tmp\" "
+        f"&& mv \"$2.tmp\" \"$2\"' {certificate.cert} {certificate.key} $f"))
+    signer = signing.configured_signer()
+    assert signer is not None and signer.kind == "command"
+    with pytest.raises(signing.SigningError):
+        signing.verify(exe, root=Path(certificate.root))  # not signed yet
+    signing.sign(signer, exe)
+    assert "Signature verification: ok" in signing.verify(exe, root=Path(certificate.root))
+
+
+def test_a_sign_command_without_the_file_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(signing.COMMAND_ENV, "signtool sign /fd SHA256")
+    with pytest.raises(signing.SigningError, match=r"\$f"):
+        signing.configured_signer()
