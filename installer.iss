@@ -83,9 +83,6 @@ Name: "{autostartup}\{#AppName}"; Filename: "{app}\{#AppExeName}"; Tasks: starta
 Filename: "{app}\{#AppExeName}"; Parameters: "--show"; Description: "Start {#AppName} now"; Flags: nowait postinstall skipifsilent
 
 [Code]
-const
-  PolicyParams = 'NODEURLS BUDGETCEILING ALLOWCLOUD PLANNERMODELS';
-
 var
   PolicyJson: String;
 

@@ -146,6 +146,20 @@ def it_note(limit: Limit, source: Path) -> QLabel:
     return note
 
 
+def add_setting_row(form: QFormLayout, label: str, field: QWidget,
+                    choice: QComboBox | None, limit: Limit | None, source: Path) -> None:
+    """A setting's row: IT's choice of values with its note where the policy limits it,
+    else the free field. A replaced field is kept hidden (owned by the form's widget), so
+    code may still read it, but it is never shown."""
+    if choice is None or limit is None:
+        form.addRow(label, field)
+        return
+    field.setParent(form.parentWidget())
+    field.hide()
+    form.addRow(label, choice)
+    form.addRow("", it_note(limit, source))
+
+
 def choice_box(limit: Limit, current: str, source: Path) -> QComboBox:
     """A field IT allows only some values of: just those, the one in force chosen; shown
     but not changeable when IT allows only one."""
@@ -232,14 +246,8 @@ class CloudPage(QWidget):
         form.addRow("OpenRouter key:", self.key)
         form.addRow("", key_row)
         form.addRow("", self.key_result)
-        if self.planner_choice is not None and model_limit is not None:
-            # Kept (owned by the page) but never shown: values() reads the choice.
-            self.planner_model.setParent(self)
-            self.planner_model.hide()
-            form.addRow("Planner model:", self.planner_choice)
-            form.addRow("", it_note(model_limit, source))
-        else:
-            form.addRow("Planner model:", self.planner_model)
+        add_setting_row(form, "Planner model:", self.planner_model, self.planner_choice,
+                        model_limit, source)
         form.addRow("Longest plan:", self.planner_max_tokens)
         form.addRow("Monthly budget:", self.budget_usd)
         if budget_limit is not None:

@@ -44,8 +44,8 @@ from app.ui.bridge import Bridge
 from app.ui.cloud_page import (
     ERROR_STYLE,
     CloudPage,
+    add_setting_row,
     choice_box,
-    it_note,
     save_cloud_key,
 )
 from app.ui.local_gpus_page import LocalGpusPage
@@ -77,9 +77,6 @@ class SettingsDialog(QDialog):
         node_limit = limits.get("node_url")
         if node_limit is not None:
             self.node_choice = choice_box(node_limit, settings.node_url, source)
-            # Kept (owned by the dialog) but never shown: edited_settings reads the choice.
-            self.node_url.setParent(self)
-            self.node_url.hide()
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("Access token from IT (stored in the system key store)")
@@ -109,11 +106,7 @@ class SettingsDialog(QDialog):
         node_box = QGroupBox("Office node")
         self.node_box = node_box
         form = QFormLayout(node_box)
-        if self.node_choice is not None and node_limit is not None:
-            form.addRow("Address:", self.node_choice)
-            form.addRow("", it_note(node_limit, source))
-        else:
-            form.addRow("Address:", self.node_url)
+        add_setting_row(form, "Address:", self.node_url, self.node_choice, node_limit, source)
         form.addRow("Access token:", self.token)
         form.addRow("", self.remove_token)
         form.addRow("Model:", self.model)

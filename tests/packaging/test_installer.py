@@ -287,23 +287,22 @@ def test_an_upgrade_closes_the_running_app_first_and_replaces_its_files(
 def test_uninstalling_keeps_the_users_chats_unless_asked(standin_setups: Setups,
                                                          machine: WineMachine) -> None:
     data = machine.local_appdata / "Switchboard"
-    for _ in range(2):
-        code, log = machine.install(standin_setups.by_version["1.0.0"])
-        assert code == 0, log
-        (data / "data").mkdir(parents=True, exist_ok=True)
-        (data / "data" / "history.sqlite3").write_bytes(b"chats")
-        (data / "settings.json").write_text("{}")
-        if not (data / "kept-once").exists():
-            machine.uninstall(machine.per_user_app)
-            assert not machine.per_user_app.exists()
-            assert (data / "data" / "history.sqlite3").read_bytes() == b"chats"
-            (data / "kept-once").write_text("")
-        else:
-            machine.uninstall(machine.per_user_app, "/REMOVEUSERDATA")
-            assert not machine.per_user_app.exists()
-            assert not data.exists()
-            return
-    pytest.fail("the second round did not run")
+    setup = standin_setups.by_version["1.0.0"]
+
+    code, log = machine.install(setup)
+    assert code == 0, log
+    (data / "data").mkdir(parents=True)
+    (data / "data" / "history.sqlite3").write_bytes(b"chats")
+    (data / "settings.json").write_text("{}")
+    machine.uninstall(machine.per_user_app)
+    assert not machine.per_user_app.exists()
+    assert (data / "data" / "history.sqlite3").read_bytes() == b"chats"  # kept
+
+    code, log = machine.install(setup)
+    assert code == 0, log
+    machine.uninstall(machine.per_user_app, "/REMOVEUSERDATA")
+    assert not machine.per_user_app.exists()
+    assert not data.exists()
 
 
 def test_an_it_install_for_all_users_writes_the_policy_the_app_reads(
