@@ -170,7 +170,7 @@ def timed_ingestion_steps(spans: list[tuple[float, float, str]]) -> None:
             spans.append((started, time.perf_counter(), f"gc on the GUI thread {counts}"))
 
     GuiThreadCollector.collect = timed_collect  # type: ignore[method-assign]
-    for name in ("_talk", "_document", "open_checked"):
+    for name in ("_run_child", "_document", "open_checked"):
         wrap(extract, name)
     for name in ("chunk", "cite_chunk", "_groups"):
         wrap(summarize, name)

@@ -54,7 +54,8 @@ def summarised(qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer,
     pdf = pdf_with_pages(tmp_path, pages=4, filler_lines=25)
     assert drop(app.main_window.document_panel, pdf)
     qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=30_000)
-    qtbot.waitUntil(lambda: panel_shows(app, "ready"), timeout=10_000)
+    qtbot.waitUntil(lambda: panel_shows(app, "ready") and not app.main_window.controller.busy,
+                    timeout=10_000)
     return app
 
 

@@ -83,7 +83,9 @@ def test_document_text_never_reaches_the_cloud(
                         monthly_budget_usd=20, planner_model="stand-in/planner")
         pdf = pdf_with_pages(tmp_path, pages=4)
         assert drop(app.main_window, pdf)
-        qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=30_000)
+        # Complete, and the summary's work done (sending meanwhile is refused as busy).
+        qtbot.waitUntil(lambda: last_answer_is(app, "complete")
+                        and not app.main_window.controller.busy, timeout=30_000)
         # A question in the same chat afterwards is planned in the cloud…
         app.main_window.send("What should I do first?")
         qtbot.waitUntil(lambda: len(messages(app)) >= 5 and last_answer_is(app, "complete"),

@@ -1,7 +1,7 @@
 """Real files through the real extraction child: each format's text on the right pages,
 and every hostile file refused in plain words, quickly, with the child reaped, no
-temporary files left and the app's own memory untouched; a long PDF shared out between
-several children reads the same as one child reads it."""
+temporary files left and the app's own memory untouched; a long PDF read by several
+children at once reads the same as one child reads it."""
 
 from __future__ import annotations
 
@@ -243,8 +243,8 @@ def test_cancelling_kills_and_reaps_the_child(bombs: Path, children: Children) -
             await task
 
     asyncio.run(cancel_soon())
-    # One child, or one a share: this bomb is big enough to be shared out (its one page
-    # goes to the first share). The fixture checks that every one of them was reaped.
+    # One child, or several: this bomb is big enough to be read by several (its one page
+    # goes to one of them). The fixture checks that every one of them was reaped.
     assert 1 <= len(children.pids) <= DEFAULT_LIMITS.max_readers
 
 
@@ -315,13 +315,13 @@ def test_a_password_protected_pdf_is_refused_with_its_own_words(tmp_path: Path) 
     assert "protected by a password" in caught.value.reason
 
 
-# ---------------------------------------------------------------------------- shares
-# A long PDF read by several children at once, each a share of its pages: the same
-# document as one child reads, caps included; a bomb in one share still stops the whole
-# document at that child's memory limit; every child is reaped. And the PDFium binding
-# the children use (`pdfium_text`), against pypdfium2's own.
+# ------------------------------------------------------------------ several children
+# A long PDF read by several children at once, each reading the runs of pages it is
+# handed: the same document as one child reads, caps included; a bomb on one page still
+# stops the whole document at that child's memory limit; every child is reaped. And the
+# PDFium binding the children use (`pdfium_text`), against pypdfium2's own.
 
-PAGES = 130  # three shares of at least readers.MIN_PAGES_PER_SHARE (40)
+PAGES = 130
 
 
 @pytest.fixture(scope="module")
@@ -331,12 +331,12 @@ def long_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def shared_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any PDF is shared out, between up to three children, whatever this machine is."""
+    """Any PDF is read by up to three children at once, whatever this machine is."""
     monkeypatch.setattr(extract_module, "SPLIT_MIN_BYTES", 0)
     monkeypatch.setattr(extract_module, "_cores", lambda: 3)
 
 
-def test_a_long_pdf_read_in_shares_is_the_pdf_read_whole(
+def test_a_long_pdf_read_by_three_children_is_the_pdf_read_by_one(
         long_pdf: Path, shared_out: None, children: Children) -> None:
     whole = read(long_pdf, Limits(max_readers=1))
     assert len(children.pids) == 1
@@ -344,18 +344,18 @@ def test_a_long_pdf_read_in_shares_is_the_pdf_read_whole(
     assert len(children.pids) == 1 + 3
     assert shared == whole
     assert [page.number for page in shared.pages] == list(range(1, PAGES + 1))
-    for page in shared.pages:  # each share's pages where they belong, none twice
+    for page in shared.pages:  # each child's pages where they belong, none twice
         assert documents.marker(page.number) in page.text
         assert page.text.count("MARKER") == 1
 
 
 @pytest.mark.parametrize(("cap", "at"), [
-    ("max_pages", 100),  # stops inside the last share
-    ("max_pages", 30),  # too few pages to share: one child reads, the others get none
-    ("max_chars", 60),  # stops inside page 60, in the second share
-    ("max_chars", 5),  # stops inside the first share: the later shares don't count
+    ("max_pages", 100),  # stops before the end
+    ("max_pages", 30),
+    ("max_chars", 60),  # stops inside page 60: the runs asked for after it don't count
+    ("max_chars", 5),  # stops inside the first page
 ])
-def test_caps_hold_for_the_whole_document_however_it_is_shared(
+def test_caps_hold_for_the_whole_document_however_many_children_read_it(
         long_pdf: Path, shared_out: None, children: Children, cap: str, at: int) -> None:
     if cap == "max_chars":  # the characters up to the middle of page `at`
         pages = read(long_pdf, Limits(max_readers=1)).pages
@@ -393,7 +393,7 @@ def _long_pdf_with_a_bomb(folder: Path, pages: int, bomb_page: int) -> Path:
     return path
 
 
-def test_a_bomb_in_one_share_stops_the_whole_document(
+def test_a_bomb_on_one_page_stops_the_whole_document(
         tmp_path: Path, shared_out: None, children: Children) -> None:
     path = _long_pdf_with_a_bomb(tmp_path, pages=120, bomb_page=110)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -407,7 +407,7 @@ def test_a_bomb_in_one_share_stops_the_whole_document(
     assert grown_kib < 100 * 1024, "the app's own memory grew"
 
 
-def test_cancelling_kills_and_reaps_every_share(
+def test_cancelling_kills_and_reaps_every_child(
         tmp_path: Path, shared_out: None, children: Children) -> None:
     path = _long_pdf_with_a_bomb(tmp_path, pages=120, bomb_page=1)
 
@@ -423,7 +423,11 @@ def test_cancelling_kills_and_reaps_every_share(
     assert len(children.pids) == 3
 
 
-def test_the_childrens_pdfium_reads_what_pypdfium2_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first_buffer", ["sized by the page", "too short"])
+def test_the_childrens_pdfium_reads_what_pypdfium2_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_buffer: str) -> None:
+    if first_buffer == "too short":  # as if a page's text outgrew the first buffer
+        monkeypatch.setattr(pdfium_text.library(), "FPDFText_CountChars", lambda _: 0)
     # A page cropped so that one line is outside what a viewer shows: both leave it out.
     line = b"BT /F1 12 Tf 72 720 Td (Inside the box) Tj 0 -700 Td (Cropped away) Tj ET"
     cropped = tmp_path / "cropped.pdf"

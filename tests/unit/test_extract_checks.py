@@ -1,11 +1,13 @@
 """The checks made before any extraction child starts, and the readers' pure parts:
 links, folders, pipes, sizes and types refused in plain words; sniffing; pages; how a
-long PDF is shared out between children, and what happens when one share fails."""
+PDF's pages are handed out in runs to the children reading it (a faster child reads
+more), and what happens when one child fails."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -194,18 +196,123 @@ def test_html_drops_scripts_styles_and_loads_nothing(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- shares
 
 
-def test_shares_cover_every_page_once_in_order() -> None:
-    for pages in (0, 1, 39, 40, 79, 80, 81, 300, 5_000):
-        for shares in (1, 2, 3, 4):
-            ranges = [readers.share_range(pages, index, shares) for index in range(shares)]
-            assert ranges[0][0] == 0 and ranges[-1][1] == pages
-            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
-            used = [stop - start for start, stop in ranges if stop > start]
-            # Shares of at least MIN_PAGES_PER_SHARE pages, but a short file is read whole.
-            assert all(n >= readers.MIN_PAGES_PER_SHARE for n in used) or len(used) <= 1
-            assert max(used, default=0) - min(used, default=0) <= 1  # evenly
-    assert readers.share_range(300, 1, 2) == (150, 300)
-    assert readers.share_range(60, 1, 4) == (60, 60)  # too short to share: nothing to read
+def take(plan: extract_module._Plan) -> tuple[int, int]:
+    run = plan.take()
+    assert run is not None
+    return run
+
+
+def runs_of(count: int, readers: int, limits: Limits = DEFAULT_LIMITS) -> list[tuple[int, int]]:
+    plan = extract_module._Plan(readers, limits)
+    assert plan.agree({"ok": True, "count": count})
+    runs = []
+    while (run := plan.take()) is not None:
+        runs.append(run)
+    return runs
+
+
+def test_runs_cover_every_page_once_in_order_and_shrink_towards_the_end() -> None:
+    for count in (1, 2, 7, 40, 81, 300, 5_000):
+        for readers_ in (1, 2, 3, 4):
+            runs = runs_of(count, readers_)
+            assert runs[0][0] == 0 and runs[-1][1] == min(count, DEFAULT_LIMITS.max_pages)
+            assert all(a[1] == b[0] for a, b in zip(runs, runs[1:], strict=False))
+            sizes = [stop - first for first, stop in runs]
+            assert all(1 <= size <= extract_module.MAX_RUN_PAGES for size in sizes)
+            assert sizes == sorted(sizes, reverse=True)  # the last runs are the shortest
+    assert runs_of(300, 2)[-1] == (299, 300)
+    assert runs_of(10, 1, Limits(max_pages=4)) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_a_plan_takes_only_pages_that_fit_together() -> None:
+    plan = extract_module._Plan(2, DEFAULT_LIMITS)
+    assert not plan.agree({"ok": True, "count": 0})
+    assert plan.agree({"ok": True, "count": 3})
+    assert not plan.agree({"ok": True, "count": 4})  # the other child counts differently
+    run = take(plan)
+    assert run == (0, 1)
+    assert not plan.put(run, {"ok": True, "first": 1, "pages": ["x"]})  # another run
+    assert not plan.put(run, {"ok": True, "first": 0, "pages": ["x", "y"]})  # too many
+    assert not plan.put(run, {"ok": True, "first": 0, "pages": []})  # too few, untruncated
+    assert not plan.put(run, {"ok": True, "first": 0, "pages": [3]})  # not text
+    assert plan.put(run, {"ok": True, "first": 0, "pages": ["one"]})
+    later = [take(plan), take(plan)]
+    assert later == [(1, 2), (2, 3)]
+    assert plan.put(later[1], {"ok": True, "first": 2, "pages": ["three"]})
+    assert plan.put(later[0], {"ok": True, "first": 1, "pages": ["two"]})  # out of order
+    assert plan.result() == {"ok": True, "pages": ["one", "two", "three"], "truncated": False}
+
+
+def test_nothing_is_asked_for_after_a_cap_and_runs_after_a_truncated_one_dont_count() -> (
+        None):
+    plan = extract_module._Plan(1, Limits(max_chars=10))
+    plan.agree({"ok": True, "count": 100})
+    first, second = take(plan), take(plan)
+    assert plan.put(first, {"ok": True, "first": first[0], "truncated": False,
+                            "pages": ["0123456789"] * (first[1] - first[0])})
+    assert plan.take() is None  # the character cap is reached: nothing more is asked
+    assert plan.put(second, {"ok": True, "first": second[0], "pages": ["late"],
+                             "truncated": True})
+    result = plan.result()
+    assert result["truncated"] and result["pages"][-1] == "late"
+
+    plan = extract_module._Plan(2, DEFAULT_LIMITS)
+    plan.agree({"ok": True, "count": 100})
+    runs = [take(plan) for _ in range(3)]
+    assert plan.put(runs[0], {"ok": True, "first": runs[0][0], "pages": ["cut"],
+                              "truncated": True})
+    assert plan.take() is None  # a truncated run ends the reading
+    for run in runs[1:]:
+        assert plan.put(run, {"ok": True, "first": run[0], "pages": ["x"] * (run[1] - run[0])})
+    assert plan.result()["pages"] == ["cut"]  # the runs after the cut one are dropped
+
+
+class FakeReader:
+    """An extraction child as the parent sees it (stdin, stdout), reading a PDF of
+    `count` pages at `seconds_a_page`, so that the parent's hand-out can be timed."""
+
+    def __init__(self, count: int, seconds_a_page: float) -> None:
+        self.count, self.seconds_a_page = count, seconds_a_page
+        self.requests: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+        self.read: list[int] = []
+        self.stdin, self.stdout = self, self
+        self.head_sent = False
+
+    def write(self, data: bytes) -> None:  # the parent asking for a run
+        first, stop = (int(number) for number in data.split())
+        self.requests.put_nowait((first, stop))
+
+    def close(self) -> None:  # the parent's "no more"
+        self.requests.put_nowait(None)
+
+    async def readline(self) -> bytes:
+        if not self.head_sent:
+            self.head_sent = True
+            return json.dumps({"ok": True, "count": self.count}).encode() + b"\n"
+        run = await self.requests.get()
+        assert run is not None, "the parent waited for a run it never asked for"
+        await asyncio.sleep(self.seconds_a_page * (run[1] - run[0]))
+        self.read += range(*run)
+        pages = [f"page {index + 1}" for index in range(*run)]
+        return json.dumps({"ok": True, "first": run[0], "pages": pages}).encode() + b"\n"
+
+
+def test_a_faster_child_reads_more_pages_and_the_document_is_whole() -> None:
+    """One child three times as fast as the other (a busier or slower core): it reads
+    about three quarters of the pages, and both finish close together, where fixed
+    halves would keep the fast one idle for half the time."""
+    plan = extract_module._Plan(2, DEFAULT_LIMITS)
+    fast, slow = FakeReader(200, 0.002), FakeReader(200, 0.006)
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(extract_module._read_runs(plan)(child)  # type: ignore[arg-type]
+                                      for child in (fast, slow)))
+
+    assert asyncio.run(run()) == [{"ok": True}, {"ok": True}]
+    assert sorted(fast.read + slow.read) == list(range(200))
+    assert 125 <= len(fast.read) <= 170  # 150 if the hand-out follows their speeds
+    result = plan.result()
+    assert result["pages"] == [f"page {n}" for n in range(1, 201)] and not result["truncated"]
 
 
 def opened(kind: extract_module.Kind, size: int) -> extract_module.Opened:
@@ -231,33 +338,37 @@ def test_only_a_long_pdf_is_shared_out_and_within_cores_and_memory(
     assert extract_module.reader_count(opened("pdf", big), DEFAULT_LIMITS) == 1
 
 
-def test_the_first_refusal_ends_every_other_share(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Share 1 is refused at once while shares 0 and 2 would read for ever: the refusal
+def test_the_first_refusal_ends_every_other_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child 1 is refused at once while children 0 and 2 would read for ever: the refusal
     comes back without waiting for them, and they are stopped (their children killed)."""
     stopped: list[int] = []
+    started: list[int] = []
 
-    async def child(opened: Any, limits: Limits, share: tuple[int, int]) -> dict[str, Any]:
-        if share[0] == 1:
+    async def child(opened: Any, limits: Limits, converse: Any) -> dict[str, Any]:
+        index = len(started)
+        started.append(index)
+        if index == 1:
             return {"ok": False, "code": "password", "facts": {}}
         try:
             await asyncio.Event().wait()
         finally:
-            stopped.append(share[0])
+            stopped.append(index)
         raise AssertionError("not reached")
 
     monkeypatch.setattr(extract_module, "_run_child", child)
 
-    async def run() -> list[dict[str, Any]]:
+    async def run() -> dict[str, Any]:
         async with asyncio.timeout(5):
-            return await extract_module._run_children(opened("pdf", 1), DEFAULT_LIMITS, 3)
+            return await extract_module._run_children(
+                opened("pdf", 1), DEFAULT_LIMITS, extract_module._Plan(3, DEFAULT_LIMITS))
 
-    assert asyncio.run(run()) == [{"ok": False, "code": "password", "facts": {}}]
+    assert asyncio.run(run()) == {"ok": False, "code": "password", "facts": {}}
     assert sorted(stopped) == [0, 2]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no descriptors are handed on there")
-def test_each_share_reads_the_one_open_file_at_its_own_offset(tmp_path: Path) -> None:
-    """The children reading shares hold the same open file (one file offset between
+def test_each_child_reads_the_one_open_file_at_its_own_offset(tmp_path: Path) -> None:
+    """The children reading one PDF hold the same open file (one file offset between
     them); each reads at its own offset and leaves the shared one alone."""
     path = tmp_path / "data.bin"
     path.write_bytes(bytes(range(256)) * 64)

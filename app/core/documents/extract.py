@@ -13,34 +13,39 @@ named .pdf or .docx that is neither is refused as damaged. The file is opened on
 here and the child is handed that open file, so what was checked is what is read.
 
 The child (`extract_child`) limits its own address space (RLIMIT_AS; a Job Object on
-Windows) and CPU time and writes the pages as JSON to stdout, which is read up to a
-bound. The parent kills it at the wall-clock timeout, always reaps it, and removes the
-private temporary folder it was given. Every refusal is an `errors.DocumentRejected` in
-plain words.
+Windows) and CPU time and writes what it read as JSON lines to stdout, each read up to
+a bound. The parent kills it at the wall-clock timeout, always reaps it, and removes
+the private temporary folder it was given. Every refusal is an `errors.DocumentRejected`
+in plain words.
 
-A long PDF is read by several such children at once, each reading its share of the
-pages from the same handed-over file under the same limits (`reader_count`): PDFium's
-text layout, ~1.5 ms a page, is most of the time, and one process uses one core. The
-first refusal or crash ends all of them.
+A PDF is read in runs of pages that the parent hands out (`_Plan`), and a long one by
+several such children at once from the same handed-over file, under the same limits
+(`reader_count`): PDFium's text layout, ~1.5 ms a page, is most of the time, and one
+process uses one core. Handing out short runs as children ask, instead of fixed
+shares, lets a child on a faster (or less busy) core read more: two children on two
+cores often finish 30-50% apart otherwise. The first refusal or crash ends all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import json
 import logging
 import math
 import os
-import re
 import shutil
 import signal
 import stat
 import sys
 import tempfile
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from app.core import errors
 from app.core.documents.readers import Caps
@@ -62,14 +67,18 @@ _BINARY_MAGIC = (
     b"\x7fELF", b"MZ", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"\xd0\xcf\x11\xe0",
     b"7z\xbc\xaf", b"\x1f\x8b", b"Rar!", b"BZh", b"\xfd7zXZ",
 )
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _HEAD_BYTES = 8_192
 _STDERR_TAIL = 4_096
-# A PDF smaller than this is read by one child: it can't have two shares' worth of pages
-# (readers.MIN_PAGES_PER_SHARE), a page of plain text taking at least ~0.7 kB. A bigger
-# one with fewer pages costs the extra children only their start-up (~50 ms of CPU
-# each, on other cores): they count the pages, find no share of their own and end.
+# A PDF smaller than this is read by one child: it can't have enough pages (a page of
+# plain text takes at least ~0.7 kB) for a second child to save more than its own
+# start-up (~30-50 ms). A bigger one with few pages costs the extra children only that,
+# on other cores: they count the pages, are given none and end.
 SPLIT_MIN_BYTES = 50_000
+# A PDF reader is asked for runs of at most this many pages (~25 ms), shrinking towards
+# the end so that the children finish close together, and holds two runs at a time so
+# that it never waits for the next.
+MAX_RUN_PAGES = 16
+_RUNS_AHEAD = 2
 # How a child killed at its CPU limit ends (POSIX only: Windows has neither signal, and
 # there the wall-clock timeout stops a slow child).
 _KILLED = frozenset(-number for name in ("SIGKILL", "SIGXCPU")
@@ -144,23 +153,48 @@ async def extract(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Document:
     except asyncio.CancelledError:
         checking.add_done_callback(_close_when_opened)  # the thread can't be stopped
         raise
+    # Hashed here, beside the children: the hash is only read, never parsed.
+    hashing = asyncio.ensure_future(asyncio.to_thread(file_sha256, opened))
     try:
-        results = await _run_children(opened, limits, reader_count(opened, limits))
-    finally:
-        if opened.fd is not None:
-            os.close(opened.fd)
-    for result in results:
+        if opened.kind == "pdf":
+            plan = _Plan(reader_count(opened, limits), limits)
+            result = await _run_children(opened, limits, plan)
+            if result.get("ok"):
+                result = plan.result()
+        else:
+            result = await _run_child(opened, limits, _read_whole)
         if not result.get("ok"):
             raise _rejected(opened.name, str(result.get("code")),
                             result.get("facts") or {}, opened.kind, limits)
-    return _document(path, opened, results, limits)
+        try:
+            digest = await hashing
+        except OSError as error:
+            raise _rejected(opened.name, "unreadable", {"error": str(error)}) from None
+    finally:
+        # Once the hashing thread, which can't be stopped, is done with the file.
+        hashing.add_done_callback(functools.partial(_close_when_hashed, opened.fd))
+    return _document(path, opened, result, digest, limits)
+
+
+def _close_when_hashed(fd: int | None, hashing: asyncio.Future[str]) -> None:
+    if not hashing.cancelled():
+        hashing.exception()  # retrieved: after a refusal, a failed hash doesn't matter
+    if fd is not None:
+        os.close(fd)
+
+
+def file_sha256(opened: Opened) -> str:
+    """The SHA-256 of the opened file's bytes; blocking. The children read with pread,
+    so moving the open file's offset here doesn't disturb them."""
+    with open(os.dup(opened.fd) if opened.fd is not None else opened.real, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def reader_count(opened: Opened, limits: Limits) -> int:
     """How many children read `opened`: one, or for a PDF big enough to be long, one a
     core up to `limits.max_readers`, and only as many as fit in half of the machine's
     memory at their memory limit each, so that all of them at their limit (a bomb in a
-    part every share reads) still leave the rest of the machine room."""
+    page every child may read) still leave the rest of the machine room."""
     if opened.kind != "pdf" or opened.size < SPLIT_MIN_BYTES:
         return 1
     count = min(limits.max_readers, _cores())
@@ -284,10 +318,12 @@ def _can_pass_fds() -> bool:
 
 def child_command() -> list[str]:
     """How to start the extraction child: this interpreter with `-m`, or, frozen, the app
-    itself (whose entry point must hand `--extract-document ARGS` to extract_child.main)."""
+    itself (whose entry point must hand `--extract-document ARGS` to extract_child.main).
+    `-S`: no `site` (its .pth files and editable-install finders were ~25 ms of each
+    child's start-up); the child's PYTHONPATH is this process's import path instead."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "--extract-document"]
-    return [sys.executable, "-m", "app.core.documents.extract_child"]
+    return [sys.executable, "-S", "-m", "app.core.documents.extract_child"]
 
 
 def _child_env(temp: str) -> dict[str, str]:
@@ -295,7 +331,11 @@ def _child_env(temp: str) -> dict[str, str]:
     for name in ("TMPDIR", "TEMP", "TMP"):
         env[name] = temp  # anything a library spills lands where it is removed after
     root = str(Path(__file__).resolve().parents[3])  # the folder holding `app`
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+    if getattr(sys, "frozen", False):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+    else:  # what `site` would have added, and anything else this process may import
+        env["PYTHONPATH"] = os.pathsep.join(
+            dict.fromkeys([root, *(entry for entry in sys.path if os.path.exists(entry))]))
     env["PYTHONIOENCODING"] = "utf-8"
     if sys.platform.startswith("linux"):
         # glibc hands freed heap back to the system at once and faults it in again for
@@ -306,22 +346,89 @@ def _child_env(temp: str) -> dict[str, str]:
     return env
 
 
-async def _run_children(opened: Opened, limits: Limits, count: int) -> list[dict[str, Any]]:
-    """Runs `count` children on shares of the opened file, at once; all their results,
-    or the first refusal alone (the others are killed then). Every child is reaped
-    before this returns, even when it is cancelled."""
-    if count == 1:
-        return [await _run_child(opened, limits)]
-    tasks = [asyncio.ensure_future(_run_child(opened, limits, (index, count)))
-             for index in range(count)]
+Reply = dict[str, Any]  # one JSON line from a child, "ok" true or a refusal's code
+Conversation = Callable[[asyncio.subprocess.Process], Awaitable[Reply | None]]
+_DAMAGED: Reply = {"ok": False, "code": "damaged", "facts": {}}
+
+
+class _Plan:
+    """The pages of one PDF, handed out in runs to the children reading it as each
+    asks, and the runs they sent back. Runs are handed out in page order and only
+    while nothing has stopped reading (a cap, a truncated run), so the runs read
+    always make up the document's first pages."""
+
+    def __init__(self, readers: int, limits: Limits) -> None:
+        self.readers = readers
+        self._limits = limits
+        self._count: int | None = None
+        self._next = 0
+        self._runs: dict[int, tuple[list[str], bool]] = {}
+        self._chars = 0
+
+    def agree(self, head: Reply) -> bool:
+        """Takes a child's first line, its page count; false when that doesn't fit with
+        what the others counted."""
+        count = head.get("count")
+        if not isinstance(count, int) or count < 1:
+            return False
+        if self._count is None:
+            self._count = count
+        return count == self._count
+
+    def take(self) -> tuple[int, int] | None:
+        """The next run of pages [first, stop) to ask for, or None: nothing is left."""
+        assert self._count is not None
+        stop = min(self._count, self._limits.max_pages)
+        if (self._next >= stop or self._chars >= self._limits.max_chars
+                or any(truncated for _, truncated in self._runs.values())):
+            return None
+        size = max(1, min(MAX_RUN_PAGES, (stop - self._next) // (4 * self.readers)))
+        first, self._next = self._next, self._next + size
+        return first, self._next
+
+    def put(self, run: tuple[int, int], reply: Reply) -> bool:
+        """Keeps the pages a child sent for `run`; false when they aren't that run."""
+        pages, truncated = reply.get("pages"), reply.get("truncated") is True
+        if (reply.get("first") != run[0] or not isinstance(pages, list)
+                or not all(isinstance(text, str) for text in pages)
+                or len(pages) > run[1] - run[0]
+                or (len(pages) < run[1] - run[0] and not truncated)):
+            return False
+        self._runs[run[0]] = (pages, truncated)
+        self._chars += sum(len(text) for text in pages)
+        return True
+
+    def result(self) -> Reply:
+        """The pages read, in order, as one reply (as a child reading a whole file
+        sends it); `truncated` when a cap stopped reading before the last page."""
+        assert self._count is not None
+        texts: list[str] = []
+        truncated = False
+        for first in sorted(self._runs):
+            pages, truncated = self._runs[first]
+            if first != len(texts):
+                return _DAMAGED  # can't happen: runs are asked for in order
+            texts += pages
+            if truncated:
+                break  # runs asked for after a truncated one don't count
+        truncated = truncated or len(texts) < self._count
+        return {"ok": True, "pages": texts, "truncated": truncated}
+
+
+async def _run_children(opened: Opened, limits: Limits, plan: _Plan) -> Reply:
+    """Runs `plan.readers` children on the opened PDF at once, each reading the runs of
+    pages `plan` gives it; {"ok": True}, or the first refusal (the others are killed
+    then). Every child is reaped before this returns, even when it is cancelled."""
+    tasks = [asyncio.ensure_future(_run_child(opened, limits, _read_runs(plan)))
+             for _ in range(plan.readers)]
     try:
-        pending: set[asyncio.Future[dict[str, Any]]] = set(tasks)
+        pending: set[asyncio.Future[Reply]] = set(tasks)
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if not task.result().get("ok"):
-                    return [task.result()]
-        return [task.result() for task in tasks]
+                    return task.result()
+        return {"ok": True}
     finally:
         for task in tasks:
             task.cancel()  # each kills and reaps its child
@@ -333,49 +440,98 @@ async def _run_children(opened: Opened, limits: Limits, count: int) -> list[dict
             raise
 
 
-async def _run_child(opened: Opened, limits: Limits,
-                     share: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    """Runs the child on (its share of) the opened file; its parsed JSON, or a refusal's
-    code."""
-    command = [*child_command(), "--kind", opened.kind,
-               "--caps", json.dumps(limits.caps()._asdict()),
-               "--memory", str(limits.memory_bytes), "--cpu", str(math.ceil(limits.timeout_s)),
-               "--share", f"{share[0]}/{share[1]}"]
-    command += (["--fd", str(opened.fd)] if opened.fd is not None
-                else ["--path", str(opened.real)])
+def _read_runs(plan: _Plan) -> Conversation:
+    """One PDF child's part: its page count, then runs of pages as `plan` hands them out,
+    two asked for at a time; then its stdin is closed, which ends it."""
+
+    async def converse(process: asyncio.subprocess.Process) -> Reply | None:
+        assert process.stdin is not None
+        head = await _reply(process)
+        if head is None or not head.get("ok"):
+            return head
+        if not plan.agree(head):
+            return _DAMAGED
+        asked: deque[tuple[int, int]] = deque()
+
+        def ask() -> None:
+            if (run := plan.take()) is not None:
+                assert process.stdin is not None
+                process.stdin.write(b"%d %d\n" % run)
+                asked.append(run)
+
+        for _ in range(_RUNS_AHEAD):
+            ask()
+        while asked:
+            reply = await _reply(process)
+            if reply is None or not reply.get("ok"):
+                return reply
+            if not plan.put(asked.popleft(), reply):
+                return _DAMAGED
+            ask()
+        process.stdin.close()
+        return {"ok": True}
+
+    return converse
+
+
+async def _read_whole(process: asyncio.subprocess.Process) -> Reply | None:
+    """A DOCX, text or HTML child's part: one line with all its pages."""
+    return await _reply(process)
+
+
+async def _run_child(opened: Opened, limits: Limits, converse: Conversation) -> Reply:
+    """Runs a child on the opened file, talking to it with `converse`; its last reply,
+    or a refusal's (a crash, the timeout)."""
+    spec: dict[str, object] = {"kind": opened.kind, "caps": limits.caps()._asdict(),
+            "memory": limits.memory_bytes, "cpu": math.ceil(limits.timeout_s)}
+    spec.update({"fd": opened.fd} if opened.fd is not None else {"path": str(opened.real)})
     temp = tempfile.mkdtemp(prefix="switchboard-extract-")
     try:
         process = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=_child_env(temp), cwd=temp,
+            *child_command(), json.dumps(spec), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=_child_env(temp), cwd=temp, limit=limits.output_bytes(),
             pass_fds=(opened.fd,) if opened.fd is not None else ())
+        assert process.stderr is not None
+        tail = asyncio.ensure_future(_read_tail(process.stderr))
         try:
-            return await _talk(process, limits)
+            async with asyncio.timeout(limits.timeout_s):
+                reply = await converse(process)
+                if reply is not None and not reply.get("ok"):
+                    return reply  # the child's own refusal, whatever its exit
+                code = await process.wait()
+                if reply is not None and code == 0:
+                    return reply
+                return _failure(code, await tail)
+        except TimeoutError:
+            return {"ok": False, "code": "too_slow", "facts": {}}
         finally:
             await _reap(process)
+            tail.cancel()
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-async def _talk(process: asyncio.subprocess.Process, limits: Limits) -> dict[str, Any]:
-    assert process.stdout is not None and process.stderr is not None
+async def _reply(process: asyncio.subprocess.Process) -> Reply | None:
+    """The child's next line, parsed; None where it ended or wrote something else, and
+    a refusal (the child killed) where the line was longer than any honest one."""
+    assert process.stdout is not None
     try:
-        async with asyncio.timeout(limits.timeout_s):
-            out, tail = await asyncio.gather(
-                _read_bounded(process, process.stdout, limits.output_bytes()),
-                _read_tail(process.stderr))
-            code = await process.wait()
-    except TimeoutError:
-        return {"ok": False, "code": "too_slow", "facts": {}}
-    if out is None:
-        log.warning("extraction child wrote more than %d bytes; killed", limits.output_bytes())
-        return {"ok": False, "code": "damaged", "facts": {}}
+        line = await process.stdout.readline()
+    except ValueError:  # over the stream's limit, Limits.output_bytes
+        log.warning("extraction child wrote an over-long line; killed")
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        return _DAMAGED
     try:
-        result = json.loads(out) if out else None
+        reply = json.loads(line) if line.endswith(b"\n") else None
     except ValueError:
-        result = None
-    if isinstance(result, dict) and code == 0:
-        return result
+        reply = None
+    return reply if isinstance(reply, dict) else None
+
+
+def _failure(code: int, tail: bytes) -> Reply:
+    """A refusal for a child that ended without a (complete) answer."""
     if code in _KILLED:
         return {"ok": False, "code": "too_slow", "facts": {}}  # its own CPU limit
     log.warning("extraction child ended with %s: %s", code, tail[-1_000:])
@@ -384,21 +540,6 @@ async def _talk(process: asyncio.subprocess.Process, limits: Limits) -> dict[str
     # Most often PDFium's allocator aborting at the memory limit; a crash on a malformed
     # file looks the same from here.
     return {"ok": False, "code": "crashed", "facts": {"exit": code}}
-
-
-async def _read_bounded(process: asyncio.subprocess.Process, stream: asyncio.StreamReader,
-                        limit: int) -> bytes | None:
-    """All of `stream`, or None (and the child killed) past `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await stream.read(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _read_tail(stream: asyncio.StreamReader) -> bytes:
@@ -421,30 +562,14 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
         raise
 
 
-def _document(path: Path, opened: Opened, results: list[dict[str, Any]],
+def _document(path: Path, opened: Opened, result: Reply, digest: str,
               limits: Limits) -> Document:
-    """The document from its children's results, in share order; anything that doesn't
-    fit together (a share missing, pages out of order, counts that differ) is damage."""
-    digest, kind = results[0].get("sha256"), results[0].get("kind")
-    counts = {result.get("count") for result in results}
-    if (not isinstance(digest, str) or not _SHA256.fullmatch(digest)
-            or kind not in KIND_NAMES or len(counts) != 1):
+    """The document from the children's pages; anything malformed is damage."""
+    texts = result.get("pages")
+    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
         raise _rejected(opened.name, "damaged")
-    texts: list[str] = []
-    truncated = False
-    for result in results:
-        pages = result.get("pages")
-        if (not isinstance(pages, list) or not all(isinstance(text, str) for text in pages)
-                or result.get("kind") != kind or result.get("first") != len(texts)):
-            raise _rejected(opened.name, "damaged")
-        texts += pages
-        if result.get("truncated"):
-            truncated = True  # a share that stopped early: the shares after it don't count
-            break
-    count = counts.pop()
-    if not truncated and isinstance(count, int) and len(texts) != min(count, limits.max_pages):
-        raise _rejected(opened.name, "damaged")
-    # The character cap is the whole document's, however its pages were shared out.
+    truncated = result.get("truncated") is True
+    # The character cap is the whole document's, however its pages were read.
     chars = 0
     for index, text in enumerate(texts):
         if chars + len(text) > limits.max_chars:
@@ -452,7 +577,7 @@ def _document(path: Path, opened: Opened, results: list[dict[str, Any]],
             truncated = True
             break
         chars += len(text)
-    return Document(path=path, kind=cast(Kind, kind),
+    return Document(path=path, kind=opened.kind,
                     pages=[Page(number, text) for number, text in enumerate(texts, 1)],
                     sha256=digest, size_bytes=opened.size, truncated=truncated)
 

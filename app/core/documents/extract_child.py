@@ -1,8 +1,15 @@
-"""The extraction child: reads one document (or one share of a long PDF's pages) under
-memory and CPU limits and writes its pages to stdout as one JSON object. Started only by
-`extract.extract()`:
+"""The extraction child: reads one document under memory and CPU limits and writes what
+it read to stdout as JSON lines. Started only by `extract.extract()`, with one argument,
+a JSON object naming the handed-over file (`fd`, or `path` where descriptors can't be
+passed), its `kind`, the readers' `caps` and the `memory` and `cpu` limits:
 
-    python -m app.core.documents.extract_child --fd 5 --kind pdf --caps '{...}' --share 0/2
+    python -m app.core.documents.extract_child '{"fd": 5, "kind": "pdf", …}'
+
+A DOCX, text or HTML file is read whole: one line, its pages. A PDF is read in runs of
+pages the parent asks for, so that several children can read one long PDF and the
+faster ones read more: the first line gives the page count, then each
+line "FIRST STOP" on stdin is answered by one line with those pages, until stdin ends.
+A refusal is a line too, and the last.
 
 It limits itself before it touches the file; if a parser still blows up (PDFium
 aborting on a failed allocation, a segfault), only this process dies.
@@ -10,12 +17,12 @@ aborting on a failed allocation, a segfault), only this process dies.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
 import sys
-from typing import IO, Any
+from collections.abc import Buffer
+from typing import IO
 
 from app.core.documents import readers
 
@@ -70,7 +77,7 @@ class AtOffsets(io.RawIOBase):
         self._offset = base + offset
         return self._offset
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: Buffer) -> int:
         if sys.platform == "win32":  # never handed a descriptor there (see extract.py)
             raise io.UnsupportedOperation("pread")
         if hasattr(os, "preadv"):
@@ -89,75 +96,71 @@ class AtOffsets(io.RawIOBase):
         super().close()
 
 
-def sha256(file: IO[bytes]) -> str:
-    import hashlib  # only the first share hashes: its OpenSSL load is the others' saving
-
-    file.seek(0)
-    digest = hashlib.sha256()
-    while block := file.read(1 << 20):
-        digest.update(block)
-    return digest.hexdigest()
-
-
-def run(kind: str, file: IO[bytes], caps: readers.Caps,
-        share: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    """The JSON-ready result: the pages, or a refusal's code and facts. Only the first
-    share hashes the file (the others would hash the same bytes again)."""
-    try:
-        pages = readers.read(kind, file, caps, share)
-        return {"ok": True, "kind": kind, "pages": pages.texts, "truncated": pages.truncated,
-                "first": pages.first, "count": pages.count,
-                "sha256": sha256(file) if share[0] == 0 else None}
-    except readers.Refusal as refusal:
-        return {"ok": False, "code": refusal.code, "facts": refusal.facts}
-    except MemoryError:
+def refusal(error: BaseException) -> dict[str, object]:
+    """What a reader's failure is to the parent: a refusal's code, and plain facts."""
+    if isinstance(error, readers.Refusal):
+        return {"ok": False, "code": error.code, "facts": error.facts}
+    if isinstance(error, MemoryError):
         return {"ok": False, "code": "too_much_memory", "facts": {}}
-    except Exception as error:  # any parser's failure on a malformed file
-        return {"ok": False, "code": "damaged",
-                "facts": {"error": f"{type(error).__name__}: {error}"[:300]}}
+    # Any parser's failure on a malformed file.
+    return {"ok": False, "code": "damaged",
+            "facts": {"error": f"{type(error).__name__}: {error}"[:300]}}
 
 
-def _open(fd: int | None, path: str | None) -> IO[bytes]:
-    if fd is not None:
-        return io.BufferedReader(AtOffsets(fd), 1 << 16)
-    assert path is not None
-    return open(path, "rb")  # noqa: SIM115 - closed by the caller's `with`
+def serve(spec: dict[str, object], file: IO[bytes], out: IO[str],
+          requests: IO[bytes]) -> None:
+    """Reads `file` as `spec` says, answering on `out` (and, for a PDF, `requests`)."""
+    caps = readers.Caps(**spec["caps"])  # type: ignore[arg-type]
+    try:
+        if spec["kind"] != "pdf":
+            pages = readers.read(str(spec["kind"]), file, caps)
+            _write(out, {"ok": True, "pages": pages.texts, "truncated": pages.truncated})
+            return
+        pdf = readers.open_pdf(file)
+    except Exception as error:  # noqa: BLE001 - every failure is answered as a refusal
+        _write(out, refusal(error))
+        return
+    with pdf:
+        _write(out, {"ok": True, "count": len(pdf)})
+        while request := requests.readline():
+            first, stop = (int(number) for number in request.split())
+            try:
+                pages = readers.pdf_pages(pdf, first, stop, caps.max_chars)
+            except Exception as error:  # noqa: BLE001
+                _write(out, refusal(error))
+                return
+            _write(out, {"ok": True, "first": first, "pages": pages.texts,
+                         "truncated": pages.truncated})
 
 
-def _share(text: str) -> tuple[int, int]:
-    index, _, shares = text.partition("/")
-    share = int(index), int(shares)
-    if not 0 <= share[0] < share[1]:
-        raise argparse.ArgumentTypeError(f"not a share: {text}")
-    return share
+def _write(out: IO[str], message: dict[str, object]) -> None:
+    try:
+        line = json.dumps(message, ensure_ascii=False)
+    except MemoryError:
+        line = json.dumps(refusal(MemoryError()))
+    out.write(line + "\n")
+    out.flush()
+
+
+def _open(spec: dict[str, object]) -> IO[bytes]:
+    if spec.get("fd") is not None:
+        return io.BufferedReader(AtOffsets(int(spec["fd"])), 1 << 16)  # type: ignore[call-overload]
+    return open(str(spec["path"]), "rb")  # noqa: SIM115 - closed by the caller's `with`
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="extract_child")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--fd", type=int, help="an open, already checked file descriptor")
-    source.add_argument("--path", help="the checked file (where descriptors can't be passed)")
-    parser.add_argument("--kind", required=True)
-    parser.add_argument("--caps", required=True, help="JSON: readers.Caps")
-    parser.add_argument("--memory", type=int, required=True, help="address space, bytes")
-    parser.add_argument("--cpu", type=int, required=True, help="CPU seconds")
-    parser.add_argument("--share", type=_share, default=(0, 1),
-                        help="INDEX/COUNT: read this share of a PDF's pages")
-    args = parser.parse_args(argv)
-
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: extract_child SPEC_JSON (started by the app, not by hand)",
+              file=sys.stderr)
+        return 2
+    spec = json.loads(args[0])
     # Our JSON owns stdout: anything a C library prints goes to stderr instead.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="replace")
     os.dup2(2, 1)
-    limit_resources(args.memory, args.cpu + CPU_GRACE_S)
-    caps = readers.Caps(**json.loads(args.caps))
-    with _open(args.fd, args.path) as file:
-        result = run(args.kind, file, caps, args.share)
-    try:
-        text = json.dumps(result, ensure_ascii=False)
-    except MemoryError:
-        text = '{"ok": false, "code": "too_much_memory", "facts": {}}'
-    out.write(text)
-    out.flush()
+    limit_resources(int(spec["memory"]), int(spec["cpu"]) + CPU_GRACE_S)
+    with _open(spec) as file:
+        serve(spec, file, out, sys.stdin.buffer)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 It loads the PDFium that pypdfium2 ships (the same library, version and build) but not
 pypdfium2's Python layer, whose generated bindings for the whole API took ~50 ms of each
-extraction child's ~110 ms start-up, paid again for every document and every share of a
+extraction child's ~110 ms start-up, paid again for every document and every reader of a
 long one; the library itself loads in ~3 ms. Used only in the extraction child.
 
     with Document(file, size) as pdf:
@@ -69,6 +69,7 @@ def library() -> Any:
             ("FPDF_GetPageBoundingBox", ctypes.c_int, [handle, rect]),
             ("FPDF_ClosePage", None, [handle]),
             ("FPDFText_LoadPage", text, [handle]),
+            ("FPDFText_CountChars", ctypes.c_int, [text]),
             ("FPDFText_GetBoundedText", ctypes.c_int,
              [text, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double,
               ctypes.c_void_p, ctypes.c_int]),
@@ -134,17 +135,29 @@ class Document:
             if not textpage:
                 raise PdfiumError(f"can't lay out the text of page {index + 1}")
             try:
-                bounds = (box.left, box.top, box.right, box.bottom)
-                units = lib.FPDFText_GetBoundedText(textpage, *bounds, None, 0)
-                if units <= 0:
-                    return ""
-                buffer = (ctypes.c_ushort * units)()
-                lib.FPDFText_GetBoundedText(textpage, *bounds, buffer, units)
-                return bytes(buffer).decode("utf-16-le", errors="ignore")
+                return self._bounded_text(textpage, (box.left, box.top, box.right, box.bottom))
             finally:
                 lib.FPDFText_ClosePage(textpage)
         finally:
             lib.FPDF_ClosePage(page)
+
+    def _bounded_text(self, textpage: int, bounds: tuple[float, float, float, float]) -> str:
+        # PDFium lays out the bounded text afresh on every call, so it is asked once, into
+        # a buffer big enough for any page: each character gives at most two UTF-16 units
+        # and a line break ("\r\n") before it. Only when that could have been cut short
+        # is it asked for the length first.
+        lib = self._lib
+        units = 4 * max(0, lib.FPDFText_CountChars(textpage)) + 16
+        buffer = (ctypes.c_ushort * units)()
+        written = lib.FPDFText_GetBoundedText(textpage, *bounds, buffer, units)
+        if written >= units:
+            units = lib.FPDFText_GetBoundedText(textpage, *bounds, None, 0) + 1
+            buffer = (ctypes.c_ushort * units)()
+            written = lib.FPDFText_GetBoundedText(textpage, *bounds, buffer, units)
+        written -= 1  # what was written ends with a NUL, there being room for it
+        if written <= 0:
+            return ""
+        return bytes(memoryview(buffer)[:written]).decode("utf-16-le", errors="ignore")
 
     def close(self) -> None:
         if self._handle:

@@ -5,7 +5,7 @@ They parse hostile input, so only the extraction child (`extract_child`) calls t
 under its memory and CPU limits; a refusal is a `Refusal` with a code and plain facts,
 which the parent turns into words. Imports of the parsing libraries (and of the zip,
 XML and HTML modules) are deferred so the child loads only what its format needs: each
-child's start-up is paid again for every document, and for every share of a long PDF.
+child's start-up is paid again for every document, and by every reader of a long PDF.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     import zipfile
 
+    from app.core.documents import pdfium_text
+
 PAGE_BREAK = "\f"  # a block that ends the page, in the blocks given to `paginate`
 SOFT_PAGE_CHARS = 3_000  # a "page" of a DOCX, text or HTML file, so citations still work
-# A PDF is split between children only in shares of at least this many pages: fewer take
-# PDFium no longer than starting another child does (~50 ms, at ~1.3 ms a page).
-MIN_PAGES_PER_SHARE = 40
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # keeps \t and \n
 _SMALL_ENTRY = 1 << 20  # zip entries under 1 MiB may compress as well as they like
 PREFER_CP1252_WITHIN = 0.1  # more "chaos" (charset-normalizer's mess ratio) than the best
@@ -47,26 +46,19 @@ class Caps(NamedTuple):
 
 
 class Pages:
-    """Pages read: `texts` are pages `first`, `first + 1`, … (from 0) of the `count` the
-    file has (for a PDF; None where pages are made while reading). A plain class: the
-    dataclasses module alone took a tenth of the child's start-up."""
+    """Pages read, in order; `truncated` when a cap stopped reading early. A plain class:
+    the dataclasses module alone took a tenth of the child's start-up."""
 
-    __slots__ = ("texts", "truncated", "first", "count")
+    __slots__ = ("texts", "truncated")
 
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.truncated = False
-        self.first = 0
-        self.count: int | None = None
 
 
-def read(kind: str, file: IO[bytes], caps: Caps, share: tuple[int, int] = (0, 1)) -> Pages:
+def read(kind: str, file: IO[bytes], caps: Caps) -> Pages:
     """The text of `file`, page by page; `kind` is what the parent's sniffing decided.
-    `share` (index, of how many) is which part of a PDF's pages this reader reads."""
-    if kind == "pdf":
-        return read_pdf(file, caps, share)
-    if share != (0, 1):
-        raise Refusal("unsupported")  # only a PDF has pages fixed before reading
+    A PDF is read in runs of pages the parent asks for instead (`open_pdf`, `pdf_pages`)."""
     if kind == "docx":
         return read_docx(file, caps)
     if kind in ("text", "markdown"):
@@ -84,20 +76,9 @@ def clean(text: str) -> str:
 # ---------------------------------------------------------------------------- PDF
 
 
-def share_range(pages: int, index: int, shares: int,
-                min_pages: int = MIN_PAGES_PER_SHARE) -> tuple[int, int]:
-    """The pages [start, stop) that reader `index` of `shares` reads of `pages`: nearly
-    equal runs of at least `min_pages` (so a short file is read by the first reader
-    alone, and the others get an empty run at the end)."""
-    used = max(1, min(shares, pages // max(min_pages, 1)))
-    if index >= used:
-        return pages, pages
-    return pages * index // used, pages * (index + 1) // used
-
-
-def read_pdf(file: IO[bytes], caps: Caps, share: tuple[int, int] = (0, 1)) -> Pages:
-    """Page by page through PDFium, stopping at the page or character cap; only the pages
-    of `share` (see `share_range`), of the first `max_pages`."""
+def open_pdf(file: IO[bytes]) -> pdfium_text.Document:
+    """The PDF in `file`, opened by PDFium (which then reads only the parts it needs), or
+    a refusal: cut off, protected by a password, damaged or without pages."""
     from app.core.documents import pdfium_text
 
     size = _size(file)
@@ -112,25 +93,25 @@ def read_pdf(file: IO[bytes], caps: Caps, share: tuple[int, int] = (0, 1)) -> Pa
         if error.code == pdfium_text.ERR_PASSWORD:
             raise Refusal("password") from None
         raise Refusal("damaged") from None
+    if len(pdf) == 0:
+        pdf.close()
+        raise Refusal("damaged")
+    return pdf
+
+
+def pdf_pages(pdf: pdfium_text.Document, first: int, stop: int, max_chars: int) -> Pages:
+    """The text of pages [first, stop) (from 0), stopping at `max_chars` characters."""
     result = Pages()
     chars = 0
-    with pdf:
-        count = len(pdf)
-        if count == 0:
-            raise Refusal("damaged")
-        readable = min(count, caps.max_pages)
-        start, stop = share_range(readable, *share)
-        result.first, result.count = start, count
-        for index in range(start, stop):
-            text = clean(pdf.page_text(index))
-            if chars + len(text) > caps.max_chars:
-                result.texts.append(text[: caps.max_chars - chars])
-                result.truncated = True
-                return result
-            chars += len(text)
-            result.texts.append(text)
-        result.truncated = stop == readable and count > caps.max_pages
-        return result
+    for index in range(first, stop):
+        text = clean(pdf.page_text(index))
+        if chars + len(text) > max_chars:
+            result.texts.append(text[: max_chars - chars])
+            result.truncated = True
+            break
+        chars += len(text)
+        result.texts.append(text)
+    return result
 
 
 def _size(file: IO[bytes]) -> int:
