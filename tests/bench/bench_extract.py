@@ -56,10 +56,11 @@ def profile(path: Path, pages: int) -> None:
     from app.core.documents import pdfium_text, readers
 
     env = extract_module._child_env(tempfile.gettempdir())
+    python = extract_module.child_command()[:2]  # the interpreter, with its flags (-S)
     start_up = min(_timed(lambda: subprocess.run(
-        [sys.executable, "-c", "from app.core.documents import extract_child, pdfium_text; "
+        [*python, "-c", "from app.core.documents import extract_child, pdfium_text; "
          "pdfium_text.library()"], env=env, check=True)) for _ in range(5))
-    bare = min(_timed(lambda: subprocess.run([sys.executable, "-c", "pass"], env=env,
+    bare = min(_timed(lambda: subprocess.run([*python, "-c", "pass"], env=env,
                                              check=True)) for _ in range(5))
 
     def layout() -> None:
