@@ -385,3 +385,14 @@ def test_each_child_reads_the_one_open_file_at_its_own_offset(tmp_path: Path) ->
         assert os.lseek(fd, 0, os.SEEK_CUR) == 0
     finally:
         os.close(fd)
+
+
+def test_a_documents_repr_is_short_and_holds_none_of_its_text() -> None:
+    """asyncio.run formats its task's result when it ends, and a log line may name a
+    document: neither should copy the document's text (megabytes, and private)."""
+    pages = [extract_module.Page(number, f"secret text of page {number} " * 100)
+             for number in range(1, 301)]
+    document = extract_module.Document(Path("report.pdf"), "pdf", pages, "ab" * 32, 1_000)
+    shown = repr(document)
+    assert "secret" not in shown and len(shown) < 200
+    assert "pages=300" in shown and "report.pdf" in shown
