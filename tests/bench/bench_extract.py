@@ -8,9 +8,9 @@ ratio is of the best rounds (and, printed too, of the medians). Ours includes st
 the children every time. The app's modules are compiled to bytecode first, as an
 installed app has them (pip compiles them, the frozen build ships them): with
 PYTHONDONTWRITEBYTECODE set, as on these machines, a checkout's children would otherwise
-compile their modules afresh every time (~15 ms each). `--profile` also times the parts of one child's work: its
-start-up, PDFium's page and text layout, and the JSON. Goal (issue 5): at least 100
-pages/s and at least 5× pypdf.
+compile their modules afresh every time (~15 ms each). `--profile` also times the parts
+of one child's work: its start-up, PDFium's page and text layout, and the JSON. Goal
+(issue 5): at least 100 pages/s and at least 5× pypdf.
 """
 
 from __future__ import annotations

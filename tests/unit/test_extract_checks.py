@@ -396,3 +396,43 @@ def test_a_documents_repr_is_short_and_holds_none_of_its_text() -> None:
     shown = repr(document)
     assert "secret" not in shown and len(shown) < 200
     assert "pages=300" in shown and "report.pdf" in shown
+
+
+def test_the_childs_json_is_what_json_dumps_writes() -> None:
+    replies: list[object] = [
+        {"ok": True, "first": 3, "truncated": False,
+         "pages": ['quote " backslash \\ newline \n tab \t NUL \x00 \x1f \x7f', "",
+                   "é € 😀 \u2028 \ud7ff"]},
+        {"ok": False, "code": "zip_bomb",
+         "facts": {"entries": 3_000, "limit": 2_000, "ratio": 1234.5, "none": None}},
+        [["nested"], {"k": [1, 2.5, True]}],
+    ]
+    for reply in replies:
+        assert extract_child.to_json(reply) == json.dumps(reply, ensure_ascii=False)
+        assert json.loads(extract_child.to_json(reply)) == reply
+    assert extract_child.to_json(float("inf")) == "null"  # not JSON: never sent
+
+
+def test_the_childs_arguments_round_trip() -> None:
+    spec: dict[str, object] = {"kind": "pdf", "path": "/a b/c=d.pdf", "memory": 1 << 30,
+                               "max_zip_ratio": 100.0}
+    assert extract_child.parse_spec(extract_child.spec_arguments(spec)) == {
+        "kind": "pdf", "path": "/a b/c=d.pdf", "memory": str(1 << 30), "max_zip_ratio": "100.0"}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        extract_child.parse_spec(["kind"])
+
+
+def test_a_pdf_reading_child_imports_little() -> None:
+    """Every document, and every reader of a long PDF, pays the child's start-up: the
+    PDF path loads PDFium, but not json, re, enum, typing or collections (~20 ms)."""
+    import subprocess
+    import tempfile
+
+    code = ("import sys; from app.core.documents import extract_child, pdfium_text; "
+            "pdfium_text.library(); "
+            "print(sorted({'json', 're', 'enum', 'typing', 'collections'} & set(sys.modules)))")
+    with tempfile.TemporaryDirectory() as temp:
+        python = extract_module.child_command()[:2]  # with the child's own flags (-S)
+        out = subprocess.run([*python, "-c", code], capture_output=True, text=True,
+                             env=extract_module._child_env(temp), check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.core import errors
+from app.core.documents.extract_child import spec_arguments
 from app.core.documents.readers import Caps
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ _STDERR_TAIL = 4_096
 # start-up (~30-50 ms). A bigger one with few pages costs the extra children only that,
 # on other cores: they count the pages, are given none and end.
 SPLIT_MIN_BYTES = 50_000
+_CHILD_MAIN = "from app.core.documents.extract_child import main; raise SystemExit(main())"
 # A PDF reader is asked for runs of at most this many pages (~25 ms), shrinking towards
 # the end so that the children finish close together, and holds two runs at a time so
 # that it never waits for the next.
@@ -326,13 +328,14 @@ def _can_pass_fds() -> bool:
 
 
 def child_command() -> list[str]:
-    """How to start the extraction child: this interpreter with `-m`, or, frozen, the app
-    itself (whose entry point must hand `--extract-document ARGS` to extract_child.main).
-    `-S`: no `site` (its .pth files and editable-install finders were ~25 ms of each
-    child's start-up); the child's PYTHONPATH is this process's import path instead."""
+    """How to start the extraction child: this interpreter running extract_child.main,
+    or, frozen, the app itself (whose entry point must hand `--extract-document ARGS` to
+    extract_child.main). `-S`: no `site` (its .pth files and editable-install finders
+    were ~25 ms of each child's start-up); the child's PYTHONPATH is this process's
+    import path instead. `-c`, not `-m`: runpy's imports were another ~3 ms."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "--extract-document"]
-    return [sys.executable, "-S", "-m", "app.core.documents.extract_child"]
+    return [sys.executable, "-S", "-c", _CHILD_MAIN]
 
 
 def _child_env(temp: str) -> dict[str, str]:
@@ -491,13 +494,16 @@ async def _read_whole(process: asyncio.subprocess.Process) -> Reply | None:
 async def _run_child(opened: Opened, limits: Limits, converse: Conversation) -> Reply:
     """Runs a child on the opened file, talking to it with `converse`; its last reply,
     or a refusal's (a crash, the timeout)."""
-    spec: dict[str, object] = {"kind": opened.kind, "caps": limits.caps()._asdict(),
-            "memory": limits.memory_bytes, "cpu": math.ceil(limits.timeout_s)}
-    spec.update({"fd": opened.fd} if opened.fd is not None else {"path": str(opened.real)})
+    caps = limits.caps()
+    spec: dict[str, object] = {
+        "kind": opened.kind, "memory": limits.memory_bytes,
+        "cpu": math.ceil(limits.timeout_s),
+        **{name: getattr(caps, name) for name in caps.__slots__},
+        **({"fd": opened.fd} if opened.fd is not None else {"path": str(opened.real)})}
     temp = tempfile.mkdtemp(prefix="switchboard-extract-")
     try:
         process = await asyncio.create_subprocess_exec(
-            *child_command(), json.dumps(spec), stdin=asyncio.subprocess.PIPE,
+            *child_command(), *spec_arguments(spec), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=_child_env(temp), cwd=temp, limit=limits.output_bytes(),
             pass_fds=(opened.fd,) if opened.fd is not None else ())

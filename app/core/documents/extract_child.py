@@ -1,9 +1,9 @@
 """The extraction child: reads one document under memory and CPU limits and writes what
-it read to stdout as JSON lines. Started only by `extract.extract()`, with one argument,
-a JSON object naming the handed-over file (`fd`, or `path` where descriptors can't be
-passed), its `kind`, the readers' `caps` and the `memory` and `cpu` limits:
+it read to stdout as JSON lines. Started only by `extract.extract()`, with NAME=VALUE
+arguments naming the handed-over file (`fd`, or `path` where descriptors can't be
+passed), its `kind`, the `memory` and `cpu` limits and the readers' caps (`Caps`):
 
-    python -m app.core.documents.extract_child '{"fd": 5, "kind": "pdf", …}'
+    python -S -c "from app.core.documents.extract_child import main; …" fd=5 kind=pdf …
 
 A DOCX, text or HTML file is read whole: one line, its pages. A PDF is read in runs of
 pages the parent asks for, so that several children can read one long PDF and the
@@ -13,18 +13,29 @@ A refusal is a line too, and the last.
 
 It limits itself before it touches the file; if a parser still blows up (PDFium
 aborting on a failed allocation, a segfault), only this process dies.
+
+Every document, and every reader of a long PDF, pays this process's start-up again, so
+reading a PDF imports little beyond PDFium: no json (with the re and enum modules it
+brings, ~8 ms), typing or collections; `to_json` writes the replies.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
-from collections.abc import Buffer
-from typing import IO
 
 from app.core.documents import readers
+
+try:
+    from _json import encode_basestring  # what json.dumps uses, without json's imports
+except ImportError:  # an interpreter without CPython's accelerator
+    from json.encoder import py_encode_basestring as encode_basestring
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Buffer
+    from typing import IO
 
 CPU_GRACE_S = 2
 
@@ -107,13 +118,12 @@ def refusal(error: BaseException) -> dict[str, object]:
             "facts": {"error": f"{type(error).__name__}: {error}"[:300]}}
 
 
-def serve(spec: dict[str, object], file: IO[bytes], out: IO[str],
-          requests: IO[bytes]) -> None:
+def serve(spec: dict[str, str], file: IO[bytes], out: IO[str], requests: IO[bytes]) -> None:
     """Reads `file` as `spec` says, answering on `out` (and, for a PDF, `requests`)."""
-    caps = readers.Caps(**spec["caps"])  # type: ignore[arg-type]
+    caps = caps_of(spec)
     try:
         if spec["kind"] != "pdf":
-            pages = readers.read(str(spec["kind"]), file, caps)
+            pages = readers.read(spec["kind"], file, caps)
             _write(out, {"ok": True, "pages": pages.texts, "truncated": pages.truncated})
             return
         pdf = readers.open_pdf(file)
@@ -133,32 +143,76 @@ def serve(spec: dict[str, object], file: IO[bytes], out: IO[str],
                          "truncated": pages.truncated})
 
 
+def spec_arguments(spec: dict[str, object]) -> list[str]:
+    """The child's arguments for `spec` (what `parse_spec` reads back)."""
+    return [f"{name}={value}" for name, value in spec.items()]
+
+
+def parse_spec(args: list[str]) -> dict[str, str]:
+    spec = {}
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if not equals:
+            raise ValueError(f"not NAME=VALUE: {arg!r}")
+        spec[name] = value
+    return spec
+
+
+def caps_of(spec: dict[str, str]) -> readers.Caps:
+    return readers.Caps(
+        max_pages=int(spec["max_pages"]), max_chars=int(spec["max_chars"]),
+        max_zip_entries=int(spec["max_zip_entries"]),
+        max_unpacked_bytes=int(spec["max_unpacked_bytes"]),
+        max_zip_ratio=float(spec["max_zip_ratio"]))
+
+
+def to_json(value: object) -> str:
+    """`value` (str, int, float, bool, None, and lists and dicts of them) as JSON, as
+    json.dumps(value, ensure_ascii=False) writes it, without importing json."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is True or value is False or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        # JSON has no infinities or NaN; a fact (a ratio) can't be either in practice.
+        return float.__repr__(value) if abs(value) < float("inf") else "null"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(to_json, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{to_json(str(key))}: {to_json(item)}"
+                               for key, item in value.items()) + "}"
+    return to_json(str(value))
+
+
 def _write(out: IO[str], message: dict[str, object]) -> None:
     try:
-        line = json.dumps(message, ensure_ascii=False)
+        line = to_json(message)
     except MemoryError:
-        line = json.dumps(refusal(MemoryError()))
+        line = to_json(refusal(MemoryError()))
     out.write(line + "\n")
     out.flush()
 
 
-def _open(spec: dict[str, object]) -> IO[bytes]:
-    if spec.get("fd") is not None:
-        return io.BufferedReader(AtOffsets(int(spec["fd"])), 1 << 16)  # type: ignore[call-overload]
-    return open(str(spec["path"]), "rb")  # noqa: SIM115 - closed by the caller's `with`
+def _open(spec: dict[str, str]) -> IO[bytes]:
+    if "fd" in spec:
+        return io.BufferedReader(AtOffsets(int(spec["fd"])), 1 << 16)
+    return open(spec["path"], "rb")  # noqa: SIM115 - closed by the caller's `with`
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: extract_child SPEC_JSON (started by the app, not by hand)",
+    try:
+        spec = parse_spec(sys.argv[1:] if argv is None else argv)
+        memory, cpu = int(spec["memory"]), int(spec["cpu"])
+    except (KeyError, ValueError) as error:
+        print(f"extract_child: {error} (it is started by the app, not by hand)",
               file=sys.stderr)
         return 2
-    spec = json.loads(args[0])
     # Our JSON owns stdout: anything a C library prints goes to stderr instead.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="replace")
     os.dup2(2, 1)
-    limit_resources(int(spec["memory"]), int(spec["cpu"]) + CPU_GRACE_S)
+    limit_resources(memory, cpu + CPU_GRACE_S)
     with _open(spec) as file:
         serve(spec, file, out, sys.stdin.buffer)
     return 0

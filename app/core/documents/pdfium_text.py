@@ -15,7 +15,10 @@ import ctypes
 import os
 import sys
 from importlib import util
-from typing import IO, Any, cast
+
+TYPE_CHECKING = False  # typing is read by type checkers only: the child starts faster
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 ERR_PASSWORD = 4  # FPDF_ERR_PASSWORD, from FPDF_GetLastError
 _LIBRARY_NAMES = {"win32": "pdfium.dll", "darwin": "libpdfium.dylib"}
@@ -106,7 +109,7 @@ class Document:
             try:
                 file.seek(position)
                 target = (ctypes.c_ubyte * length).from_address(buffer or 0)
-                return int(cast(Any, file).readinto(target) == length)  # IO lacks it
+                return int(file.readinto(target) == length)  # type: ignore[attr-defined]
             except (OSError, ValueError):
                 return 0  # PDFium treats the file as damaged
 

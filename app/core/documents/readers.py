@@ -10,18 +10,22 @@ child's start-up is paid again for every document, and by every reader of a long
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
-
+# Read by type checkers only: typing, collections.abc (and re, below) were ~10 ms of
+# every extraction child's start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import zipfile
+    from collections.abc import Iterable, Iterator
+    from typing import IO, Any
 
     from app.core.documents import pdfium_text
 
 PAGE_BREAK = "\f"  # a block that ends the page, in the blocks given to `paginate`
 SOFT_PAGE_CHARS = 3_000  # a "page" of a DOCX, text or HTML file, so citations still work
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # keeps \t and \n
+# Control characters dropped (NUL, escape codes, …), keeping \t and \n; a lone \r is a
+# line end. (str.translate: no `re` to import, and twice as fast as a regex here.)
+_CLEAN = str.maketrans({"\r": "\n", **dict.fromkeys(
+    chr(code) for code in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f) if code != 0x0d)})
 _SMALL_ENTRY = 1 << 20  # zip entries under 1 MiB may compress as well as they like
 PREFER_CP1252_WITHIN = 0.1  # more "chaos" (charset-normalizer's mess ratio) than the best
 
@@ -35,14 +39,20 @@ class Refusal(Exception):
         super().__init__(code, facts)
 
 
-class Caps(NamedTuple):
-    """The limits the readers themselves enforce (the child enforces memory and CPU)."""
+class Caps:
+    """The limits the readers themselves enforce (the child enforces memory and CPU).
+    A plain class, like `Pages`: a NamedTuple would import typing into the child."""
 
-    max_pages: int
-    max_chars: int
-    max_zip_entries: int
-    max_unpacked_bytes: int
-    max_zip_ratio: float
+    __slots__ = ("max_pages", "max_chars", "max_zip_entries", "max_unpacked_bytes",
+                 "max_zip_ratio")
+
+    def __init__(self, *, max_pages: int, max_chars: int, max_zip_entries: int,
+                 max_unpacked_bytes: int, max_zip_ratio: float) -> None:
+        self.max_pages = max_pages
+        self.max_chars = max_chars
+        self.max_zip_entries = max_zip_entries
+        self.max_unpacked_bytes = max_unpacked_bytes
+        self.max_zip_ratio = max_zip_ratio
 
 
 class Pages:
@@ -70,7 +80,7 @@ def read(kind: str, file: IO[bytes], caps: Caps) -> Pages:
 
 def clean(text: str) -> str:
     """Line ends made \\n; control characters (NUL, escape codes, …) dropped."""
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return text.replace("\r\n", "\n").translate(_CLEAN)
 
 
 # ---------------------------------------------------------------------------- PDF
@@ -275,8 +285,7 @@ _BOMS = (
     (b"\xff\xfe", "utf-16-le"),
     (b"\xfe\xff", "utf-16-be"),
 )
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""",
-                           re.IGNORECASE)
+_META_CHARSET = rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)"""
 
 
 def _read_bytes(file: IO[bytes], caps: Caps) -> tuple[bytes, bool]:
@@ -349,9 +358,11 @@ def _text_blocks(sections: list[str]) -> Iterator[str]:
 def read_html(file: IO[bytes], caps: Caps) -> Pages:
     """The visible text of an HTML file: scripts, styles and the like dropped."""
     data, cut = _read_bytes(file, caps)
+    import re
+
     from app.core.documents.html_text import visible_blocks
 
-    declared = _META_CHARSET.search(data[:4096])
+    declared = re.search(_META_CHARSET, data[:4096], re.IGNORECASE)
     text = clean(decode(data, declared=declared and declared.group(1).decode("ascii")))
     pages = paginate(visible_blocks(text), caps)
     pages.truncated |= cut
