@@ -158,3 +158,25 @@ def test_page_objects_are_accepted_like_pairs() -> None:
 def test_bad_sizes_are_refused(max_tokens: int, overlap: int) -> None:
     with pytest.raises(ValueError):
         chunk(document(), max_tokens=max_tokens, overlap_tokens=overlap)
+
+
+def test_chunking_gives_up_the_gil_every_few_milliseconds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """It runs on a worker thread beside the GUI thread: it sleeps a moment (letting the
+    GUI thread take the GIL) each time `_WORK_S` of work has passed. A clock that moves
+    1 ms a reading makes every other paragraph "2 ms of work"."""
+    from app.core.documents import chunking
+
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def clock() -> float:
+        now[0] += 0.001
+        return now[0]
+
+    monkeypatch.setattr(chunking, "perf_counter", clock)
+    monkeypatch.setattr(chunking, "sleep", sleeps.append)
+    pages = [(page, sentences_on(page, 40, paragraph_every=4)) for page in range(1, 11)]
+    chunks = chunk(pages, max_tokens=200, overlap_tokens=20)
+    assert chunks and all(pause == chunking._BREATHER_S for pause in sleeps)
+    assert len(sleeps) >= (100 + len(chunks)) // 2  # 100 paragraphs, and each chunk

@@ -15,6 +15,7 @@ import re
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from time import perf_counter, sleep
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,6 +32,13 @@ TOKENIZE_TIMEOUT_S = 10.0
 PARAGRAPH = "\n\n"
 SENTENCE = " "
 
+# Chunking is pure Python on a worker thread beside the GUI thread, and holds the GIL the
+# whole time it runs. CPython hands the GIL to a waiting thread only every switch
+# interval (5 ms) at best, and the UI-stall benchmark saw the GUI thread wait 20-30 ms
+# while 100 pages were chunked. So chunking sleeps a moment every couple of milliseconds,
+# which lets the GUI thread in at once.
+_WORK_S = 0.002
+_BREATHER_S = 0.0002
 _PARAGRAPHS = re.compile(r"\n\s*\n")
 # A sentence ends at . ! ? … (and a closing quote or bracket) followed by white space.
 # Matched forwards from the punctuation: look-behinds tried at every space were half of
@@ -126,10 +134,25 @@ def _pieces(text: str, max_tokens: int, count: TokenCounter) -> list[str]:
     return _pieces(text[:half], max_tokens, count) + _pieces(text[half:], max_tokens, count)
 
 
-def _units(pages: list[tuple[int, str]], max_tokens: int, count: TokenCounter) -> list[_Unit]:
+def _breathers() -> Callable[[], None]:
+    """A call that sleeps `_BREATHER_S` once `_WORK_S` has passed since it last did."""
+    last = perf_counter()
+
+    def breathe() -> None:
+        nonlocal last
+        if perf_counter() - last >= _WORK_S:
+            sleep(_BREATHER_S)  # gives up the GIL; a waiting thread takes it
+            last = perf_counter()
+
+    return breathe
+
+
+def _units(pages: list[tuple[int, str]], max_tokens: int, count: TokenCounter,
+           breathe: Callable[[], None]) -> list[_Unit]:
     units: list[_Unit] = []
     for number, text in pages:
         for paragraph in _PARAGRAPHS.split(text):
+            breathe()
             paragraph = " ".join(paragraph.split())  # line breaks inside a paragraph: spaces
             if not paragraph:
                 continue
@@ -171,11 +194,13 @@ def chunk(pages: Pages, *, max_tokens: int, overlap_tokens: int,
         raise ValueError("max_tokens must be at least 1")
     if not 0 <= overlap_tokens < max_tokens:
         raise ValueError("overlap_tokens must be at least 0 and less than max_tokens")
-    units = _units(page_tuples(pages), max_tokens, count_tokens)
+    breathe = _breathers()
+    units = _units(page_tuples(pages), max_tokens, count_tokens, breathe)
     chunks: list[Chunk] = []
     overlap: list[_Unit] = []
     i = 0
     while i < len(units):
+        breathe()
         new: list[_Unit] = [units[i]]  # always at least one new unit: the loop moves on
         i += 1
         # Kept as a running sum: re-adding the chunk for each sentence made chunking
