@@ -2,7 +2,7 @@
 the app's `extract()` (limited child processes running PDFium, JSON back over pipes)
 against `pypdf` extracting the same file in this process.
 
-Run: `python tests/bench/bench_extract.py [--pages 300] [--rounds 7] [--profile]`. Both
+Run: `python tests/bench/bench_extract.py [--pages 300] [--rounds 9] [--profile]`. Both
 sides run interleaved, several rounds, so the machine's noise hits both alike; the
 ratio is of the best rounds (and, printed too, of the medians). Ours includes starting
 the children every time. The app's modules are compiled to bytecode first, as an
@@ -87,7 +87,7 @@ def _timed(work: Callable[[], object]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     compileall.compile_dir(Path(extract_module.__file__).parents[2], quiet=1)
