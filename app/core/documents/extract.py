@@ -376,6 +376,7 @@ class _Plan:
         self._next = 0
         self._runs: dict[int, tuple[list[str], bool]] = {}
         self._chars = 0
+        self._cut = False  # a run came back truncated (a cap inside the child)
 
     def agree(self, head: Reply) -> bool:
         """Takes a child's first line, its page count; false when that doesn't fit with
@@ -391,8 +392,7 @@ class _Plan:
         """The next run of pages [first, stop) to ask for, or None: nothing is left."""
         assert self._count is not None
         stop = min(self._count, self._limits.max_pages)
-        if (self._next >= stop or self._chars >= self._limits.max_chars
-                or any(truncated for _, truncated in self._runs.values())):
+        if self._next >= stop or self._chars >= self._limits.max_chars or self._cut:
             return None
         size = max(1, min(MAX_RUN_PAGES, (stop - self._next) // (4 * self.readers)))
         first, self._next = self._next, self._next + size
@@ -408,6 +408,7 @@ class _Plan:
             return False
         self._runs[run[0]] = (pages, truncated)
         self._chars += sum(len(text) for text in pages)
+        self._cut |= truncated
         return True
 
     def result(self) -> Reply:
