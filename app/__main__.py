@@ -3,14 +3,22 @@ scripts: `ask`, `doctor`, and `--selftest`."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from app import __version__
-from app.core.runtime.serve import add_arguments as add_serve_arguments
+# Only `sys` at the top: the frozen app is also its own document reader child
+# (`--extract-document`), started again for every document and every reader of a long
+# PDF, and argparse, the version and the model runtime's arguments were ~30 ms of that.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 
 def parser() -> argparse.ArgumentParser:
+    import argparse
+
+    from app import __version__
+    from app.core.runtime.serve import add_arguments as add_serve_arguments
+
     p = argparse.ArgumentParser(prog="switchboard",
                                 description="Switchboard: your office's AI, from the tray.")
     p.add_argument("--version", action="version", version=f"switchboard {__version__}")
@@ -54,20 +62,26 @@ def parser() -> argparse.ArgumentParser:
                                                "(hidden when typed)")
     # Not an argument, a trap: a key on the command line is visible to everyone's `ps` and
     # lands in shell history. Refused without echoing it, as argparse's own error would.
-    key_set.add_argument("key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS)
+    key_set.add_argument("key", nargs="?", action=_refuse_key_on_command_line(),
+                         help=argparse.SUPPRESS)
     key_verbs.add_parser("status", help="whether a key is stored, and its label, limit "
                                         "and remaining credit from OpenRouter")
     key_verbs.add_parser("remove", help="remove the key; cloud planning is then off")
     return p
 
 
-class _RefuseKeyOnCommandLine(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: object, option_string: str | None = None) -> None:
-        if values is not None:
-            parser.error("the key is read from standard input, never from the command line "
-                         "(where other programs can see it): run `switchboard key set` and "
-                         "paste it, or pipe it in")
+def _refuse_key_on_command_line() -> type[argparse.Action]:
+    import argparse
+
+    class RefuseKeyOnCommandLine(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                     values: object, option_string: str | None = None) -> None:
+            if values is not None:
+                parser.error("the key is read from standard input, never from the command "
+                             "line (where other programs can see it): run `switchboard key "
+                             "set` and paste it, or pipe it in")
+
+    return RefuseKeyOnCommandLine
 
 
 def main(argv: list[str] | None = None) -> int:

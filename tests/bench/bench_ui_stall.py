@@ -184,10 +184,21 @@ def stats(gaps: list[float]) -> dict[str, float]:
 
 
 def wait(qapp: QApplication, seconds: float, until: Any = None) -> None:
+    """Runs the GUI thread's event loop, as the app's `exec()` does, until `until()` or
+    for `seconds`. (A Python loop around processEvents() would keep the GUI thread busy
+    in Python, taking the GIL and a core from the threads being measured.)"""
     loop = QEventLoop()
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline and not (until and until()):
-        loop.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+
+    def check() -> None:
+        if time.perf_counter() >= deadline or (until and until()):
+            loop.quit()
+
+    poll = QTimer(interval=10)
+    poll.timeout.connect(check)
+    poll.start()
+    loop.exec()
+    poll.stop()
 
 
 def main() -> int:

@@ -426,8 +426,17 @@ def test_cancelling_kills_and_reaps_every_child(
 @pytest.mark.parametrize("first_buffer", ["sized by the page", "too short"])
 def test_the_childrens_pdfium_reads_what_pypdfium2_reads(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_buffer: str) -> None:
+    asked_for_length: list[object] = []
     if first_buffer == "too short":  # as if a page's text outgrew the first buffer
-        monkeypatch.setattr(pdfium_text.library(), "FPDFText_CountChars", lambda _: 0)
+        library = pdfium_text.library()
+        monkeypatch.setattr(library, "FPDFText_CountChars", lambda _: 0)
+        bounded = library.FPDFText_GetBoundedText
+
+        def counting(textpage: int, *args: Any) -> int:
+            asked_for_length.append(args[4] is None)  # (bounds..., buffer, units)
+            return int(bounded(textpage, *args))
+
+        monkeypatch.setattr(library, "FPDFText_GetBoundedText", counting)
     # A page cropped so that one line is outside what a viewer shows: both leave it out.
     line = b"BT /F1 12 Tf 72 720 Td (Inside the box) Tj 0 -700 Td (Cropped away) Tj ET"
     cropped = tmp_path / "cropped.pdf"
@@ -452,6 +461,7 @@ def test_the_childrens_pdfium_reads_what_pypdfium2_reads(
         with open(path, "rb") as file, pdfium_text.Document(file, os.path.getsize(path)) as ours:
             assert [ours.page_text(index) for index in range(len(ours))] == expected
     assert "Inside the box" in expected[0] and "Cropped" not in expected[0]
+    assert any(asked_for_length) == (first_buffer == "too short")  # the fallback ran
 
 
 def test_pdfium_errors_carry_pdfiums_code(tmp_path: Path) -> None:
@@ -460,3 +470,58 @@ def test_pdfium_errors_carry_pdfiums_code(tmp_path: Path) -> None:
     with open(garbage, "rb") as file, pytest.raises(pdfium_text.PdfiumError) as caught:
         pdfium_text.Document(file, garbage.stat().st_size)
     assert caught.value.code not in (0, pdfium_text.ERR_PASSWORD)
+
+
+# ------------------------------------------------------------------ a child gone wrong
+# What a compromised or broken child might write, from a stand-in child process: each is
+# refused as damage (or a crash) in plain words, soon, with the child reaped.
+
+GONE_WRONG = r"""
+import os, sys, time
+mode = sys.argv[1]
+def line(text):
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+if mode == "junk":
+    line("this is not JSON")
+elif mode == "closes_output":
+    sys.stdout.close()
+    os.close(1)
+elif mode == "too_long":
+    sys.stdout.write("x" * 300_000)
+    sys.stdout.flush()
+elif mode == "wrong_run":
+    line('{"ok": true, "count": 5}')
+    sys.stdin.readline()
+    line('{"ok": true, "first": 3, "pages": ["x"], "truncated": false}')
+elif mode == "exits":
+    line('{"ok": true, "count": 5}')
+    sys.stdin.readline()
+    sys.exit(0)
+elif mode == "bad_facts":
+    line('{"ok": false, "code": "zip_bomb", "facts": {"entries": "many", "limit": 1}}')
+time.sleep(60)  # and stays alive, unless it exited above
+"""
+
+
+@pytest.mark.parametrize(("mode", "code", "within_s"), [
+    ("junk", "damaged", 5),
+    ("closes_output", "damaged", 2 + 5),  # the grace it is given to exit, then killed
+    ("too_long", "damaged", 5),
+    ("wrong_run", "damaged", 5),
+    ("exits", "crashed", 5),
+    ("bad_facts", "damaged", 5),
+])
+def test_a_child_gone_wrong_is_refused_soon(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, children: Children, mode: str,
+        code: str, within_s: float) -> None:
+    script = tmp_path / "gone_wrong.py"
+    script.write_text(GONE_WRONG, encoding="utf-8")
+    monkeypatch.setattr(extract_module, "child_command",
+                        lambda: [sys.executable, str(script), mode])
+    pdf = documents.pdf_with_pages(tmp_path, 2)
+    error, took = refused(pdf, Limits(max_pages=10, max_chars=10, timeout_s=30))
+    assert error.code == code
+    assert error.title.startswith("known.pdf ")
+    assert took < within_s
+    assert len(children.pids) == 1  # reaped: the fixture checks

@@ -279,7 +279,7 @@ class FakeReader:
         self.head_sent = False
 
     def write(self, data: bytes) -> None:  # the parent asking for a run
-        first, stop = (int(number) for number in data.split())
+        first, stop, _ = (int(number) for number in data.split())  # and the chars left
         self.requests.put_nowait((first, stop))
 
     def close(self) -> None:  # the parent's "no more"
@@ -305,7 +305,7 @@ def test_a_faster_child_reads_more_pages_and_the_document_is_whole() -> None:
     fast, slow = FakeReader(200, 0.002), FakeReader(200, 0.006)
 
     async def run() -> list[Any]:
-        return await asyncio.gather(*(extract_module._read_runs(plan)(child)  # type: ignore[arg-type]
+        return await asyncio.gather(*(extract_module._Reader(plan)(child)  # type: ignore[arg-type]
                                       for child in (fast, slow)))
 
     assert asyncio.run(run()) == [{"ok": True}, {"ok": True}]
@@ -436,3 +436,96 @@ def test_a_pdf_reading_child_imports_little() -> None:
         out = subprocess.run([*python, "-c", code], capture_output=True, text=True,
                              env=extract_module._child_env(temp), check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+class PagedChild:
+    """A PDF child for `_run_children`: answers runs after `seconds` each, with
+    `text(page)` for each page; a run holding a page of `fails_on` is refused."""
+
+    def __init__(self, count: int, text: Any, seconds: float = 0.0,
+                 fails_on: frozenset[int] = frozenset()) -> None:
+        self.count, self.text, self.seconds, self.fails_on = count, text, seconds, fails_on
+        self.requests: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
+        self.stdin, self.stdout = self, self
+        self.head_sent = False
+
+    def write(self, data: bytes) -> None:
+        first, stop, budget = (int(number) for number in data.split())
+        self.requests.put_nowait((first, stop, budget))
+
+    def close(self) -> None:
+        pass
+
+    async def readline(self) -> bytes:
+        if not self.head_sent:
+            self.head_sent = True
+            return json.dumps({"ok": True, "count": self.count}).encode() + b"\n"
+        first, stop, budget = await self.requests.get()
+        await asyncio.sleep(self.seconds)
+        if self.fails_on & set(range(first, stop)):
+            return b'{"ok": false, "code": "too_much_memory", "facts": {}}\n'
+        pages, chars, truncated = [], 0, False
+        for page in range(first, stop):
+            text = self.text(page)
+            if chars + len(text) > budget:
+                pages.append(text[: budget - chars])
+                truncated = True
+                break
+            chars += len(text)
+            pages.append(text)
+        reply = {"ok": True, "first": first, "pages": pages, "truncated": truncated}
+        return json.dumps(reply).encode() + b"\n"
+
+
+def read_with(children_: list[PagedChild], limits: Limits,
+              monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """`_run_children` over stand-in children, in the order they are started."""
+    waiting = list(children_)
+
+    async def child(opened: Any, limits: Limits, converse: Any) -> dict[str, Any]:
+        reply = await converse(waiting.pop(0))
+        return reply if reply is not None else {"ok": False, "code": "crashed", "facts": {}}
+
+    monkeypatch.setattr(extract_module, "_run_child", child)
+    plan = extract_module._Plan(len(children_), limits)
+
+    async def run() -> dict[str, Any]:
+        async with asyncio.timeout(5):
+            result = await extract_module._run_children(opened("pdf", 1), limits, plan)
+        return plan.result() if result.get("ok") else result
+
+    return asyncio.run(run())
+
+
+def test_a_failure_past_a_cap_doesnt_refuse_the_document(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first child's first run (pages 1-12) reaches the character cap, slowly; the
+    second child's first run (pages 25-36) holds a bomb and fails at once. Read page
+    after page, the bomb would never have been reached: the document is the capped
+    pages, not a refusal."""
+    def text(page: int) -> str:
+        return f"page {page} " * 10  # 70 characters
+
+    first = PagedChild(100, text, seconds=0.05)
+    second = PagedChild(100, text, fails_on=frozenset({30}))
+    result = read_with([first, second], Limits(max_chars=150), monkeypatch)
+    assert result["ok"] and result["truncated"]
+    assert result["pages"] == [text(0), text(1), text(2)[:10]]
+    # The same bomb before the cap refuses the document.
+    first = PagedChild(100, text, seconds=0.05)
+    second = PagedChild(100, text, fails_on=frozenset({30}))
+    result = read_with([first, second], Limits(max_chars=1_000_000), monkeypatch)
+    assert result == {"ok": False, "code": "too_much_memory", "facts": {}}
+
+
+def test_a_refusal_whose_facts_dont_fit_its_code_is_damage() -> None:
+    pdf = opened("pdf", 1)
+    for facts in ({"entries": "many", "limit": 1}, [1], "x", {"ratio": None}):
+        error = extract_module._refused(
+            pdf, {"ok": False, "code": "zip_bomb", "facts": facts}, DEFAULT_LIMITS)
+        assert isinstance(error, errors.DocumentRejected)
+        assert error.code in ("damaged", "zip_bomb")
+    error = extract_module._refused(
+        pdf, {"ok": False, "code": "zip_bomb", "facts": {"entries": "many", "limit": 1}},
+        DEFAULT_LIMITS)
+    assert error.code == "damaged" and error.title == "x is damaged and can't be read as a PDF."

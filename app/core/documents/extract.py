@@ -42,7 +42,7 @@ import stat
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -81,6 +81,8 @@ _CHILD_MAIN = "from app.core.documents.extract_child import main; raise SystemEx
 # that it never waits for the next.
 MAX_RUN_PAGES = 16
 _RUNS_AHEAD = 2
+# A child whose output ended may take this long to exit before it counts as gone wrong.
+_EXIT_GRACE_S = 2.0
 # How a child killed at its CPU limit ends (POSIX only: Windows has neither signal, and
 # there the wall-clock timeout stops a slow child).
 _KILLED = frozenset(-number for name in ("SIGKILL", "SIGXCPU")
@@ -175,10 +177,9 @@ async def extract(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Document:
         else:
             result = await _run_child(opened, limits, _read_whole)
         if not result.get("ok"):
-            raise _rejected(opened.name, str(result.get("code")),
-                            result.get("facts") or {}, opened.kind, limits)
+            raise _refused(opened, result, limits)
         try:
-            digest = await hashing
+            digest = await asyncio.shield(hashing)  # cancelled, the thread still runs
         except OSError as error:
             raise _rejected(opened.name, "unreadable", {"error": str(error)}) from None
     finally:
@@ -195,10 +196,27 @@ def _close_when_hashed(fd: int | None, hashing: asyncio.Future[str]) -> None:
 
 
 def file_sha256(opened: Opened) -> str:
-    """The SHA-256 of the opened file's bytes; blocking. The children read with pread,
-    so moving the open file's offset here doesn't disturb them."""
-    with open(os.dup(opened.fd) if opened.fd is not None else opened.real, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+    """The SHA-256 of the opened file's bytes; blocking. Read at explicit offsets: the
+    open file's own offset is shared with the children, which could move it."""
+    if opened.fd is None:
+        with open(opened.real, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    digest, offset = hashlib.sha256(), 0
+    while block := os.pread(opened.fd, 1 << 20, offset):
+        digest.update(block)
+        offset += len(block)
+    return digest.hexdigest()
+
+
+def _refused(opened: Opened, result: Reply, limits: Limits) -> errors.DocumentRejected:
+    """A child's refusal in words; one whose facts don't fit its code (a child gone
+    wrong) is damage."""
+    facts = result.get("facts")
+    try:
+        return _rejected(opened.name, str(result.get("code")),
+                         facts if isinstance(facts, dict) else {}, opened.kind, limits)
+    except (TypeError, ValueError, KeyError):
+        return _rejected(opened.name, "damaged", kind=opened.kind, limits=limits)
 
 
 def reader_count(opened: Opened, limits: Limits) -> int:
@@ -335,7 +353,13 @@ def child_command() -> list[str]:
     import path instead. `-c`, not `-m`: runpy's imports were another ~3 ms."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "--extract-document"]
-    return [sys.executable, "-S", "-c", _CHILD_MAIN]
+    python = sys.executable
+    if sys.platform == "win32":
+        # A venv's python.exe there is a launcher that runs the real interpreter as its
+        # own child, which killing the launcher would leave running. With the import
+        # path given explicitly, the base interpreter serves.
+        python = getattr(sys, "_base_executable", python)
+    return [python, "-S", "-c", _CHILD_MAIN]
 
 
 def _child_env(temp: str) -> dict[str, str]:
@@ -377,6 +401,7 @@ class _Plan:
         self._runs: dict[int, tuple[list[str], bool]] = {}
         self._chars = 0
         self._cut = False  # a run came back truncated (a cap inside the child)
+        self._failed_at: int | None = None  # the first page of the earliest failed run
 
     def agree(self, head: Reply) -> bool:
         """Takes a child's first line, its page count; false when that doesn't fit with
@@ -392,11 +417,43 @@ class _Plan:
         """The next run of pages [first, stop) to ask for, or None: nothing is left."""
         assert self._count is not None
         stop = min(self._count, self._limits.max_pages)
-        if self._next >= stop or self._chars >= self._limits.max_chars or self._cut:
+        if (self._next >= stop or self._chars >= self._limits.max_chars or self._cut
+                or self._failed_at is not None):
             return None
         size = max(1, min(MAX_RUN_PAGES, (stop - self._next) // (4 * self.readers)))
         first, self._next = self._next, self._next + size
         return first, self._next
+
+    def budget(self) -> int:
+        """The characters a run may still bring: what the character cap leaves."""
+        return max(0, self._limits.max_chars - self._chars)
+
+    def needed(self, first_page: int) -> bool:
+        """Whether pages from `first_page` on can still be in the document: false once
+        the pages before it are known to reach a cap, or a run before it failed."""
+        if self._failed_at is not None and first_page > self._failed_at:
+            return False
+        chars = 0
+        for first, pages, truncated in self._in_order():
+            chars += sum(len(text) for text in pages)
+            if truncated or chars >= self._limits.max_chars:
+                return first_page < first + len(pages)
+        return True
+
+    def failed(self, run: tuple[int, int]) -> None:
+        """Notes that reading `run` failed; no run after it is handed out any more."""
+        if self._failed_at is None or run[0] < self._failed_at:
+            self._failed_at = run[0]
+
+    def _in_order(self) -> Iterator[tuple[int, list[str], bool]]:
+        """The runs read, from the first page on, as far as they follow each other."""
+        expected = 0
+        for first in sorted(self._runs):
+            if first != expected:
+                return  # a run before it is still being read
+            pages, truncated = self._runs[first]
+            yield first, pages, truncated
+            expected += len(pages)
 
     def put(self, run: tuple[int, int], reply: Reply) -> bool:
         """Keeps the pages a child sent for `run`; false when they aren't that run."""
@@ -417,10 +474,7 @@ class _Plan:
         assert self._count is not None
         texts: list[str] = []
         truncated = False
-        for first in sorted(self._runs):
-            pages, truncated = self._runs[first]
-            if first != len(texts):
-                return _DAMAGED  # can't happen: runs are asked for in order
+        for _, pages, truncated in self._in_order():
             texts += pages
             if truncated:
                 break  # runs asked for after a truncated one don't count
@@ -430,17 +484,32 @@ class _Plan:
 
 async def _run_children(opened: Opened, limits: Limits, plan: _Plan) -> Reply:
     """Runs `plan.readers` children on the opened PDF at once, each reading the runs of
-    pages `plan` gives it; {"ok": True}, or the first refusal (the others are killed
-    then). Every child is reaped before this returns, even when it is cancelled."""
-    tasks = [asyncio.ensure_future(_run_child(opened, limits, _read_runs(plan)))
-             for _ in range(plan.readers)]
+    pages `plan` gives it; {"ok": True}, or a refusal. Every child is reaped before this
+    returns, even when it is cancelled.
+
+    A refusal before any page (a password, a damaged file) ends the others at once. A
+    failure reading a run (a bomb, a crash) ends them once the runs before it are read:
+    if those reach a cap, the failed pages aren't in the document and it is read as one
+    child reading page after page would have read it."""
+    readers = [_Reader(plan) for _ in range(plan.readers)]
+    tasks: dict[asyncio.Future[Reply], _Reader] = {
+        asyncio.ensure_future(_run_child(opened, limits, reader)): reader
+        for reader in readers}
     try:
+        failures: list[tuple[int, Reply]] = []
         pending: set[asyncio.Future[Reply]] = set(tasks)
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if not task.result().get("ok"):
-                    return task.result()
+                result, failed_at = task.result(), tasks[task].failed_at
+                if result.get("ok"):
+                    continue
+                if failed_at is None:
+                    return result
+                failures.append((failed_at, result))
+        for failed_at, result in sorted(failures, key=lambda failure: failure[0]):
+            if plan.needed(failed_at):
+                return result
         return {"ok": True}
     finally:
         for task in tasks:
@@ -453,12 +522,20 @@ async def _run_children(opened: Opened, limits: Limits, plan: _Plan) -> Reply:
             raise
 
 
-def _read_runs(plan: _Plan) -> Conversation:
-    """One PDF child's part: its page count, then runs of pages as `plan` hands them out,
-    two asked for at a time; then its stdin is closed, which ends it."""
+class _Reader:
+    """One PDF child's part (a `Conversation`): its page count, then runs of pages as
+    the plan hands them out, two asked for at a time (each with the characters it may
+    still bring); then its stdin is closed, which ends it. Runs no longer needed (past
+    a cap another run reached) are not waited for. `failed_at`: the first page of the
+    run it failed on, if it failed reading one."""
 
-    async def converse(process: asyncio.subprocess.Process) -> Reply | None:
-        assert process.stdin is not None
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.failed_at: int | None = None
+
+    async def __call__(self, process: asyncio.subprocess.Process) -> Reply | None:
+        plan, stdin = self.plan, process.stdin
+        assert stdin is not None
         head = await _reply(process)
         if head is None or not head.get("ok"):
             return head
@@ -468,23 +545,21 @@ def _read_runs(plan: _Plan) -> Conversation:
 
         def ask() -> None:
             if (run := plan.take()) is not None:
-                assert process.stdin is not None
-                process.stdin.write(b"%d %d\n" % run)
+                stdin.write(b"%d %d %d\n" % (*run, plan.budget()))
                 asked.append(run)
 
         for _ in range(_RUNS_AHEAD):
             ask()
-        while asked:
+        while asked and plan.needed(asked[0][0]):
             reply = await _reply(process)
-            if reply is None or not reply.get("ok"):
-                return reply
-            if not plan.put(asked.popleft(), reply):
-                return _DAMAGED
+            run = asked.popleft()
+            if reply is None or not reply.get("ok") or not plan.put(run, reply):
+                self.failed_at = run[0]
+                plan.failed(run)
+                return reply if reply is None or not reply.get("ok") else _DAMAGED
             ask()
-        process.stdin.close()
+        stdin.close()
         return {"ok": True}
-
-    return converse
 
 
 async def _read_whole(process: asyncio.subprocess.Process) -> Reply | None:
@@ -494,7 +569,8 @@ async def _read_whole(process: asyncio.subprocess.Process) -> Reply | None:
 
 async def _run_child(opened: Opened, limits: Limits, converse: Conversation) -> Reply:
     """Runs a child on the opened file, talking to it with `converse`; its last reply,
-    or a refusal's (a crash, the timeout)."""
+    or a refusal's (a crash, the timeout). Once it has answered, it is stopped (it
+    would end by itself) and reaped."""
     caps = limits.caps()
     spec: dict[str, object] = {
         "kind": opened.kind, "memory": limits.memory_bytes,
@@ -513,11 +589,15 @@ async def _run_child(opened: Opened, limits: Limits, converse: Conversation) -> 
         try:
             async with asyncio.timeout(limits.timeout_s):
                 reply = await converse(process)
-                if reply is not None and not reply.get("ok"):
-                    return reply  # the child's own refusal, whatever its exit
-                code = await process.wait()
-                if reply is not None and code == 0:
-                    return reply
+                if reply is not None:
+                    return reply  # its answer, or its own refusal, whatever its exit
+                # Its output ended early: it died, or closed its output and lives on.
+                assert process.stdin is not None
+                process.stdin.close()
+                try:
+                    code = await asyncio.wait_for(process.wait(), _EXIT_GRACE_S)
+                except TimeoutError:
+                    return _DAMAGED
                 return _failure(code, await tail)
         except TimeoutError:
             return {"ok": False, "code": "too_slow", "facts": {}}
@@ -529,21 +609,30 @@ async def _run_child(opened: Opened, limits: Limits, converse: Conversation) -> 
 
 
 async def _reply(process: asyncio.subprocess.Process) -> Reply | None:
-    """The child's next line, parsed; None where it ended or wrote something else, and
-    a refusal (the child killed) where the line was longer than any honest one."""
+    """The child's next line, parsed; None where its output ended first. A line that is
+    not a JSON object, or longer than any honest one, is damage (the child killed)."""
     assert process.stdout is not None
     try:
         line = await process.stdout.readline()
     except ValueError:  # over the stream's limit, Limits.output_bytes
         log.warning("extraction child wrote an over-long line; killed")
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        return _DAMAGED
+        return _killed(process)
+    if not line.endswith(b"\n"):
+        return None
     try:
-        reply = json.loads(line) if line.endswith(b"\n") else None
+        reply = json.loads(line)
     except ValueError:
         reply = None
-    return reply if isinstance(reply, dict) else None
+    if not isinstance(reply, dict):
+        log.warning("extraction child wrote something other than its answer; killed")
+        return _killed(process)
+    return reply
+
+
+def _killed(process: asyncio.subprocess.Process) -> Reply:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    return _DAMAGED
 
 
 def _failure(code: int, tail: bytes) -> Reply:

@@ -7,8 +7,9 @@ passed), its `kind`, the `memory` and `cpu` limits and the readers' caps (`Caps`
 
 A DOCX, text or HTML file is read whole: one line, its pages. A PDF is read in runs of
 pages the parent asks for, so that several children can read one long PDF and the
-faster ones read more: the first line gives the page count, then each
-line "FIRST STOP" on stdin is answered by one line with those pages, until stdin ends.
+faster ones read more: the first line gives the page count, then each line
+"FIRST STOP CHARS" on stdin is answered by one line with those pages (at most CHARS
+characters of them), until stdin ends.
 A refusal is a line too, and the last.
 
 It limits itself before it touches the file; if a parser still blows up (PDFium
@@ -133,9 +134,9 @@ def serve(spec: dict[str, str], file: IO[bytes], out: IO[str], requests: IO[byte
     with pdf:
         _write(out, {"ok": True, "count": len(pdf)})
         while request := requests.readline():
-            first, stop = (int(number) for number in request.split())
+            first, stop, budget = (int(number) for number in request.split())
             try:
-                pages = readers.pdf_pages(pdf, first, stop, caps.max_chars)
+                pages = readers.pdf_pages(pdf, first, stop, min(budget, caps.max_chars))
             except Exception as error:  # noqa: BLE001
                 _write(out, refusal(error))
                 return

@@ -157,7 +157,8 @@ class Document:
             units = lib.FPDFText_GetBoundedText(textpage, *bounds, None, 0) + 1
             buffer = (ctypes.c_ushort * units)()
             written = lib.FPDFText_GetBoundedText(textpage, *bounds, buffer, units)
-        written -= 1  # what was written ends with a NUL, there being room for it
+        if written > 0 and buffer[written - 1] == 0:
+            written -= 1  # the NUL PDFium ends the text with where there is room
         if written <= 0:
             return ""
         return bytes(memoryview(buffer)[:written]).decode("utf-16-le", errors="ignore")
