@@ -23,7 +23,8 @@ several such children at once from the same handed-over file, under the same lim
 (`reader_count`): PDFium's text layout, ~1.5 ms a page, is most of the time, and one
 process uses one core. Handing out short runs as children ask, instead of fixed
 shares, lets a child on a faster (or less busy) core read more: two children on two
-cores often finish 30-50% apart otherwise. The first refusal or crash ends all of them.
+cores often finish 30-50% apart otherwise. A refusal or crash ends all of them (one on
+a run of pages, once the runs before it show whether its pages are in the document).
 """
 
 from __future__ import annotations
