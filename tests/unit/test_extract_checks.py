@@ -267,34 +267,48 @@ def test_nothing_is_asked_for_after_a_cap_and_runs_after_a_truncated_one_dont_co
     assert plan.result()["pages"] == ["cut"]  # the runs after the cut one are dropped
 
 
-class FakeReader:
-    """An extraction child as the parent sees it (stdin, stdout), reading a PDF of
-    `count` pages at `seconds_a_page`, so that the parent's hand-out can be timed."""
+class PagedChild:
+    """A PDF extraction child as the parent sees it (stdin, stdout): `count` pages of
+    `text(page)`, read at `seconds_a_page` (so the parent's hand-out can be timed),
+    within the characters each run may bring; a run holding a page of `fails_on` is
+    refused. `read`: the pages it read."""
 
-    def __init__(self, count: int, seconds_a_page: float) -> None:
-        self.count, self.seconds_a_page = count, seconds_a_page
-        self.requests: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+    def __init__(self, count: int, text: Any, seconds_a_page: float = 0.0,
+                 fails_on: frozenset[int] = frozenset()) -> None:
+        self.count, self.text = count, text
+        self.seconds_a_page, self.fails_on = seconds_a_page, fails_on
+        self.requests: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
         self.read: list[int] = []
         self.stdin, self.stdout = self, self
         self.head_sent = False
 
     def write(self, data: bytes) -> None:  # the parent asking for a run
-        first, stop, _ = (int(number) for number in data.split())  # and the chars left
-        self.requests.put_nowait((first, stop))
+        first, stop, budget = (int(number) for number in data.split())
+        self.requests.put_nowait((first, stop, budget))
 
     def close(self) -> None:  # the parent's "no more"
-        self.requests.put_nowait(None)
+        pass
 
     async def readline(self) -> bytes:
         if not self.head_sent:
             self.head_sent = True
             return json.dumps({"ok": True, "count": self.count}).encode() + b"\n"
-        run = await self.requests.get()
-        assert run is not None, "the parent waited for a run it never asked for"
-        await asyncio.sleep(self.seconds_a_page * (run[1] - run[0]))
-        self.read += range(*run)
-        pages = [f"page {index + 1}" for index in range(*run)]
-        return json.dumps({"ok": True, "first": run[0], "pages": pages}).encode() + b"\n"
+        first, stop, budget = await self.requests.get()
+        await asyncio.sleep(self.seconds_a_page * (stop - first))
+        if self.fails_on & set(range(first, stop)):
+            return b'{"ok": false, "code": "too_much_memory", "facts": {}}\n'
+        pages, chars, truncated = [], 0, False
+        for page in range(first, stop):
+            text = self.text(page)
+            if chars + len(text) > budget:
+                pages.append(text[: budget - chars])
+                truncated = True
+                break
+            chars += len(text)
+            pages.append(text)
+        self.read += range(first, first + len(pages))
+        reply = {"ok": True, "first": first, "pages": pages, "truncated": truncated}
+        return json.dumps(reply).encode() + b"\n"
 
 
 def test_a_faster_child_reads_more_pages_and_the_document_is_whole() -> None:
@@ -302,7 +316,10 @@ def test_a_faster_child_reads_more_pages_and_the_document_is_whole() -> None:
     about three quarters of the pages, and both finish close together, where fixed
     halves would keep the fast one idle for half the time."""
     plan = extract_module._Plan(2, DEFAULT_LIMITS)
-    fast, slow = FakeReader(200, 0.002), FakeReader(200, 0.006)
+    def text(page: int) -> str:
+        return f"page {page + 1}"
+
+    fast, slow = PagedChild(200, text, 0.002), PagedChild(200, text, 0.006)
 
     async def run() -> list[Any]:
         return await asyncio.gather(*(extract_module._Reader(plan)(child)  # type: ignore[arg-type]
@@ -438,45 +455,6 @@ def test_a_pdf_reading_child_imports_little() -> None:
     assert out.stdout.strip() == "[]"
 
 
-class PagedChild:
-    """A PDF child for `_run_children`: answers runs after `seconds` each, with
-    `text(page)` for each page; a run holding a page of `fails_on` is refused."""
-
-    def __init__(self, count: int, text: Any, seconds: float = 0.0,
-                 fails_on: frozenset[int] = frozenset()) -> None:
-        self.count, self.text, self.seconds, self.fails_on = count, text, seconds, fails_on
-        self.requests: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
-        self.stdin, self.stdout = self, self
-        self.head_sent = False
-
-    def write(self, data: bytes) -> None:
-        first, stop, budget = (int(number) for number in data.split())
-        self.requests.put_nowait((first, stop, budget))
-
-    def close(self) -> None:
-        pass
-
-    async def readline(self) -> bytes:
-        if not self.head_sent:
-            self.head_sent = True
-            return json.dumps({"ok": True, "count": self.count}).encode() + b"\n"
-        first, stop, budget = await self.requests.get()
-        await asyncio.sleep(self.seconds)
-        if self.fails_on & set(range(first, stop)):
-            return b'{"ok": false, "code": "too_much_memory", "facts": {}}\n'
-        pages, chars, truncated = [], 0, False
-        for page in range(first, stop):
-            text = self.text(page)
-            if chars + len(text) > budget:
-                pages.append(text[: budget - chars])
-                truncated = True
-                break
-            chars += len(text)
-            pages.append(text)
-        reply = {"ok": True, "first": first, "pages": pages, "truncated": truncated}
-        return json.dumps(reply).encode() + b"\n"
-
-
 def read_with(children_: list[PagedChild], limits: Limits,
               monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """`_run_children` over stand-in children, in the order they are started."""
@@ -506,13 +484,13 @@ def test_a_failure_past_a_cap_doesnt_refuse_the_document(
     def text(page: int) -> str:
         return f"page {page} " * 10  # 70 characters
 
-    first = PagedChild(100, text, seconds=0.05)
+    first = PagedChild(100, text, seconds_a_page=0.005)
     second = PagedChild(100, text, fails_on=frozenset({30}))
     result = read_with([first, second], Limits(max_chars=150), monkeypatch)
     assert result["ok"] and result["truncated"]
     assert result["pages"] == [text(0), text(1), text(2)[:10]]
     # The same bomb before the cap refuses the document.
-    first = PagedChild(100, text, seconds=0.05)
+    first = PagedChild(100, text, seconds_a_page=0.005)
     second = PagedChild(100, text, fails_on=frozenset({30}))
     result = read_with([first, second], Limits(max_chars=1_000_000), monkeypatch)
     assert result == {"ok": False, "code": "too_much_memory", "facts": {}}
