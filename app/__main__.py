@@ -34,7 +34,9 @@ def parser() -> argparse.ArgumentParser:
     verbs = p.add_subparsers(dest="verb")
     ask = verbs.add_parser("ask", help="ask the office node; the answer streams to stdout")
     ask.add_argument("prompt")
-    ask.add_argument("--node", help="office node address (default: from Settings)")
+    ask.add_argument("--node", action="append", metavar="URL",
+                     help="office node address (default: from Settings); give it more than "
+                          "once for a pool, preferred in that order")
     ask.add_argument("--model", help="model name (default: from Settings)")
     doctor = verbs.add_parser("doctor", help="check the office node, key store and data folder")
     doctor.add_argument("--json", action="store_true", help="machine-readable report")
@@ -51,7 +53,9 @@ def parser() -> argparse.ArgumentParser:
                                  "on the office node or local GPUs (never the cloud)")
     summarize.add_argument("file")
     summarize.add_argument("--out", metavar="SUMMARY.md", help="write the summary here")
-    summarize.add_argument("--node", help="office node address (default: from Settings)")
+    summarize.add_argument("--node", action="append", metavar="URL",
+                           help="office node address (default: from Settings); more than "
+                                "once for a pool")
     budget = verbs.add_parser("budget",
                               help="this month's cloud planning spend, cap and what is left")
     budget.add_argument("--json", action="store_true", help="machine-readable report")
@@ -93,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return extract_child.main(argv[1:])
     args = parser().parse_args(argv)
+    if args.verb in ("ask", "summarize", "doctor", "report", "route"):
+        from app.core import logs
+
+        logs.setup()  # to the log file, as the app's: stderr is for the user's one line
     if args.serve_model:
         from app.core.runtime.serve import serve
 
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "ask":
         from app.cli import ask as run_ask
 
-        return run_ask(args.prompt, node=args.node, model=args.model)
+        return run_ask(args.prompt, nodes=args.node, model=args.model)
     if args.verb == "doctor":
         from app.cli import doctor as run_doctor
 
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "summarize":
         from app.cli import summarize as run_summarize
 
-        return run_summarize(args.file, out_path=args.out, node=args.node)
+        return run_summarize(args.file, out_path=args.out, nodes=args.node)
     if args.verb == "budget":
         from app.cli import budget as run_budget
 

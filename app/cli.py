@@ -10,55 +10,77 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 from app.core import paths, secrets
 from app.core.errors import KeyStoreUnavailable, PolicyForbids, SwitchboardError
-from app.core.llm.office_node import OfficeNode
-from app.core.llm.openai_client import Delta
+from app.core.history import History
+from app.core.llm.backend import Health
 from app.core.policy import Bounded, PolicyFile, bound, read_policy
 from app.core.runtime import gpus as gpu_inventory
-from app.core.runtime.planner import plan, plan_report
+from app.core.runtime.gpu_split import plan_split, split_report
 from app.core.settings import Settings
+from app.core.workspace import Workspace, test_connection
 
 EXIT_ERROR = 2
 
 
-def _settings(node: str | None, model: str | None) -> Settings:
+def _settings(nodes: list[str] | None, model: str | None) -> Settings:
     """The saved settings with the command line's choices, bounded by IT's policy as the
     app bounds them; a `--node` the policy doesn't allow is refused, not swapped."""
     settings, _problems = Settings.load()
-    changes = {k: v for k, v in (("node_url", node), ("model", model)) if v is not None}
+    changes: dict[str, Any] = {k: v for k, v in (("node_urls", nodes), ("model", model))
+                               if v is not None}
+    if nodes:
+        changes["backend"] = "office node"  # `--node` names where to ask
     if changes:
         settings = settings.changed(**changes)
     policy = read_policy().policy
     bounded = bound(settings, policy).settings
-    if node is not None and bounded.node_url.rstrip("/") != node.rstrip("/"):
-        raise PolicyForbids(f"{node} is not one of the office nodes IT allows: "
-                            f"{', '.join(policy.office_node_urls)}")
+    if nodes and bounded.node_urls != settings.node_urls:
+        refused = [n for n in settings.node_urls if n not in bounded.node_urls]
+        raise PolicyForbids(f"{', '.join(refused)} is not one of the office nodes IT "
+                            f"allows: {', '.join(policy.office_node_urls)}")
     return bounded
 
 
-def ask(prompt: str, node: str | None = None, model: str | None = None,
-        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Stream the answer to `out`; a fault goes to `err` with exit code 2."""
+def _workspace(nodes: list[str] | None = None, model: str | None = None) -> Workspace:
+    """The user's workspace as the command line uses it (blocks on disk)."""
+    settings = _settings(nodes, model)
+    source = read_policy()
+    return Workspace(settings, History(paths.history_db()), [], source.policy, source)
 
-    async def run() -> None:
-        office = OfficeNode(_settings(node, model), secrets.get_secret(secrets.NODE_TOKEN))
+
+def _run[T](work: Callable[[Workspace], Coroutine[Any, Any, T]], workspace: Workspace) -> T:
+    async def run() -> T:
         try:
-            async for event in office.stream_chat([{"role": "user", "content": prompt}]):
-                if isinstance(event, Delta):
-                    out.write(event.text)
-                    out.flush()
+            return await work(workspace)
         finally:
-            await office.aclose()
+            await workspace.close()
+
+    return asyncio.run(run())
+
+
+def ask(prompt: str, nodes: list[str] | None = None, model: str | None = None,
+        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Stream the answer to `out`; a fault goes to `err` with exit code 2. Several
+    `nodes` are a pool, preferred in that order when equally busy."""
+    received = False
+
+    def write(text: str) -> None:
+        nonlocal received
+        received = True
+        out.write(text)
+        out.flush()
 
     try:
-        asyncio.run(run())
+        workspace = _workspace(nodes, model)
+        _run(lambda w: w.ask(prompt, write), workspace)
     except SwitchboardError as e:
-        if e.partial:
+        if received:
             out.write("\n")
         print(f"switchboard: {e.user_text()}", file=err)
         return EXIT_ERROR
@@ -91,17 +113,20 @@ def doctor(as_json: bool = False, out: TextIO = sys.stdout) -> int:
                          "token_from_environment": bool(os.environ.get("SWITCHBOARD_NODE_TOKEN"))}
 
     node: dict[str, Any] = {"url": settings.node_url, "configured": bool(settings.node_url)}
-    if settings.node_url:
-        async def check() -> None:
-            office = OfficeNode(settings, secrets.get_secret(secrets.NODE_TOKEN))
-            try:
-                health = await office.health()
-            finally:
-                await office.aclose()
-            node.update(reachable=health.ok, models=health.models,
-                        latency_ms=round(health.latency_ms, 1) if health.latency_ms else None,
-                        error=health.error.user_text() if health.error else None)
-        asyncio.run(check())
+    if settings.node_urls:
+        async def check() -> Health:
+            token = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
+            return await test_connection(settings, token, source.policy)
+
+        health = asyncio.run(check())
+        node.update(reachable=health.ok, models=health.models,
+                    latency_ms=round(health.latency_ms, 1) if health.latency_ms else None,
+                    error=health.error.user_text() if health.error else None)
+        report["office_nodes"] = [
+            {"name": n.name, "url": url, "answering": n.answering, "engine": n.engine,
+             "context_tokens": n.context_tokens, "slots": n.slots, "busy": n.busy,
+             "error": n.error or None}
+            for url, n in zip(settings.node_urls, health.nodes, strict=True)]
     report["office_node"] = node
 
     healthy = report["data_dir"]["writable"] and node.get("reachable", False)
@@ -148,11 +173,17 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
     node = report["office_node"]
     if not node["configured"]:
         line(False, "office node: not set up (Settings, or `--node` for ask)")
-    elif node.get("reachable"):
-        line(True, f"office node: {node['url']} answers in {node['latency_ms']} ms; "
-                   f"models: {', '.join(node['models']) or 'none'}")
-    else:
-        line(False, f"office node: {node['url']}: {node['error']}")
+    for each in report.get("office_nodes", []):
+        if each["answering"]:
+            what = ", ".join(str(f) for f in (
+                each["engine"], f"{each['slots']} at once",
+                f"{each['context_tokens']:,} tokens a request" if each["context_tokens"]
+                else "", f"{each['busy']} busy") if f)
+            line(True, f"office node: {each['url']} answers ({what})")
+        else:
+            line(False, f"office node: {each['url']}: {each['error']}")
+    if node.get("reachable"):
+        out.write(f"      models: {', '.join(node['models']) or 'none'}\n")
     kr = report["keyring"]
     line(kr["secure"], f"key store: {kr['backend']}")
     dd = report["data_dir"]
@@ -191,7 +222,7 @@ def gpu_plan(model_path: str | Path, gpus: str | None = None, n_ctx: int | None 
     except SwitchboardError as e:
         print(f"switchboard: {e.user_text()}", file=err)
         return EXIT_ERROR
-    result = plan(model, devices, n_ctx=n_ctx)
+    result = plan_split(model, devices, n_ctx=n_ctx)
     if as_json:
         report = {**result.to_json(), "gpus": [asdict(g) for g in devices],
                   "model": {"name": model.name, "quantisation": model.quantisation,
@@ -200,7 +231,7 @@ def gpu_plan(model_path: str | Path, gpus: str | None = None, n_ctx: int | None 
         json.dump(report, out, indent=2)
         out.write("\n")
     else:
-        out.write(plan_report(result, model, devices))
+        out.write(split_report(result, model, devices))
     return 0
 
 
@@ -424,36 +455,20 @@ def key_remove(out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def summarize(file: str, out_path: str | None = None, node: str | None = None,
+def summarize(file: str, out_path: str | None = None, nodes: list[str] | None = None,
               out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Summarise a file on the local tier; progress on stderr; exit 2 with the reason for a
+    """Summarise a file on the local tiers; progress on stderr; exit 2 with the reason for a
     refused file or a fault."""
-    from app.core.documents.reading import as_markdown, summarize_file
     from app.core.documents.summarize import Progress
-    from app.core.llm.local_gpus import LocalGPUs
-
-    try:
-        settings = _settings(node, None)
-    except SwitchboardError as e:
-        print(f"switchboard: {e.user_text()}", file=err)
-        return EXIT_ERROR
 
     def progress(p: Progress) -> None:
         what = "combining" if p.combining else f"{p.chunks_done}/{p.chunks_total} parts"
         err.write(f"\rswitchboard: {what}, {p.pages_done}/{p.pages_total} pages   ")
         err.flush()
 
-    async def run() -> str:
-        backend = (LocalGPUs(settings) if settings.backend == "local GPUs" and node is None
-                   else OfficeNode(settings, secrets.get_secret(secrets.NODE_TOKEN)))
-        try:
-            document, summary = await summarize_file(Path(file), backend, progress=progress)
-        finally:
-            await backend.aclose()
-        return as_markdown(document, summary) + "\n"
-
     try:
-        text = asyncio.run(run())
+        workspace = _workspace(nodes, None)
+        text = _run(lambda w: w.summarize_file(Path(file), progress), workspace) + "\n"
     except SwitchboardError as e:
         print(f"\nswitchboard: {e.user_text()}", file=err)
         return EXIT_ERROR

@@ -62,3 +62,36 @@ fi
 CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" .venv/bin/pip install -q --disable-pip-version-check \
     -e '.[test]'
 .venv/bin/python -c 'import app, llama_cpp, PySide6' # fail here, not in the tests
+
+# llama.cpp's own C++ `llama-server`, as offices run it (parallel slots, /props, /slots,
+# /metrics): the node-pool tests start several. Built from the llama.cpp source that the
+# installed llama-cpp-python's sdist vendors, so the server and the app's runtime are one
+# version; about 8 minutes on two cores, kept in .tools/ and in the user's cache folder
+# (a fresh clone on the same machine copies it instead of building again).
+llama_version="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')"
+server_dir=.tools/llama-server
+cached="${XDG_CACHE_HOME:-$HOME/.cache}/switchboard/llama-server-$llama_version"
+if [ "$(cat "$server_dir/VERSION" 2>/dev/null)" != "$llama_version" ] \
+        || [ ! -x "$server_dir/llama-server" ]; then
+    rm -rf "$server_dir"
+    mkdir -p "$server_dir"
+    if [ ! -x "$cached/llama-server" ]; then
+        work="$(mktemp -d)"
+        .venv/bin/pip download -q --disable-pip-version-check --no-binary :all: --no-deps \
+            -d "$work" "llama-cpp-python==$llama_version"
+        tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
+        source_dir="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
+        cmake -S "$source_dir" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+            -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF \
+            -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
+            -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >/dev/null
+        cmake --build "$work/build" --target llama-server -j "$(nproc)" >/dev/null
+        mkdir -p "$cached"
+        cp "$work/build/bin/llama-server" "$cached/llama-server.tmp"
+        mv "$cached/llama-server.tmp" "$cached/llama-server"
+        rm -rf "$work"
+    fi
+    cp "$cached/llama-server" "$server_dir/llama-server"
+    echo "$llama_version" > "$server_dir/VERSION"
+fi
+"$server_dir/llama-server" --version >/dev/null 2>&1 # fail here, not in the tests

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, Inexact, localcontext
@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.core import paths
-from app.core.errors import BudgetExhausted, LedgerBusy, LedgerDamaged, StorageFailed
+from app.core.db import open_checked, translated
+from app.core.errors import BudgetExhausted, LedgerBusy, LedgerDamaged
 
 log = logging.getLogger(__name__)
 
@@ -251,27 +252,10 @@ CREATE INDEX IF NOT EXISTS reservations_by_month ON reservations(month, state);
 _CHARGED = "CASE WHEN state = 'settled' THEN cost_micro_usd ELSE amount_micro_usd END"
 _COLUMNS = "id, amount_micro_usd, month, reserved_at, purpose, model, state, cost_micro_usd, note"
 
-_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-@contextmanager
-def _translated(path: Path) -> Iterator[None]:
+def _translated(path: Path) -> AbstractContextManager[None]:
     """sqlite3's failures as LedgerBusy (locked past the timeout), LedgerDamaged or
-    StorageFailed (disk full, I/O error, no such folder). A constraint or a misuse is a bug
-    and goes through as it is."""
-    try:
-        yield
-    except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
-        raise
-    except sqlite3.DatabaseError as e:
-        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # extended → primary code
-        detail = f"budget ledger {path}: {e}"
-        if code in _BUSY:
-            raise LedgerBusy(detail) from e
-        if code in _DAMAGED:
-            raise LedgerDamaged(detail) from e
-        raise StorageFailed(detail) from e
+    StorageFailed (disk full, I/O error, no such folder)."""
+    return translated(f"budget ledger {path}", LedgerDamaged, LedgerBusy)
 
 
 class Ledger:
@@ -290,25 +274,14 @@ class Ledger:
         self.path = path or default_path()
         self._clock = clock
         self._lock = threading.Lock()
-        with _translated(self.path):
-            # isolation_level=None: transactions are opened explicitly. `timeout` is SQLite's
-            # busy timeout: how long BEGIN IMMEDIATE waits for another process's write.
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s,
-                                       check_same_thread=False)
+        # `timeout` is SQLite's busy timeout: how long BEGIN IMMEDIATE waits for another
+        # process's write. FULL, not NORMAL: with NORMAL a commit can be lost to a power
+        # cut, and a lost reservation is budget handed back.
+        self._db = open_checked(self.path, what=f"budget ledger {self.path}",
+                                damaged=LedgerDamaged, busy=LedgerBusy, schema=_SCHEMA,
+                                synchronous="FULL",
+                                timeout=busy_timeout_s)
         try:
-            with _translated(self.path):
-                # Checked before anything writes, so a damaged file is left as it was found.
-                found = [str(r[0]) for r in self._db.execute("PRAGMA quick_check")]
-                if found != ["ok"]:
-                    raise LedgerDamaged(f"budget ledger {self.path}: {'; '.join(found[:3])}")
-                self._db.execute("PRAGMA journal_mode=WAL")
-                # FULL, not NORMAL: with NORMAL a commit can be lost to a power cut, and a
-                # lost reservation is budget handed back.
-                self._db.execute("PRAGMA synchronous=FULL")
-                with self._transaction() as db:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
             self.recovered = self._mark_stale(stale_after)
         except BaseException:
             self._db.close()

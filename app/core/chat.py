@@ -1,5 +1,8 @@
 """Sending a prompt: save it, stream the answer from a backend, and save the answer as it
-grows, so a fault, a Stop or a killed process never loses what was already received."""
+grows, so a fault, a Stop or a killed process never loses what was already received.
+
+An answer's footer (where it ran, its tokens and cost) comes from the calls recorded for
+the current work (`routing.record`), whatever the workflow."""
 
 from __future__ import annotations
 
@@ -10,12 +13,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from app.core.documents.summarize import Progress
 from app.core.errors import StorageFailed, SwitchboardError
 from app.core.history import Document, DocumentStatus, History, Message, Status
 from app.core.llm.backend import Backend
 from app.core.llm.openai_client import Delta, Finished
+from app.core.routing.record import current_work
+
+if TYPE_CHECKING:
+    from app.core.routing.pool import Capacity
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,26 @@ class PlanOutcome:
 # Asked for a plan of the prompt before the local model answers.
 Planner = Callable[[str], Awaitable[PlanOutcome]]
 
+# Asked of the model when an answer cut off on one node is continued on another.
+CONTINUE_PROMPT = ("Your previous answer was cut off. Continue it exactly where it stopped, "
+                   "without repeating anything or saying that you are continuing.")
+
+
+def footer(message: Message) -> str:
+    """ "Planned in the cloud · ran on ai-node-1 · 1,234 tokens · $0.01": where an answer
+    ran and what it took, in a quiet line under it; "" when nothing was recorded."""
+    if not message.ran_on and not message.tokens:
+        return ""
+    from app.core.budget import format_usd
+
+    parts = ["Planned in the cloud"] if message.route == "cloud plan" else []
+    if message.ran_on:
+        parts.append(f"ran on {message.ran_on}" if parts else f"Ran on {message.ran_on}")
+    parts.append(f"{message.tokens:,} tokens")
+    parts.append(format_usd(message.cost_micro_usd) if message.cost_micro_usd
+                 else "no cloud cost")
+    return " · ".join(parts)
+
 
 def title_from_prompt(prompt: str) -> str:
     line = " ".join(prompt.split())
@@ -86,15 +114,21 @@ class ChatService:
 
     def context(self, chat_id: int) -> list[dict[str, str]]:
         """The conversation so far as the model sees it; failed answers are left out."""
+        return self._as_context(self.history.messages(chat_id))
+
+    @staticmethod
+    def _as_context(messages: list[Message]) -> list[dict[str, str]]:
         return [{"role": m.role, "content": m.content}
-                for m in self.history.messages(chat_id)
+                for m in messages
                 if m.content and (m.role == "user"
                                   or m.role == "system" and m.content.startswith(PLAN_PREFIX)
                                   or m.role == "assistant"
                                   and m.status in ("complete", "interrupted", "cancelled"))]
 
     async def summarize_document(self, chat_id: int, path: Path, backend: Backend,
-                                 emit: Callable[[ChatEvent], None]) -> Message:
+                                 emit: Callable[[ChatEvent], None],
+                                 capacity: Callable[[], Awaitable[Capacity]] | None = None
+                                 ) -> Message:
         """Summarise a dropped file into the chat, on `backend` (never the cloud).
 
         The request and the summary are saved like a question and its answer; a refused
@@ -142,7 +176,7 @@ class ChatService:
 
         try:
             read, summary = await summarize_file(path, backend, progress=progress,
-                                                 on_extracted=extracted)
+                                                 on_extracted=extracted, capacity=capacity)
         except asyncio.CancelledError:
             end("", "cancelled")
             document_ended("cancelled", None)
@@ -207,6 +241,21 @@ class ChatService:
         return await self._stream_answer(answer, ask_messages(name, question, hits), backend,
                                          emit)
 
+    async def continue_answer(self, answer: Message, backend: Backend,
+                              emit: Callable[[ChatEvent], None], **stream_options: Any
+                              ) -> Message:
+        """Continue an answer that was cut off: the model sees the conversation up to it
+        and the part already written, and what it writes now is appended."""
+        before = [m for m in self.history.messages(answer.chat_id) if m.id < answer.id]
+        messages = [*self._as_context(before),
+                    {"role": "assistant", "content": answer.content},
+                    {"role": "user", "content": CONTINUE_PROMPT}]
+        self.history.update_message(answer.id, status="streaming", error="")
+        resumed = Message(answer.id, answer.chat_id, "assistant", answer.content,
+                          "streaming", answer.created_at, answer.model)
+        return await self._stream_answer(resumed, messages, backend, emit,
+                                         already=answer.content, **stream_options)
+
     def _end_answer(self, answer: Message, text: str, status: Status,
                     error: SwitchboardError | None, model: str,
                     emit: Callable[[ChatEvent], None]) -> Message:
@@ -215,9 +264,16 @@ class ChatService:
                  answer.chat_id, status, len(text), model,
                  f"; {type(error).__name__}: {error.detail}" if error else "")
         error_text = error.user_text() if error else ""
+        work = current_work()
+        tally = work.tally if work else None
+        ran_on = ", ".join(tally.places) if tally else ""
+        route = work.route.name if work else ""
+        tokens = tally.tokens if tally else 0
+        cost = tally.cost_micro_usd if tally else 0
         try:
             self.history.update_message(answer.id, content=text, status=status,
-                                        error=error_text, model=model)
+                                        error=error_text, model=model, ran_on=ran_on,
+                                        route=route, tokens=tokens, cost_micro_usd=cost)
         except StorageFailed as e:
             # The disk is full: the user still sees the whole answer; what was saved
             # so far is kept and marked interrupted at the next start.
@@ -225,15 +281,17 @@ class ChatService:
             error = error or e
             error_text = error.user_text()
         done = Message(answer.id, answer.chat_id, "assistant", text, status, answer.created_at,
-                       model, error_text)
+                       model, error_text, ran_on, route, tokens, cost)
         emit(AnswerFinished(done, error))
         return done
 
     async def _stream_answer(self, answer: Message, messages: list[dict[str, str]],
-                             backend: Backend, emit: Callable[[ChatEvent], None]) -> Message:
-        """Stream `backend`'s answer to `messages` into the saved message `answer`."""
+                             backend: Backend, emit: Callable[[ChatEvent], None], *,
+                             already: str = "", **stream_options: Any) -> Message:
+        """Stream `backend`'s answer to `messages` into the saved message `answer`, after
+        the text it `already` has."""
         history = self.history
-        parts: list[str] = []
+        parts: list[str] = [already] if already else []
         saved_at = time.monotonic()
         model = ""
 
@@ -242,7 +300,8 @@ class ChatService:
 
         try:
             # aclosing: a stream left early closes its HTTP response at once.
-            async with contextlib.aclosing(backend.stream_chat(messages)) as stream:
+            async with contextlib.aclosing(backend.stream_chat(messages,
+                                                               **stream_options)) as stream:
                 async for event in stream:
                     if isinstance(event, Delta):
                         parts.append(event.text)
@@ -260,5 +319,5 @@ class ChatService:
                 log.exception("unexpected failure while answering")
                 e = SwitchboardError(f"{type(e).__name__}: {e}")
             # `parts` already holds every delta the backend yielded, i.e. `e.partial`.
-            return finish("interrupted" if parts else "error", e)
+            return finish("interrupted" if "".join(parts) else "error", e)
         return finish("complete")

@@ -14,14 +14,20 @@ import contextlib
 import logging
 import math
 import os
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from app.core import budget, errors, secrets
 from app.core.budget import Ledger
 from app.core.llm.openai_client import ChatMessages, Delta, Finished, StreamEvent
 from app.core.llm.openrouter import DEFAULT_BASE_URL, OpenRouter
 from app.core.policy import Policy
+from app.core.routing.cloud_access import cloud_access
+from app.core.routing.record import CallFacts, Outcome, current_work, record_call
+from app.core.routing.tiers import Tier
 from app.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,35 +69,39 @@ class CloudPlanner:
     def user_cap_micro_usd(self) -> int:
         return user_cap(self.settings, self.policy)
 
-    def _check_allowed(self) -> None:
-        if not self.policy.cloud_allowed:
-            raise errors.CloudPlanningOff("the computer's policy does not allow it",
-                                          tier="cloud planner")
-        if self.settings.monthly_budget_usd <= 0:
-            raise errors.CloudPlanningOff("no monthly budget is set", tier="cloud planner")
-        if not self.policy.allows_model(self.settings.planner_model):
-            raise errors.CloudPlanningOff(
-                f"IT allows only {', '.join(self.policy.allowed_planner_models)}",
-                tier="cloud planner")
+    def _check_allowed(self, *, key_saved: bool | None = None) -> None:
+        access = cloud_access(self.settings, self.policy, key_saved=key_saved)
+        if not access.ready:
+            raise errors.CloudPlanningOff(access.reason, tier="cloud planner")
 
     async def plan(self, messages: ChatMessages) -> AsyncIterator[StreamEvent]:
         """Stream a plan from the cloud, paid for within the budget."""
         self._check_allowed()
         key = await asyncio.to_thread(secrets.get_secret, secrets.OPENROUTER_KEY)
-        if not key:
-            raise errors.CloudPlanningOff("no OpenRouter key is saved", tier="cloud planner")
+        self._check_allowed(key_saved=bool(key))
+        assert key is not None
         model, max_tokens = self.settings.planner_model, self.settings.planner_max_tokens
         client = self._client(key)
         try:
             prices = await client.prices(model)
+            await _remember_prices(model, prices.prompt_micro_usd_per_token.scaleb(-6),
+                                   prices.completion_micro_usd_per_token.scaleb(-6))
             info = await client.key_info()
             cap = budget.cap(self.user_cap_micro_usd(), None, info.remaining_micro_usd)
             estimate = prices.worst_case_micro_usd(estimate_prompt_tokens(messages), max_tokens)
             reservation = await asyncio.to_thread(self.ledger.reserve, estimate, cap,
                                                   purpose="plan", model=model)
-            async for event in self._charged(client, reservation.id, messages, model,
-                                             max_tokens):
-                yield event
+            call = _CloudCall(model, estimate_prompt_tokens(messages), estimate)
+            try:
+                async for event in self._charged(client, reservation.id, messages, model,
+                                                 max_tokens):
+                    call.seen(event)
+                    yield event
+            except BaseException as e:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(call.record(e))
+                raise
+            await call.record(None)
         finally:
             await client.aclose()
 
@@ -130,3 +140,59 @@ class CloudPlanner:
     async def _flag(self, reservation_id: int, why: str) -> None:
         log.warning("cloud call %d kept charged for reconciliation: %s", reservation_id, why)
         await asyncio.to_thread(self.ledger.flag_unsettled, reservation_id, why)
+
+
+async def _remember_prices(model: str, prompt: Decimal, completion: Decimal) -> None:
+    """OpenRouter's price of the planner model, kept for the cloud-only baseline."""
+    work = current_work()
+    if work is not None and work.record is not None:
+        try:
+            await asyncio.to_thread(work.record.remember_prices, model, prompt, completion)
+        except errors.StorageFailed as e:
+            log.warning("the planner's price could not be kept: %s", e.detail)
+
+
+@dataclass
+class _CloudCall:
+    """One planning call, as the record of calls needs it."""
+
+    model: str
+    estimated_prompt_tokens: int
+    reserved_micro_usd: int  # charged when the call's cost never arrives
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    t0: float = field(default_factory=time.monotonic)
+    first_token_ms: int | None = None
+    text: list[str] = field(default_factory=list)
+    finished: Finished | None = None
+
+    def seen(self, event: StreamEvent) -> None:
+        if isinstance(event, Delta):
+            if self.first_token_ms is None:
+                self.first_token_ms = round((time.monotonic() - self.t0) * 1000)
+            self.text.append(event.text)
+        elif isinstance(event, Finished):
+            self.finished = event
+
+    async def record(self, error: BaseException | None) -> None:
+        usage = self.finished.usage if self.finished else None
+        if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+            counted, prompt, completion = False, usage.prompt_tokens, usage.completion_tokens
+        else:
+            counted, prompt = True, self.estimated_prompt_tokens
+            completion = math.ceil(len("".join(self.text)) / 4)
+        if usage is not None and usage.cost_micro_usd is not None:
+            cost = usage.cost_micro_usd
+        else:  # as the ledger keeps it: charged at the reserved amount, unless refused
+            cost = self.reserved_micro_usd if self.text or self.finished else 0
+        if error is None:
+            outcome = Outcome.OK
+        elif isinstance(error, asyncio.CancelledError | GeneratorExit):
+            outcome = Outcome.CANCELLED
+        else:
+            outcome = Outcome.CUT_OFF if self.text else Outcome.FAILED
+        await record_call(CallFacts(
+            tier=Tier.CLOUD, node="OpenRouter", model=self.model, started_at=self.started_at,
+            prompt_tokens=prompt, completion_tokens=completion, tokens_counted=counted,
+            cost_micro_usd=cost, first_token_ms=self.first_token_ms,
+            total_ms=round((time.monotonic() - self.t0) * 1000), outcome=outcome,
+            error=type(error).__name__ if error is not None else ""))

@@ -12,12 +12,13 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from app.core.errors import HistoryDamaged, StorageFailed
+from app.core.db import keep_aside, open_checked, translated
+from app.core.errors import HistoryDamaged
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,20 @@ class Message:
     created_at: float = 0.0  # seconds since the epoch, UTC
     model: str = ""
     error: str = ""  # the user-facing message of the fault that ended it, if any
+    # Where an answer ran and what it took, for its footer (from the record of calls):
+    ran_on: str = ""  # "ai-node-1", "ai-node-1, ai-node-2", "Local GPUs"
+    route: str = ""  # "local" or "cloud plan"
+    tokens: int = 0
+    cost_micro_usd: int = 0
+
+
+_MESSAGE_COLUMNS = ("id, chat_id, role, content, status, created_at, model, error, ran_on, "
+                    "route, tokens, cost_micro_usd")
+# Added after the first release: a history from then gets them on opening.
+_ADDED_MESSAGE_COLUMNS = {"ran_on": "TEXT NOT NULL DEFAULT ''",
+                          "route": "TEXT NOT NULL DEFAULT ''",
+                          "tokens": "INTEGER NOT NULL DEFAULT 0",
+                          "cost_micro_usd": "INTEGER NOT NULL DEFAULT 0"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +98,11 @@ CREATE TABLE IF NOT EXISTS messages (
     status TEXT NOT NULL DEFAULT 'complete',
     created_at REAL NOT NULL,
     model TEXT NOT NULL DEFAULT '',
-    error TEXT NOT NULL DEFAULT ''
+    error TEXT NOT NULL DEFAULT '',
+    ran_on TEXT NOT NULL DEFAULT '',
+    route TEXT NOT NULL DEFAULT '',
+    tokens INTEGER NOT NULL DEFAULT 0,
+    cost_micro_usd INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages(chat_id, id);
 CREATE TABLE IF NOT EXISTS documents (
@@ -110,74 +129,13 @@ CREATE TABLE IF NOT EXISTS document_pages (
 """
 
 
-# SQLite's result codes for a damaged file: "database disk image is malformed" and
-# "file is not a database". Anything else ("database or disk is full", "disk I/O error",
-# a lock held too long) is a problem with the disk, not with the file.
-_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
-def _fault(e: sqlite3.DatabaseError) -> StorageFailed:
-    """The user-facing error for a failure of the database, damaged file or disk."""
-    code = getattr(e, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in _DAMAGED:  # extended codes keep the primary in 8 bits
-        return HistoryDamaged(f"chat history: {e}")
-    return StorageFailed(f"chat history: {e}")
-
-
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Raise sqlite3's storage failures as HistoryDamaged/StorageFailed.
-
-    A constraint or misuse (IntegrityError, ProgrammingError) is a bug, not a disk
-    problem, and goes through as it is.
-    """
-    try:
-        yield
-    except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
-        raise
-    except sqlite3.DatabaseError as e:
-        raise _fault(e) from e
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     """An open, checked history at `path`; raises HistoryDamaged or StorageFailed."""
-    with _translated():  # "unable to open database file": a missing or read-only folder
-        # isolation_level=None: we open transactions ourselves, explicitly.
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    try:
-        with _translated():
-            # Checked before anything writes (journal_mode may), so that a damaged file is
-            # kept aside exactly as it was found.
-            result = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
-            if result != ["ok"]:
-                raise HistoryDamaged(f"chat history: {'; '.join(map(str, result[:3]))}")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable on commit
-            db.executescript(_SCHEMA)
-    except BaseException:
-        db.close()
-        raise
-    return db
+    return open_checked(path, what="chat history", damaged=HistoryDamaged, schema=_SCHEMA)
 
 
-def _keep_aside(path: Path) -> Path:
-    """Move a damaged database and its -wal/-shm to `<name>.damaged-<UTC time>`.
-
-    The -wal goes first: a fresh database opened beside a stale -wal would replay it. The
-    moved files keep SQLite's naming, so the aside copy still opens with its WAL.
-    """
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = path.with_name(f"{path.name}.damaged-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
-    for suffix in ("-wal", "-shm", ""):
-        source = path.with_name(path.name + suffix)
-        if source.exists():
-            source.replace(aside.with_name(aside.name + suffix))
-    return aside
+def _translated() -> AbstractContextManager[None]:
+    return translated("chat history", HistoryDamaged)
 
 
 class History:
@@ -197,13 +155,14 @@ class History:
         except HistoryDamaged as damaged:
             log.error("chat history %s is damaged: %s", path, damaged.detail)
             try:
-                aside = _keep_aside(path)
+                aside = keep_aside(path)
             except OSError as e:
                 raise HistoryDamaged(f"{path} could not be moved aside: {e.strerror or e}"
                                      ) from damaged
             kept = HistoryDamaged(damaged.detail, kept_as=str(aside))
             self.problems.append(f"{kept.title} {kept.hint}")
             self._db = _connect(path)
+        self._add_columns()
         self.recovered = self._recover_interrupted()
 
     def close(self) -> None:
@@ -227,6 +186,14 @@ class History:
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
         with _translated():
             return self._db.execute(sql, args).fetchall()
+
+    def _add_columns(self) -> None:
+        """Give a history saved by an earlier version the columns added since."""
+        have = {str(row[1]) for row in self._read("PRAGMA table_info(messages)")}
+        with self._transaction() as db:
+            for column, declaration in _ADDED_MESSAGE_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE messages ADD COLUMN {column} {declaration}")
 
     def _recover_interrupted(self) -> int:
         """Answers left streaming by a process that died are kept and marked interrupted;
@@ -263,10 +230,13 @@ class History:
         return Chat(*rows[0]) if rows else None
 
     def messages(self, chat_id: int) -> list[Message]:
-        rows = self._read(
-            "SELECT id, chat_id, role, content, status, created_at, model, error "
-            "FROM messages WHERE chat_id=? ORDER BY id", (chat_id,))
+        rows = self._read(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id=? "
+                          "ORDER BY id", (chat_id,))
         return [Message(*row) for row in rows]
+
+    def message(self, message_id: int) -> Message | None:
+        rows = self._read(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id=?", (message_id,))
+        return Message(*rows[0]) if rows else None
 
     def add_message(self, chat_id: int, role: Role, content: str, *,
                     status: Status = "complete", model: str = "") -> Message:
@@ -280,10 +250,14 @@ class History:
 
     def update_message(self, message_id: int, *, content: str | None = None,
                        status: Status | None = None, error: str | None = None,
-                       model: str | None = None) -> None:
-        sets, args = [], []
+                       model: str | None = None, ran_on: str | None = None,
+                       route: str | None = None, tokens: int | None = None,
+                       cost_micro_usd: int | None = None) -> None:
+        sets: list[str] = []
+        args: list[object] = []
         for column, value in (("content", content), ("status", status), ("error", error),
-                              ("model", model)):
+                              ("model", model), ("ran_on", ran_on), ("route", route),
+                              ("tokens", tokens), ("cost_micro_usd", cost_micro_usd)):
             if value is not None:
                 sets.append(f"{column}=?")
                 args.append(value)

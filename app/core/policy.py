@@ -23,6 +23,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,30 @@ CLOUD_MODES = ("auto", "plan with cloud")  # the planning modes that may call th
 
 
 @dataclass(frozen=True, slots=True)
+class NodeTerms:
+    """What IT says of one office node beyond its address."""
+
+    name: str = ""  # shown to users instead of host:port
+    usd_per_million_tokens: Decimal = Decimal(0)  # its running cost, for the record of calls
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
-    office_node_urls: tuple[str, ...] = ()  # empty: any; else only these, the first default
+    office_node_urls: tuple[str, ...] = ()  # empty: any; else exactly these, the pool
+    # IT's name and running cost of each node that has them, by address.
+    node_terms: tuple[tuple[str, NodeTerms], ...] = ()
     cloud_allowed: bool = True
     budget_ceiling_usd: float | None = None  # the most any user may spend a month
     allowed_planner_models: tuple[str, ...] = ()  # empty: any; else only these, first default
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_planner_models or model in self.allowed_planner_models
+
+    def terms(self, url: str) -> NodeTerms:
+        for address, terms in self.node_terms:
+            if address.rstrip("/") == url.rstrip("/"):
+                return terms
+        return NodeTerms()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +138,41 @@ def _parse(doc: Any) -> tuple[Policy, list[str]]:
     if ceiling is not None and (not _is_number(ceiling) or ceiling < 0):
         raise PolicyInvalid("budget_ceiling_usd must be a number of dollars, 0 or more, "
                             f"or null, not {ceiling!r}")
-    urls = _strings(doc, "office_node_urls")
-    for url in urls:
-        try:
-            Settings(node_url=url)  # the same check as the Settings dialog's
-        except SettingsError as e:
-            raise PolicyInvalid(f"office_node_urls: {e.detail}") from None
-    return Policy(office_node_urls=urls, cloud_allowed=cloud_allowed,
+    urls, terms = _nodes(doc.get("office_node_urls", []))
+    return Policy(office_node_urls=urls, node_terms=terms, cloud_allowed=cloud_allowed,
                   budget_ceiling_usd=None if ceiling is None else float(ceiling),
                   allowed_planner_models=_strings(doc, "allowed_planner_models")), notes
+
+
+def _nodes(entries: Any) -> tuple[tuple[str, ...], tuple[tuple[str, NodeTerms], ...]]:
+    """`office_node_urls`: addresses, or objects {"url", "name", "usd_per_million_tokens"}."""
+    wrong = ('office_node_urls must be a list of addresses, or of {"url": …, "name": …, '
+             f'"usd_per_million_tokens": …}}, not {entries!r}')
+    if not isinstance(entries, list):
+        raise PolicyInvalid(wrong)
+    urls: list[str] = []
+    terms: list[tuple[str, NodeTerms]] = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            unknown = set(entry) - {"url", "name", "usd_per_million_tokens"}
+            url, name = entry.get("url"), entry.get("name", "")
+            cost = entry.get("usd_per_million_tokens", 0)
+            if unknown or not isinstance(url, str) or not isinstance(name, str) \
+                    or not _is_number(cost) or cost < 0:
+                raise PolicyInvalid(wrong)
+            terms.append((url.strip(), NodeTerms(name.strip(), Decimal(str(cost)))))
+        elif not isinstance(entry, str):
+            raise PolicyInvalid(wrong)
+        else:
+            url = entry
+        if not url.strip():
+            raise PolicyInvalid(wrong)
+        try:
+            Settings(node_urls=(url.strip(),))  # the same check as the Settings dialog's
+        except SettingsError as e:
+            raise PolicyInvalid(f"office_node_urls: {e.detail}") from None
+        urls.append(url.strip())
+    return tuple(dict.fromkeys(urls)), tuple(terms)
 
 
 def _strings(doc: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -159,11 +202,12 @@ class Limit:
     why: str  # in the user's words
     choices: tuple[str, ...] = ()  # the only values allowed (empty: any)
     maximum: float | None = None
+    all_of: bool = False  # a list setting that is all of `choices`, as IT ordered them
 
     @property
     def fixed(self) -> bool:
         """IT allows exactly one value: the field shows it and can't be changed."""
-        return len(self.choices) == 1
+        return self.all_of or len(self.choices) == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +228,15 @@ def bound(settings: Settings, policy: Policy) -> Bounded:
     limits: dict[str, Limit] = {}
     values: dict[str, Any] = {}
     if urls := policy.office_node_urls:
-        limits["node_url"] = Limit(SET_BY_IT if len(urls) == 1 else
-                                   f"{SET_BY_IT}: only these office nodes", choices=urls)
-        if (url := _match(settings.node_url, urls)) != settings.node_url:
-            values["node_url"] = url
+        # The user's nodes where IT allows them (a script's `--node`); all of IT's when
+        # none is: spreading a department's work over its nodes is what IT listed them for.
+        limits["node_urls"] = Limit(SET_BY_IT if len(urls) == 1 else
+                                    f"{SET_BY_IT}: these office nodes", choices=urls,
+                                    all_of=True)
+        chosen = tuple(dict.fromkeys(allowed for url in settings.node_urls
+                                     if (allowed := _match(url, urls))))
+        if (chosen or urls) != settings.node_urls:
+            values["node_urls"] = chosen or urls
     if (ceiling := policy.budget_ceiling_usd) is not None:
         limits["monthly_budget_usd"] = Limit(
             f"{SET_BY_IT}: at most {format_usd(usd_to_micro_usd(ceiling))} a month",
@@ -211,11 +260,11 @@ def bound(settings: Settings, policy: Policy) -> Bounded:
 
 
 def _match(url: str, allowed: tuple[str, ...]) -> str:
-    """The allowed address the user chose (a trailing "/" aside), else IT's first."""
+    """The allowed address `url` is (a trailing "/" aside), as IT wrote it; "" if none."""
     for candidate in allowed:
         if candidate.rstrip("/") == url.rstrip("/"):
             return candidate
-    return allowed[0]
+    return ""
 
 
 def _label(name: str) -> str:

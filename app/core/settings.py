@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from app.core import paths
 from app.core.errors import SettingsError, StorageFailed
+from app.core.routing.router import Mode
 
 SCHEMA_VERSION = 1
 
@@ -31,14 +32,17 @@ def _setting(default: Any, label: str, *, min: float | None = None, max: float |
 
 
 BACKENDS = ("office node", "local GPUs")
-MODES = ("auto", "local only", "plan with cloud")  # as in app.core.router
+MODES = tuple(Mode)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     backend: str = _setting("office node", "Run chats on", choices=BACKENDS)
     mode: str = _setting("auto", "Planning", choices=MODES)
-    node_url: str = _setting("", "Office node address", kind="url")
+    # The office nodes, in the order to prefer when they are equally busy.
+    node_urls: tuple[str, ...] = _setting((), "Office node addresses", kind="url")
+    # When no office node answers, run on the Local GPUs (if a model is chosen).
+    local_fallback: bool = _setting(False, "Use my GPUs when no office node answers")
     model: str = _setting("", "Model")
     ca_bundle: str = _setting("", "Office CA certificate (PEM file)", kind="file")
     connect_timeout_s: float = _setting(10.0, "Connection timeout (s)", min=1, max=120)
@@ -61,6 +65,11 @@ class Settings:
         for f in dataclasses.fields(self):
             _check(f, getattr(self, f.name))
 
+    @property
+    def node_url(self) -> str:
+        """The first office node's address ("" when none is set up)."""
+        return self.node_urls[0] if self.node_urls else ""
+
     def changed(self, **values: Any) -> Settings:
         """A copy with `values` applied; raises SettingsError naming the first bad one."""
         unknown = set(values) - {f.name for f in dataclasses.fields(self)}
@@ -70,7 +79,8 @@ class Settings:
         return dataclasses.replace(self, **coerced)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in dataclasses.asdict(self).items()}
 
     def save(self, path: Path | None = None) -> None:
         path = path or paths.settings_file()
@@ -114,6 +124,8 @@ class Settings:
         else:
             return cls(), [_keep_aside(path)]
         good: dict[str, Any] = {}
+        if "node_url" in values and "node_urls" not in values:  # saved before the pool
+            values = {**values, "node_urls": [values["node_url"]] if values["node_url"] else []}
         for f in dataclasses.fields(cls):
             if f.name not in values:
                 continue
@@ -157,13 +169,44 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
         value = float(value)
     if isinstance(value, str) and want is str:
         value = value.strip()
+    if want is tuple:
+        value = _string_list(label, value)
+    if f.metadata["kind"] == "url":
+        value = tuple(map(normalise_address, value)) if want is tuple \
+            else normalise_address(value)
     if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
         raise SettingsError(f"{label}: expected {want.__name__}, got {value!r}")
     _check(f, value)
     return value
 
 
+def _string_list(label: str, value: Any) -> tuple[str, ...]:
+    """A list of strings from a list, or from text with one a line or comma-separated;
+    blanks dropped, each kept once, in order."""
+    if isinstance(value, str):
+        value = value.replace(",", "\n").splitlines()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f"{label}: expected a list of text, got {value!r}")
+    return tuple(dict.fromkeys(v.strip() for v in value if v.strip()))
+
+
+def normalise_address(address: str) -> str:
+    """A bare `host:port` (or `host`) as `http://host:port`; anything else as given."""
+    address = address.strip()
+    if address and "://" not in address:
+        return f"http://{address}"
+    return address
+
+
 def _check(f: dataclasses.Field[Any], value: Any) -> None:
+    if isinstance(value, tuple):
+        for item in value:
+            _check_one(f, item)
+        return
+    _check_one(f, value)
+
+
+def _check_one(f: dataclasses.Field[Any], value: Any) -> None:
     label, lo, hi = f.metadata["label"], f.metadata["min"], f.metadata["max"]
     if isinstance(value, float) and not math.isfinite(value):
         raise SettingsError(f"{label}: {value!r} is not a number")

@@ -1,18 +1,21 @@
-"""A user's Switchboard: settings, token, chat history and the active backend, opened
-from the app's home. The tray app and the CLI both work through one of these.
+"""A user's Switchboard: the one front door the window and the command line use.
 
-The settings it holds are always the ones in force: bounded by the machine policy when
-they load and whenever they are saved (`app.core.policy.bound`), so neither the Settings
-dialog nor a hand-edited settings.json gets around IT's limits."""
+It opens the settings (bounded by IT's policy when they load and whenever they are
+saved, `app.core.policy.bound`), the chat history and the record of calls, and runs each
+request one way (`_work`): route it, take a lease on the execution pool for as long as
+the work runs (so saving Settings meanwhile never closes a pool under it), make it the
+current work so every model call it makes is recorded, then hand it to the chat service.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
 from app.core import paths, secrets
 from app.core.budget import Ledger
@@ -20,16 +23,25 @@ from app.core.chat import ChatEvent, ChatService, PlanOutcome
 from app.core.cloud import CloudPlanner
 from app.core.errors import SwitchboardError
 from app.core.history import History, Message
-from app.core.llm.backend import Backend, Health
+from app.core.llm.backend import Health
 from app.core.llm.local_gpus import LocalGPUs
 from app.core.llm.office_node import OfficeNode
 from app.core.llm.openai_client import ChatMessages, Delta, StreamEvent
 from app.core.policy import Limit, Policy, PolicyFile, bound, read_policy
-from app.core.router import decide
+from app.core.routing.cloud_access import cloud_access
+from app.core.routing.pool import Capacity, Pool
+from app.core.routing.record import CallRecord, Tally, Work, current_work, purpose, working_on
+from app.core.routing.router import Mode, Override, Route, decide
+from app.core.routing.tiers import Workflow
 from app.core.runtime.supervisor import Status
 from app.core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Why work that is never planned in the cloud runs locally, for the record of calls.
+DOCUMENT_WORK = "document text is only read on the office's hardware"
+COMMAND_LINE = "the command line answers locally"
+CONTINUED = "continued on another node"
 
 
 def planning_brief(prompt: str) -> list[dict[str, str]]:
@@ -54,10 +66,11 @@ class Workspace:
     policy_source: PolicyFile | None = None
     # Told of the local runtime's loading, readiness and crashes (on the core's loop).
     on_runtime_status: Callable[[Status], None] = lambda status: None
-    _backend: Backend | None = field(default=None, init=False)
-    _streams: dict[int, int] = field(default_factory=dict, init=False)  # id(backend) → count
-    _retired: list[Backend] = field(default_factory=list, init=False)
+    _pool: Pool | None = field(default=None, init=False)
+    _leases: dict[int, int] = field(default_factory=dict, init=False)  # id(pool) → works
+    _retired: list[Pool] = field(default_factory=list, init=False)
     _ledger: Ledger | None = field(default=None, init=False)
+    _record: CallRecord | None = field(default=None, init=False)
 
     @classmethod
     def open(cls) -> Workspace:
@@ -97,79 +110,172 @@ class Workspace:
     def chats(self) -> ChatService:
         return ChatService(self.history)
 
-    async def backend(self) -> Backend:
-        """The tier chats run on, as configured; built on first use.
+    # The execution pool --------------------------------------------------------------
+
+    async def backend(self) -> Pool:
+        """The pool chats run on, as configured; built on first use.
 
         Nothing is kept when the key store can't be read (locked at login, say): the next
         call tries again rather than going on without the token.
         """
-        if self._backend is None:
-            if self.settings.backend == "local GPUs":
-                self._backend = LocalGPUs(self.settings, on_status=self.on_runtime_status)
-            else:
+        if self._pool is None:
+            settings = self.settings
+            token = None
+            if settings.backend != "local GPUs" and settings.node_urls:
                 token = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
-                self._backend = OfficeNode(self.settings, token)
-        return self._backend
+            local = None
+            if settings.backend == "local GPUs" or settings.local_fallback:
+                local = LocalGPUs(settings, on_status=self.on_runtime_status)
+            self._pool = Pool.build(settings, self.policy, token, local=local)
+        return self._pool
 
     def backend_label(self) -> str:
         """ "Office node · host:port · model", from what is in memory (no I/O)."""
-        backend = self._backend  # read once: the core thread may replace it meanwhile
+        pool = self._pool  # read once: the core thread may replace it meanwhile
         if self.settings.backend == "local GPUs":
             name = Path(self.settings.model_path).name or "no model chosen"
             return f"Local GPUs · {name}"
-        if not self.settings.node_url:
+        if not self.settings.node_urls:
             return "Office node (not set up)"
-        host = urlsplit(self.settings.node_url).netloc
-        model = self.settings.model or (backend.model if isinstance(backend, OfficeNode) else "")
+        if pool is not None and len(pool.nodes) > 1:
+            return "Office nodes"
+        node = pool.nodes[0].backend if pool is not None and pool.nodes else None
+        host = pool.nodes[0].name if pool is not None and pool.nodes else \
+            self.settings.node_url.split("://", 1)[-1].split("/", 1)[0]
+        model = self.settings.model or (node.model if isinstance(node, OfficeNode) else "")
         return " · ".join(part for part in ("Office node", host, model) if part)
 
     async def health(self) -> Health:
         try:
-            backend = await self.backend()
+            pool = await self.backend()
         except SwitchboardError as e:
             return Health(ok=False, error=e)
-        return await backend.health()
+        return await pool.health()
 
-    async def send(self, chat_id: int, prompt: str,
-                   emit: Callable[[ChatEvent], None]) -> Message:
+    async def capacity(self) -> Capacity:
+        return await (await self.backend()).capacity()
+
+    # The one way work runs -----------------------------------------------------------
+
+    def route(self, prompt: str, override: Override | None = None) -> Route:
+        """Where this request is planned, and why (no I/O)."""
+        return decide(prompt, mode=Mode(self.settings.mode), override=override,
+                      cloud=cloud_access(self.settings, self.policy))
+
+    @contextlib.asynccontextmanager
+    async def _work(self, workflow: Workflow, route: Route
+                    ) -> AsyncIterator[Pool | Unavailable]:
+        """Lease the pool for one piece of work and make it the current work, so its model
+        calls are recorded; the pool a Settings change replaced meanwhile closes when the
+        last work on it ends."""
         try:
-            backend: Backend = await self.backend()
+            pool: Pool | Unavailable = await self.backend()
         except SwitchboardError as e:
-            backend = Unavailable(e)  # the question is still saved, with the error beside it
-        key = id(backend)
-        self._streams[key] = self._streams.get(key, 0) + 1
+            pool = Unavailable(e)  # the question is still saved, with the error beside it
+        key = id(pool)
+        self._leases[key] = self._leases.get(key, 0) + 1
         try:
-            return await self.chats.send(chat_id, prompt, backend, emit, self.plan)
+            record = await self._call_record()
+            baseline = await asyncio.to_thread(record.baseline_prices,
+                                               self.settings.planner_model)
+            with working_on(Work(workflow, route, record, baseline)):
+                yield pool
         finally:
-            self._streams[key] -= 1
-            if not self._streams[key]:
-                del self._streams[key]
-                if backend in self._retired:  # settings changed while it answered
-                    self._retired.remove(backend)
-                    await backend.aclose()
+            self._leases[key] -= 1
+            if not self._leases[key]:
+                del self._leases[key]
+                if pool in self._retired:  # settings changed while it worked
+                    self._retired.remove(pool)
+                    await pool.aclose()
+
+    async def send(self, chat_id: int, prompt: str, emit: Callable[[ChatEvent], None], *,
+                   override: Override | None = None) -> Message:
+        """Answer a prompt in a chat: planned in the cloud first when the router says so."""
+        route = self.route(prompt, override)
+        workflow = Workflow.PLANNED_TASK if route.plan_in_cloud else Workflow.CHAT
+        asked_cloud = route.plan_in_cloud or self.settings.mode == Mode.PLAN_WITH_CLOUD \
+            or override is Override.PLAN
+        async with self._work(workflow, route) as pool:
+            async def plan(prompt: str) -> PlanOutcome:
+                return await self._plan(prompt, route, asked_cloud)
+
+            return await self.chats.send(chat_id, prompt, pool, emit, plan)
 
     async def summarize_document(self, chat_id: int, path: Path,
                                  emit: Callable[[ChatEvent], None]) -> Message:
-        """Summarise a file into the chat on the local tier; the cloud is never asked."""
-        try:
-            backend: Backend = await self.backend()
-        except SwitchboardError as e:
-            backend = Unavailable(e)
-        return await self.chats.summarize_document(chat_id, path, backend, emit)
+        """Summarise a file into the chat on the local tiers; the cloud is never asked."""
+        async with self._work(Workflow.SUMMARY, Route(False, DOCUMENT_WORK)) as pool:
+            return await self.chats.summarize_document(
+                chat_id, path, pool, emit,
+                capacity=pool.capacity if isinstance(pool, Pool) else None)
 
     async def ask_about_document(self, chat_id: int, document_id: int, question: str,
                                  emit: Callable[[ChatEvent], None]) -> Message:
-        """Answer from a document's most relevant parts on the local tier; the cloud
+        """Answer from a document's most relevant parts on the local tiers; the cloud
         planner is never asked (document text never leaves the office)."""
+        async with self._work(Workflow.DOCUMENT_QUESTION, Route(False, DOCUMENT_WORK)) as pool:
+            return await self.chats.ask_about_document(chat_id, document_id, question, pool,
+                                                       emit)
+
+    async def continue_answer(self, message_id: int,
+                              emit: Callable[[ChatEvent], None]) -> Message:
+        """Continue an answer cut off part-way, on another place than the one it ran on."""
+        answer = self.history.message(message_id)
+        if answer is None or answer.role != "assistant":
+            raise LookupError(f"no answer {message_id}")
+        avoid = tuple(name.strip() for name in answer.ran_on.split(",") if name.strip())
+        async with self._work(Workflow.CHAT, Route(False, CONTINUED)) as pool:
+            options: dict[str, Any] = {"avoid": avoid} if isinstance(pool, Pool) else {}
+            return await self.chats.continue_answer(answer, pool, emit, **options)
+
+    async def ask(self, prompt: str, on_text: Callable[[str], None]) -> Tally:
+        """Answer one prompt without keeping it in a chat (the command line); what its
+        calls added up to comes back for the footer."""
+        async with self._work(Workflow.CHAT, Route(False, COMMAND_LINE)) as pool:
+            work = current_work()
+            assert work is not None
+            messages = [{"role": "user", "content": prompt}]
+            async with contextlib.aclosing(pool.stream_chat(messages)) as stream:
+                async for event in stream:
+                    if isinstance(event, Delta):
+                        on_text(event.text)
+            return work.tally
+
+    async def summarize_file(self, path: Path, progress: Callable[[Any], None]) -> str:
+        """A file's summary as Markdown, without keeping it in a chat (the command line)."""
+        from app.core.documents.reading import as_markdown, summarize_file
+
+        async with self._work(Workflow.SUMMARY, Route(False, DOCUMENT_WORK)) as pool:
+            if isinstance(pool, Unavailable):
+                raise pool.error
+            document, summary = await summarize_file(path, pool, progress=progress,
+                                                     capacity=pool.capacity)
+        return as_markdown(document, summary)
+
+    # Planning ------------------------------------------------------------------------
+
+    async def _plan(self, prompt: str, route: Route, asked_cloud: bool) -> PlanOutcome:
+        """A plan from the cloud when the route says so and the budget allows; otherwise
+        none, with the reason when the user asked for the cloud or it failed."""
+        if not route.plan_in_cloud:
+            return PlanOutcome(note=f"Planned locally: {route.reason}." if asked_cloud
+                               else None)
+        planner = CloudPlanner(self.settings, self.policy, await asyncio.to_thread(self.ledger))
+        parts: list[str] = []
         try:
-            backend: Backend = await self.backend()
+            with purpose("plan"):
+                async for event in planner.plan(planning_brief(prompt)):
+                    if isinstance(event, Delta):
+                        parts.append(event.text)
         except SwitchboardError as e:
-            backend = Unavailable(e)
-        return await self.chats.ask_about_document(chat_id, document_id, question, backend,
-                                                   emit)
+            log.warning("planning falls back to local: %s", e.user_text())
+            return PlanOutcome(note=f"Planned locally: {e.title} {e.hint}")
+        return PlanOutcome(plan="".join(parts).strip() or None)
+
+    # Settings and the rest -----------------------------------------------------------
 
     async def set_mode(self, mode: str) -> None:
-        """Change how requests are planned; the backend (and a loaded model) stays."""
+        """Change how requests are planned; the pool (and a loaded model) stays."""
         settings = self._bounded(self.settings.changed(mode=mode))
         await asyncio.to_thread(settings.save)
         self.settings = settings
@@ -180,41 +286,28 @@ class Workspace:
             self._ledger = Ledger()
         return self._ledger
 
-    async def plan(self, prompt: str) -> PlanOutcome:
-        """A plan from the cloud when the router says so and the budget allows; otherwise
-        none, with the reason when the user asked for the cloud or it failed."""
-        settings, policy = self.settings, self.policy
-        if not policy.cloud_allowed:
-            # The mode is bound to Local only, but "you chose Local only" would be wrong.
-            log.info("route: local only, because IT has turned cloud planning off")
-            return PlanOutcome()
-        ready = settings.monthly_budget_usd > 0
-        route = decide(prompt, mode=settings.mode, cloud_ready=ready,
-                       cloud_reason="no monthly budget is set")
-        if not route.plan_in_cloud:
-            asked = settings.mode == "plan with cloud"
-            return PlanOutcome(note=f"Planned locally: {route.reason}." if asked else None)
-        planner = CloudPlanner(settings, policy, await asyncio.to_thread(self.ledger))
-        parts: list[str] = []
-        try:
-            async for event in planner.plan(planning_brief(prompt)):
-                if isinstance(event, Delta):
-                    parts.append(event.text)
-        except SwitchboardError as e:
-            log.warning("planning falls back to local: %s", e.user_text())
-            return PlanOutcome(note=f"Planned locally: {e.title} {e.hint}")
-        return PlanOutcome(plan="".join(parts).strip() or None)
+    async def _call_record(self) -> CallRecord:
+        if self._record is None:
+            self._record = await asyncio.to_thread(CallRecord)
+            for problem in self._record.problems:
+                log.warning("%s", problem)
+        return self._record
+
+    async def call_record(self) -> CallRecord:
+        """The record of model calls (opened on first use), for the Usage page."""
+        return await self._call_record()
 
     async def stop_runtime(self) -> None:
         """Unload the local model now (frees the GPUs); it loads again when asked."""
-        if isinstance(self._backend, LocalGPUs) and self._backend.supervisor is not None:
-            await self._backend.supervisor.stop()
+        local = self._pool.local if self._pool is not None else None
+        if local is not None and local.supervisor is not None:
+            await local.supervisor.stop()
 
     async def apply_settings(self, settings: Settings, token: str | None) -> None:
         """Save settings (atomically) and the token (keyring); `None` leaves the token.
 
         What is saved is bounded by the machine policy first, whatever the caller sent.
-        An answer streaming meanwhile finishes on the backend it started on.
+        Work running meanwhile finishes on the pool it started on.
         """
         settings = self._bounded(settings)
         try:
@@ -226,29 +319,31 @@ class Workspace:
             await asyncio.to_thread(settings.save)
             self.settings = settings
         finally:
-            await self._drop_backend()
+            await self._drop_pool()
 
-    async def _drop_backend(self) -> None:
-        backend, self._backend = self._backend, None
-        if backend is None:
+    async def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
             return
-        if id(backend) in self._streams:
-            self._retired.append(backend)  # closed when its last answer ends
+        if id(pool) in self._leases:
+            self._retired.append(pool)  # closed when its last work ends
         else:
-            await backend.aclose()
+            await pool.aclose()
 
     async def close(self) -> None:
-        for backend in [self._backend, *self._retired]:
-            if backend is not None:
-                await backend.aclose()
-        self._backend, self._retired = None, []
+        for pool in [self._pool, *self._retired]:
+            if pool is not None:
+                await pool.aclose()
+        self._pool, self._retired = None, []
         self.history.close()
         if self._ledger is not None:
             self._ledger.close()
+        if self._record is not None:
+            self._record.close()
 
 
 class Unavailable:
-    """Stands in for a backend that could not be built; answers with why."""
+    """Stands in for a pool that could not be built; answers with why."""
 
     name = "Unavailable"
 
@@ -270,10 +365,13 @@ class Unavailable:
         pass
 
 
-async def test_connection(settings: Settings, token: str | None) -> Health:
-    """Health of an office node as the Settings dialog has it, before anything is saved."""
-    node = OfficeNode(settings, token)
+async def test_connection(settings: Settings, token: str | None,
+                          policy: Policy | None = None) -> Health:
+    """Health of the office nodes as the Settings dialog has them, before anything is
+    saved: each node asked what it serves and how busy it is."""
+    pool = Pool.build(settings.changed(backend="office node", local_fallback=False),
+                      policy or Policy(), token)
     try:
-        return await node.health()
+        return await pool.health()
     finally:
-        await node.aclose()
+        await pool.aclose()

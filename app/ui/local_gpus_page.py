@@ -24,15 +24,15 @@ from PySide6.QtWidgets import (
 from app.core import paths
 from app.core.errors import SwitchboardError
 from app.core.runtime.gguf_inspect import inspect_model
+from app.core.runtime.gpu_split import plan_split, split_report
 from app.core.runtime.gpus import inventory
-from app.core.runtime.planner import plan, plan_report
 from app.core.settings import Settings, describe
 from app.ui.bridge import Bridge
 from app.ui.download_dialog import DownloadDialog
 
 
 def plan_text(model_path: str, n_ctx: int) -> str:
-    """What the planner would do with this model here; reads the file's header."""
+    """What the GPU split would do with this model here; reads the file's header."""
     if not model_path:
         return "Choose a model file, or download one."
     try:
@@ -40,7 +40,7 @@ def plan_text(model_path: str, n_ctx: int) -> str:
     except SwitchboardError as e:
         return e.user_text()
     devices = inventory()
-    return plan_report(plan(info, devices, n_ctx=n_ctx or None), info, devices)
+    return split_report(plan_split(info, devices, n_ctx=n_ctx or None), info, devices)
 
 
 class LocalGpusPage(QGroupBox):

@@ -1,5 +1,6 @@
-"""The Settings dialog: office node address, access token (kept in the OS keyring),
-model and the office CA certificate, with "Test connection" before anything is saved;
+"""The Settings dialog: the office nodes' addresses (one a line: a pool), the access
+token (kept in the OS keyring), model and the office CA certificate, with "Test
+connection" (each node: what it serves, how busy it is) before anything is saved;
 and, on its own tab, cloud planning (the OpenRouter key and the budget).
 The numeric settings are laid out from their declarations in `app.core.settings`.
 
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QTabWidget,
@@ -36,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from app.core import secrets
 from app.core.errors import SettingsError, SwitchboardError
-from app.core.llm.backend import Health
+from app.core.llm.backend import Health, NodeHealth
 from app.core.policy import policy_file
 from app.core.settings import BACKENDS, Settings
 from app.core.workspace import Workspace, test_connection
@@ -44,8 +46,8 @@ from app.ui.bridge import Bridge
 from app.ui.cloud_page import (
     ERROR_STYLE,
     CloudPage,
-    add_setting_row,
-    choice_box,
+    it_note,
+    policy_tooltip,
     save_cloud_key,
 )
 from app.ui.local_gpus_page import LocalGpusPage
@@ -53,6 +55,17 @@ from app.ui.local_gpus_page import LocalGpusPage
 # Shown on their own pages (Local GPUs, Cloud planning), not under Answers.
 PAGED_FIELDS = ("local_ctx", "idle_unload_min", "monthly_budget_usd", "planner_max_tokens")
 CLOUD_OFF_BY_IT = "Your IT department has turned cloud planning off on this computer."
+
+
+def node_line(node: NodeHealth) -> str:
+    """ "✔ ai-1:8080: llama.cpp, 4 at once, 8,192 tokens a request" for Test connection."""
+    if not node.answering:
+        return f"✘ {node.name}: {node.error or 'not answering'}"
+    facts = [node.engine] if node.engine else []
+    facts.append(f"{node.slots} at once" if node.slots > 1 else "one at a time")
+    if node.context_tokens:
+        facts.append(f"{node.context_tokens:,} tokens a request")
+    return f"✔ {node.name}: {', '.join(facts)}"
 
 
 class SettingsDialog(QDialog):
@@ -69,14 +82,22 @@ class SettingsDialog(QDialog):
         source = workspace.policy_source.path if workspace.policy_source else policy_file()
         policy_problems = workspace.policy_problems()
 
-        self.node_url = QLineEdit(settings.node_url)
-        self.node_url.setPlaceholderText("https://ai-node.office.example:8443/v1")
-        # IT's office nodes: a choice of those (fixed when there is one) instead of a
-        # free address.
-        self.node_choice: QComboBox | None = None
-        node_limit = limits.get("node_url")
+        self.node_urls = QPlainTextEdit("\n".join(settings.node_urls))
+        self.node_urls.setPlaceholderText("https://ai-node.office.example:8443/v1\n"
+                                          "(one address a line; more than one shares the "
+                                          "work and takes over when one is down)")
+        self.node_urls.setTabChangesFocus(True)
+        self.node_urls.setFixedHeight(self.node_urls.fontMetrics().lineSpacing() * 4 + 12)
+        # IT's office nodes: shown, all of them in use, not changeable.
+        node_limit = limits.get("node_urls")
+        self.node_note: QLabel | None = None
         if node_limit is not None:
-            self.node_choice = choice_box(node_limit, settings.node_url, source)
+            self.node_urls.setReadOnly(True)
+            self.node_urls.setToolTip(policy_tooltip(node_limit, source))
+            self.node_note = it_note(node_limit, source)
+        self.local_fallback = QCheckBox("When no office node answers, use the model on my "
+                                        "GPUs (Local GPUs)")
+        self.local_fallback.setChecked(settings.local_fallback)
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("Access token from IT (stored in the system key store)")
@@ -106,11 +127,14 @@ class SettingsDialog(QDialog):
         node_box = QGroupBox("Office node")
         self.node_box = node_box
         form = QFormLayout(node_box)
-        add_setting_row(form, "Address:", self.node_url, self.node_choice, node_limit, source)
+        form.addRow("Addresses:", self.node_urls)
+        if self.node_note is not None:
+            form.addRow("", self.node_note)
         form.addRow("Access token:", self.token)
         form.addRow("", self.remove_token)
         form.addRow("Model:", self.model)
         form.addRow("CA certificate:", ca_row)
+        form.addRow("", self.local_fallback)
         self.test_button = QPushButton("Test connection")
         self.test_button.clicked.connect(self.test_connection)
         self.test_result = QLabel()
@@ -188,9 +212,8 @@ class SettingsDialog(QDialog):
 
     def edited_settings(self) -> Settings:
         """The settings as the dialog shows them; raises SettingsError for a bad value."""
-        node_url = (self.node_choice.currentText() if self.node_choice is not None
-                    else self.node_url.text())
-        values: dict[str, Any] = {"node_url": node_url,
+        values: dict[str, Any] = {"node_urls": self.node_urls.toPlainText(),
+                                  "local_fallback": self.local_fallback.isChecked(),
                                   "model": self.model.currentText(),
                                   "ca_bundle": self.ca_bundle.text()}
         values.update({name: box.value() for name, box in self.numeric.items()})
@@ -214,7 +237,8 @@ class SettingsDialog(QDialog):
 
         async def check() -> Health:
             stored = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
-            return await test_connection(settings, token if token is not None else stored)
+            return await test_connection(settings, token if token is not None else stored,
+                                         self.workspace.policy)
 
         self.test_button.setEnabled(False)
         self.test_result.setText("Testing…")
@@ -222,15 +246,18 @@ class SettingsDialog(QDialog):
 
     def _on_tested(self, health: Health) -> None:
         self.test_button.setEnabled(True)
+        if len(health.nodes) > 1:
+            self.test_result.setText("\n".join(node_line(n) for n in health.nodes))
         if health.ok:
             models = ", ".join(health.models) or "no models"
-            self.test_result.setText(f"✔ Connected in {health.latency_ms:.0f} ms. "
-                                     f"Models: {models}.")
+            if len(health.nodes) <= 1:
+                latency = f" in {health.latency_ms:.0f} ms" if health.latency_ms else ""
+                self.test_result.setText(f"✔ Connected{latency}. Models: {models}.")
             current = self.model.currentText()
             self.model.clear()
             self.model.addItems(health.models)
             self.model.setCurrentText(current or (health.models[0] if health.models else ""))
-        else:
+        elif len(health.nodes) <= 1:
             assert health.error is not None
             self.test_result.setText(f"✘ {health.error.user_text()}")
 

@@ -238,7 +238,7 @@ def main() -> int:
 
         collector = GuiThreadCollector()  # as run_tray_app does: gc on the GUI thread
         collector.start()
-        Settings().changed(node_url=node.base_url).save()
+        Settings().changed(node_urls=[node.base_url]).save()
         app = SwitchboardApp(Workspace.open())
         app.start()
         app.show_main()

@@ -43,7 +43,7 @@ def answers(db: Path) -> list[tuple[str, str]]:
 
 def test_tray_click_quick_ask_and_an_answer_from_the_office_node(
         screen: Desktop, office_node: LlamaServer, tmp_path: Path) -> None:
-    Settings().changed(node_url=office_node.base_url, max_tokens=32).save()
+    Settings().changed(node_urls=[office_node.base_url], max_tokens=32).save()
     env = {**screen.env, "SWITCHBOARD_NODE_TOKEN": office_node.api_key}
     log = open(tmp_path / "switchboard.log", "w")  # noqa: SIM115 — closed below
     app = subprocess.Popen(switchboard_command(), env=env, stdout=log, stderr=log)

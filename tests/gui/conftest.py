@@ -27,7 +27,7 @@ def gui_thread_gc(qtbot: QtBot) -> Iterator[None]:
 
 @pytest.fixture
 def build_app(qtbot: QtBot) -> Iterator[BuildApp]:
-    """`build_app(node_url=...)` saves those settings, then builds and starts the app."""
+    """`build_app(node_urls=[...])` saves those settings, then builds and starts the app."""
     apps: list[SwitchboardApp] = []
 
     def build(**settings: Any) -> SwitchboardApp:

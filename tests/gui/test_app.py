@@ -41,7 +41,7 @@ def last_answer_is(app: SwitchboardApp, *statuses: str) -> bool:
 def test_an_answer_streams_from_the_office_node_and_is_there_after_a_restart(
         qtbot: QtBot, build_app: BuildApp, office_node: LlamaServer) -> None:
     secrets.set_secret(secrets.NODE_TOKEN, office_node.api_key)
-    app = build_app(node_url=office_node.base_url, max_tokens=24)
+    app = build_app(node_urls=[office_node.base_url], max_tokens=24)
     appended: list[str] = []
     app.controller.chatEvent.connect(lambda e: appended.append(type(e).__name__))
     type_and_send(qtbot, app, "Say hello")
@@ -66,7 +66,7 @@ def test_an_answer_streams_from_the_office_node_and_is_there_after_a_restart(
 def test_stop_cancels_within_100_ms_and_keeps_the_partial_answer(
         qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
     fault_server.set_scenario("ok", chunks=["word "] * 500, delay_s=0.02)
-    app = build_app(node_url=fault_server.base_url)
+    app = build_app(node_urls=[fault_server.base_url])
     finished: list[float] = []
     order: list[str] = []
     app.controller.chatEvent.connect(
@@ -91,7 +91,7 @@ def test_stop_cancels_within_100_ms_and_keeps_the_partial_answer(
 def test_a_node_dropping_mid_answer_shows_the_error_and_keeps_the_partial_answer(
         qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
     fault_server.set_scenario("close_mid_stream", chunks=["Half ", "an answer"])
-    app = build_app(node_url=fault_server.base_url)
+    app = build_app(node_urls=[fault_server.base_url])
     type_and_send(qtbot, app, "Question")
     qtbot.waitUntil(lambda: last_answer_is(app, "interrupted"), timeout=10_000)
     assert messages(app)[-1].content == "Half an answer"
@@ -106,7 +106,7 @@ def test_an_unreachable_node_shows_in_the_tray_and_status_bar(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = build_app(node_url=f"http://127.0.0.1:{port}/v1")
+    app = build_app(node_urls=[f"http://127.0.0.1:{port}/v1"])
     qtbot.waitUntil(lambda: app.tray.state == TrayState.ERROR, timeout=10_000)
     assert "can't be reached" in app.tray.status_action.text()
     assert "can't be reached" in app.main_window.node_label.text()
@@ -116,7 +116,7 @@ def test_an_unreachable_node_shows_in_the_tray_and_status_bar(
 def test_the_tray_shows_answering_while_streaming(
         qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
     fault_server.set_scenario("ok", chunks=["a"] * 30, delay_s=0.03)
-    app = build_app(node_url=fault_server.base_url)
+    app = build_app(node_urls=[fault_server.base_url])
     qtbot.waitUntil(lambda: "connected" in app.tray.status_action.text(), timeout=10_000)
     type_and_send(qtbot, app, "Hi")
     qtbot.waitUntil(lambda: app.tray.state == TrayState.BUSY)
@@ -131,7 +131,7 @@ def test_settings_round_trip_keeps_the_token_only_in_the_key_store(
     app.open_settings()
     dialog = app.settings_dialog
     assert dialog is not None
-    dialog.node_url.setText(fault_server.base_url)
+    dialog.node_urls.setPlainText(fault_server.base_url)
     dialog.token.setText("tok-very-secret-123")
     dialog.numeric["max_tokens"].setValue(333)
     qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
@@ -143,7 +143,7 @@ def test_settings_round_trip_keeps_the_token_only_in_the_key_store(
     qtbot.waitUntil(lambda: app.settings_dialog is None)  # closed, and deleted
 
     saved = json.loads(paths.settings_file().read_text())["settings"]
-    assert saved["node_url"] == fault_server.base_url and saved["max_tokens"] == 333
+    assert saved["node_urls"] == [fault_server.base_url] and saved["max_tokens"] == 333
     assert saved["model"] == "stand-in-model"
     assert memory_keyring.store[(secrets.SERVICE, secrets.NODE_TOKEN)] == "tok-very-secret-123"
     for path in paths.config_dir().parent.rglob("*"):
@@ -153,7 +153,7 @@ def test_settings_round_trip_keeps_the_token_only_in_the_key_store(
     app.open_settings()
     again = app.settings_dialog
     assert again is not None
-    assert again.node_url.text() == fault_server.base_url
+    assert again.node_urls.toPlainText() == fault_server.base_url
     assert again.numeric["max_tokens"].value() == 333
     assert again.token.text() == ""  # never shown back
     qtbot.waitUntil(lambda: "saved" in again.token.placeholderText())
@@ -165,17 +165,18 @@ def test_settings_refuses_a_bad_address_with_a_clear_message(
     app.open_settings()
     dialog = app.settings_dialog
     assert dialog is not None
-    dialog.node_url.setText("node.office.local")
+    dialog.node_urls.setPlainText("node.office.local:8080\nftp://node.office.local")
     dialog.save()
     assert dialog.isVisible()
-    assert "not an http:// or https:// address" in dialog.error.text()
+    assert "'ftp://node.office.local' is not an http:// or https:// address" \
+        in dialog.error.text()
     assert not paths.settings_file().exists()
 
 
 def test_quick_ask_streams_and_continues_in_the_main_window(
         qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
     fault_server.set_scenario("ok", chunks=["**Quick**", " answer"])
-    app = build_app(node_url=fault_server.base_url)
+    app = build_app(node_urls=[fault_server.base_url])
     app.tray.quickAskRequested.emit()
     quick = app.quick_ask
     assert quick.isVisible()

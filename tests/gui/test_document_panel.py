@@ -49,7 +49,7 @@ def bars(panel: DocumentPanel) -> dict[str, tuple[float, str]]:
 def summarised(qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer,
                tmp_path: Path) -> SwitchboardApp:
     """The app with a 4-page PDF dropped on the document panel and summarised."""
-    app = build_app(node_url=fault_server.base_url)
+    app = build_app(node_urls=[fault_server.base_url])
     # Pages of about 600 tokens, so each is split into its own parts for questions.
     pdf = pdf_with_pages(tmp_path, pages=4, filler_lines=25)
     assert drop(app.main_window.document_panel, pdf)
@@ -126,7 +126,7 @@ def test_two_documents_read_at_once_each_show_their_own_progress(
     each row has its own bar with its own parts, pages and time left, and loses it when
     its summary is done."""
     fault_server.set_scenario("ok", delay_s=0.1)  # ~0.3 s a part: time to watch
-    app = build_app(node_url=fault_server.base_url)
+    app = build_app(node_urls=[fault_server.base_url])
     window, panel = app.main_window, app.main_window.document_panel
     # Several parts each; different page counts tell their bars apart.
     first = pdf_with_pages(tmp_path, pages=8, filler_lines=25, name="first.pdf")

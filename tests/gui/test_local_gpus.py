@@ -26,9 +26,9 @@ def no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def runtime_of(app: SwitchboardApp) -> LocalGPUs:
-    backend = app.workspace._backend
-    assert isinstance(backend, LocalGPUs)
-    return backend
+    pool = app.workspace._pool
+    assert pool is not None and isinstance(pool.local, LocalGPUs)
+    return pool.local
 
 
 def test_load_progress_then_an_answer_on_local_gpus(qtbot: QtBot, build_app: BuildApp,
@@ -100,7 +100,7 @@ def test_settings_show_the_split_plan_before_anything_loads(
     text = dialog.local_page.plan.toPlainText()
     assert "switchboard-tiny" in text and "all on the GPUs" in text
     assert text.count("\n0   ") == 1 and "\n1   " in text  # a line per GPU
-    assert app.workspace._backend is None or not isinstance(app.workspace._backend, LocalGPUs)
+    assert app.workspace._pool is None or app.workspace._pool.local is None
 
     dialog.local_page.model_path.setText(str(tiny_model_path.with_suffix(".txt")))
     dialog.local_page.refresh_plan()

@@ -22,7 +22,7 @@ def test_plan_with_cloud_shows_the_plan_then_the_local_answer(
     secrets.set_secret(secrets.OPENROUTER_KEY, API_KEY)
     with OpenRouterServer() as cloud:
         monkeypatch.setenv("SWITCHBOARD_OPENROUTER_URL", cloud.base_url)
-        app = build_app(node_url=fault_server.base_url, monthly_budget_usd=5,
+        app = build_app(node_urls=[fault_server.base_url], monthly_budget_usd=5,
                         planner_model="stand-in/planner", planner_max_tokens=64)
         window = app.main_window
         assert window.mode.currentText() == "Auto"

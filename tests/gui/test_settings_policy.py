@@ -44,11 +44,10 @@ def test_settings_shows_what_it_fixed_and_saving_cannot_lift_it(
     qtbot.waitUntil(lambda: app.controller.health is not None, timeout=5000)
     dialog = settings_dialog(app)
 
-    node = dialog.node_choice
-    assert node is not None and not node.isEnabled()  # one node: fixed
-    assert node.currentText() == fault_server.base_url
-    assert not dialog.node_url.isVisibleTo(dialog)  # no free address to type
-    assert str(path) in node.toolTip()
+    nodes = dialog.node_urls
+    assert nodes.isReadOnly()  # IT's nodes, all of them: not the user's to change
+    assert nodes.toPlainText() == fault_server.base_url
+    assert str(path) in nodes.toolTip()
 
     page = dialog.cloud_page
     assert page.budget_usd.maximum() == 25
@@ -67,15 +66,14 @@ def test_settings_shows_what_it_fixed_and_saving_cannot_lift_it(
     # Past the widgets (as a future bug in them might be): the save is bounded all the same.
     page.budget_usd.setMaximum(1000)
     page.budget_usd.setValue(500)
-    node.addItem("http://elsewhere.example:8080/v1")
-    node.setCurrentIndex(1)
+    nodes.setPlainText("http://elsewhere.example:8080/v1")
     models.setCurrentIndex(1)
     # Saving checks the node again; waited for, so the test doesn't end mid-connection.
     with qtbot.waitSignals([dialog.accepted, app.controller.healthChanged], timeout=5000):
         dialog.save()
     on_disk = saved()
     assert on_disk["monthly_budget_usd"] == 25
-    assert on_disk["node_url"] == fault_server.base_url
+    assert on_disk["node_urls"] == [fault_server.base_url]
     assert on_disk["planner_model"] == "a/b"  # an allowed choice is the user's to make
     assert app.workspace.settings.monthly_budget_usd == 25
 
@@ -83,7 +81,8 @@ def test_settings_shows_what_it_fixed_and_saving_cannot_lift_it(
 def test_without_a_policy_nothing_is_marked(qtbot: QtBot, build_app: BuildApp) -> None:
     app = build_app(monthly_budget_usd=500)
     dialog = settings_dialog(app)
-    assert dialog.node_choice is None and dialog.cloud_page.planner_choice is None
+    assert dialog.node_note is None and dialog.cloud_page.planner_choice is None
+    assert not dialog.node_urls.isReadOnly()
     assert dialog.cloud_page.budget_usd.maximum() == 100_000
     assert dialog.cloud_page.budget_usd.value() == 500
     assert notes(dialog) == []

@@ -25,7 +25,7 @@ from tests.fixtures.fault_server import FaultServer
 
 
 def node_for(server: FaultServer, **settings: object) -> OfficeNode:
-    return OfficeNode(Settings().changed(node_url=server.base_url, **settings), token="t")
+    return OfficeNode(Settings().changed(node_urls=[server.base_url], **settings), token="t")
 
 
 def send(history: History, node: OfficeNode, prompt: str = "Hello?") -> list[ChatEvent]:
@@ -131,7 +131,7 @@ KILLED_CLIENT = textwrap.dedent("""
 
     history = History(Path(sys.argv[1]))
     chat = history.create_chat()
-    node = OfficeNode(Settings().changed(node_url=sys.argv[2], model="m"), token="t")
+    node = OfficeNode(Settings().changed(node_urls=[sys.argv[2]], model="m"), token="t")
     asyncio.run(ChatService(history).send(chat.id, "go", node, lambda e: None))
 """)
 

@@ -76,7 +76,7 @@ def test_ask_with_no_node_set_up_says_so() -> None:
 
 
 def test_doctor_json_reports_each_part(office_node: LlamaServer) -> None:
-    Settings().changed(node_url=office_node.base_url).save()
+    Settings().changed(node_urls=[office_node.base_url]).save()
     result = switchboard("doctor", "--json", token=office_node.api_key)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
@@ -89,7 +89,7 @@ def test_doctor_json_reports_each_part(office_node: LlamaServer) -> None:
 
 
 def test_doctor_says_what_is_wrong_when_the_node_is_down() -> None:
-    Settings().changed(node_url=f"http://127.0.0.1:{closed_port()}/v1").save()
+    Settings().changed(node_urls=[f"http://127.0.0.1:{closed_port()}/v1"]).save()
     result = switchboard("doctor")
     assert result.returncode == 1
     assert "FAIL  office node" in result.stdout and "can't be reached" in result.stdout

@@ -102,7 +102,7 @@ def test_the_policy_ceiling_caps_the_users_budget(cloud: OpenRouterServer,
 
 
 @pytest.mark.parametrize(("policy", "budget_usd", "words"), [
-    (Policy(cloud_allowed=False), 20.0, "policy does not allow"),
+    (Policy(cloud_allowed=False), 20.0, "IT has turned cloud planning off"),
     (Policy(), 0.0, "no monthly budget"),
     (Policy(allowed_planner_models=("someone/else",)), 20.0, "IT allows only someone/else"),
 ])

@@ -89,7 +89,7 @@ def test_a_summary_records_the_document_and_its_pages(
         tmp_path: Path, fault_server: FaultServer, opened: list[History]) -> None:
     history = open_history(opened, tmp_path / "h.sqlite3")
     chat = history.create_chat()
-    node = OfficeNode(Settings().changed(node_url=fault_server.base_url), token="t")
+    node = OfficeNode(Settings().changed(node_urls=[fault_server.base_url]), token="t")
     events: list[ChatEvent] = []
     pdf = pdf_with_pages(tmp_path, pages=3)
 
@@ -114,7 +114,7 @@ def test_a_refused_file_records_the_error(tmp_path: Path, fault_server: FaultSer
                                           opened: list[History]) -> None:
     history = open_history(opened, tmp_path / "h.sqlite3")
     chat = history.create_chat()
-    node = OfficeNode(Settings().changed(node_url=fault_server.base_url), token="t")
+    node = OfficeNode(Settings().changed(node_urls=[fault_server.base_url]), token="t")
     folder = tmp_path / "folder.pdf"
     folder.mkdir()
 

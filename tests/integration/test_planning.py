@@ -41,7 +41,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenRouterServer]:
 
 
 def ask(node: FaultServer, prompt: str, **settings: object) -> Workspace:
-    Settings().changed(node_url=node.base_url, planner_model="stand-in/planner",
+    Settings().changed(node_urls=[node.base_url], planner_model="stand-in/planner",
                        planner_max_tokens=64, **settings).save()
     workspace = Workspace.open()
 

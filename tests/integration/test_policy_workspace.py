@@ -30,8 +30,8 @@ def test_a_hand_edited_settings_file_is_bounded_on_load() -> None:
         assert (s.node_url, s.monthly_budget_usd, s.planner_model, s.mode) == \
             (NODE, 25.0, "a/b", "local only")
         assert workspace.problems == []  # bounded quietly; Settings shows the limits
-        assert set(workspace.limits()) == {"node_url", "monthly_budget_usd", "planner_model",
-                                           "mode"}
+        assert set(workspace.limits()) == {"node_urls", "monthly_budget_usd",
+                                           "planner_model", "mode"}
         assert saved()["monthly_budget_usd"] == 500  # loading never writes the file
     finally:
         asyncio.run(workspace.close())
@@ -43,11 +43,11 @@ def test_saving_cannot_lift_a_limit() -> None:
 
     async def main() -> None:
         try:
-            lifted = Settings().changed(node_url="http://elsewhere:8080/v1",
+            lifted = Settings().changed(node_urls=["http://elsewhere:8080/v1"],
                                         monthly_budget_usd=500, temperature=0.3)
             await workspace.apply_settings(lifted, None)
             on_disk = saved()
-            assert (on_disk["node_url"], on_disk["monthly_budget_usd"]) == (NODE, 25.0)
+            assert (on_disk["node_urls"], on_disk["monthly_budget_usd"]) == ([NODE], 25.0)
             assert on_disk["temperature"] == 0.3  # what the policy doesn't bound is as sent
             assert workspace.settings == Settings.load()[0]
             await workspace.set_mode("plan with cloud")
@@ -93,7 +93,7 @@ def test_doctor_shows_the_policy_and_checks_its_office_node() -> None:
     assert policy["in_force"] == {"office_node_urls": [NODE], "cloud_allowed": True,
                                   "budget_ceiling_usd": 25.0, "allowed_planner_models": []}
     assert policy["notes"] == ["unknown key 'budget_celing' ignored"]
-    assert policy["bounded_settings"] == ["monthly_budget_usd", "node_url"]
+    assert policy["bounded_settings"] == ["monthly_budget_usd", "node_urls"]
 
     text = io.StringIO()
     cli.doctor(out=text)

@@ -111,7 +111,7 @@ def stand_in() -> Any:
 
 
 def node(server: FaultServer) -> OfficeNode:
-    return OfficeNode(Settings().changed(node_url=server.base_url, model="stand-in-model"),
+    return OfficeNode(Settings().changed(node_urls=[server.base_url], model="stand-in-model"),
                       "t")
 
 
@@ -140,7 +140,7 @@ def expected_ranges(pages: list[tuple[int, str]], **options: Any) -> list[PageRa
 
 
 def test_map_reduce_on_the_real_llama_server(office_node: LlamaServer) -> None:
-    backend = OfficeNode(Settings().changed(node_url=office_node.base_url, max_tokens=16),
+    backend = OfficeNode(Settings().changed(node_urls=[office_node.base_url], max_tokens=16),
                          office_node.api_key)
     pages = pages_of(6)
     seen: list[Progress] = []
@@ -167,12 +167,12 @@ def test_map_reduce_on_the_real_llama_server(office_node: LlamaServer) -> None:
 
 
 def test_the_llama_servers_tokenizer_measures_chunks(office_node: LlamaServer) -> None:
-    backend = OfficeNode(Settings().changed(node_url=office_node.base_url),
+    backend = OfficeNode(Settings().changed(node_urls=[office_node.base_url]),
                          office_node.api_key)
 
     async def main() -> Any:
         try:
-            return await tokenizer_for(backend)
+            return await tokenizer_for(backend.client, backend.model)
         finally:
             await backend.aclose()
 
@@ -191,7 +191,7 @@ def test_a_server_without_a_tokenizer_gets_the_estimate(stand_in: Scripted) -> N
 
     async def main() -> Any:
         try:
-            return await tokenizer_for(backend)
+            return await tokenizer_for(backend.client, backend.model)
         finally:
             await backend.aclose()
 

@@ -25,7 +25,7 @@ def open_workspace(**settings: object) -> Workspace:
 
 def test_saving_settings_mid_answer_lets_the_answer_finish(fault_server: FaultServer) -> None:
     fault_server.set_scenario("ok", chunks=["word "] * 40, delay_s=0.02)
-    workspace = open_workspace(node_url=fault_server.base_url)
+    workspace = open_workspace(node_urls=[fault_server.base_url])
     events: list[ChatEvent] = []
 
     async def main() -> None:
@@ -45,25 +45,25 @@ def test_saving_settings_mid_answer_lets_the_answer_finish(fault_server: FaultSe
 
 def test_the_tier_follows_the_setting(tiny_model_path: object) -> None:
     async def kinds() -> list[type]:
-        workspace = open_workspace(node_url="http://127.0.0.1:9/v1")
-        first = type(await workspace.backend())
+        workspace = open_workspace(node_urls=["http://127.0.0.1:9/v1"])
+        first = [type(p.backend) for p in (await workspace.backend()).places]
         await workspace.apply_settings(
             workspace.settings.changed(backend="local GPUs", model_path=str(tiny_model_path)),
             None)
-        second = type(await workspace.backend())
+        second = [type(p.backend) for p in (await workspace.backend()).places]
         label = workspace.backend_label()
         await workspace.close()
         assert label == "Local GPUs · " + str(tiny_model_path).rsplit("/", 1)[1]
         return [first, second]
 
-    assert asyncio.run(kinds()) == [OfficeNode, LocalGPUs]
+    assert asyncio.run(kinds()) == [[OfficeNode], [LocalGPUs]]
 
 
 def test_a_locked_key_store_is_reported_then_recovered(fault_server: FaultServer,
                                                        memory_keyring: MemoryKeyring,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     secrets.set_secret(secrets.NODE_TOKEN, "tok-1")
-    workspace = open_workspace(node_url=fault_server.base_url)
+    workspace = open_workspace(node_urls=[fault_server.base_url])
 
     def locked(*_args: object) -> None:
         raise keyring.errors.KeyringLocked("locked")

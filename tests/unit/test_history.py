@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core import history as history_module
+from app.core.db import keep_aside
 from app.core.errors import HistoryDamaged, StorageFailed
 from app.core.history import History
 
@@ -129,13 +129,13 @@ def test_a_damaged_file_goes_aside_with_its_wal_and_shm(tmp_path: Path) -> None:
     db = tmp_path / "history.sqlite3"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").write_bytes(suffix.encode() or b"main")
-    aside = history_module._keep_aside(db)
+    aside = keep_aside(db)
     # Left behind, a -wal would be replayed into the new database and damage it too.
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         aside.name, f"{aside.name}-shm", f"{aside.name}-wal"]
     assert Path(f"{aside}-wal").read_bytes() == b"-wal"  # still paired the way SQLite pairs
     db.write_bytes(b"damaged again")  # in the same second, most likely
-    assert history_module._keep_aside(db) != aside
+    assert keep_aside(db) != aside
     assert aside.read_bytes() == b"main"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from app.core.policy import (
     SET_BY_IT,
+    NodeTerms,
     Policy,
     bound,
     load_policy,
@@ -116,78 +118,59 @@ def test_a_null_ceiling_is_no_ceiling(tmp_path: Path) -> None:
 
 
 def test_no_policy_bounds_nothing() -> None:
-    settings = Settings().changed(node_url=NODE_B, monthly_budget_usd=999, mode="plan with cloud")
+    settings = Settings().changed(node_urls=[NODE_B], monthly_budget_usd=999,
+                                  mode="plan with cloud")
     bounded = bound(settings, Policy())
     assert bounded.settings == settings and bounded.limits == {} and bounded.changes == ()
 
 
 @pytest.mark.parametrize(("mine", "in_force"), [
-    ("", NODE_A),  # not set: IT's first
-    ("http://elsewhere:8080/v1", NODE_A),  # not allowed: IT's first
-    (NODE_B, NODE_B),  # allowed: kept
-    (NODE_B + "/", NODE_B),  # the same address, written with a trailing slash
+    ((), (NODE_A, NODE_B)),  # none chosen: all of IT's, in IT's order
+    (("http://elsewhere:8080/v1",), (NODE_A, NODE_B)),  # none allowed: the same
+    ((NODE_B,), (NODE_B,)),  # one of IT's (a script's --node): kept
+    ((NODE_B + "/", "http://elsewhere:8080/v1", NODE_A), (NODE_B, NODE_A)),  # as IT spells
 ])
-def test_the_office_node_is_one_of_its(mine: str, in_force: str) -> None:
+def test_the_office_nodes_are_its_own(mine: tuple[str, ...], in_force: tuple[str, ...]
+                                      ) -> None:
     policy = Policy(office_node_urls=(NODE_A, NODE_B))
-    bounded = bound(Settings(node_url=mine), policy)
-    assert bounded.settings.node_url == in_force
-    limit = bounded.limits["node_url"]
-    assert limit.choices == (NODE_A, NODE_B) and not limit.fixed
+    bounded = bound(Settings(node_urls=mine), policy)
+    assert bounded.settings.node_urls == in_force
+    limit = bounded.limits["node_urls"]
+    assert limit.choices == (NODE_A, NODE_B) and limit.fixed
     assert limit.why.startswith(SET_BY_IT)
 
 
 def test_one_office_node_is_fixed() -> None:
-    bounded = bound(Settings(node_url=NODE_B), Policy(office_node_urls=(NODE_A,)))
-    assert bounded.settings.node_url == NODE_A
-    assert bounded.limits["node_url"].fixed and bounded.limits["node_url"].why == SET_BY_IT
-    assert bounded.changes == (f"Office node address: IT's policy puts {NODE_A!r} in place "
-                               f"of {NODE_B!r}",)
+    bounded = bound(Settings(node_urls=(NODE_B,)), Policy(office_node_urls=(NODE_A,)))
+    assert bounded.settings.node_urls == (NODE_A,)
+    assert bounded.limits["node_urls"].fixed and bounded.limits["node_urls"].why == SET_BY_IT
+    assert bounded.changes == (f"Office node addresses: IT's policy puts {(NODE_A,)!r} in "
+                               f"place of {(NODE_B,)!r}",)
 
 
-@pytest.mark.parametrize(("mine", "ceiling", "in_force"), [
-    (500.0, 25.0, 25.0),
-    (10.0, 25.0, 10.0),
-    (25.0, 25.0, 25.0),
-    (20.0, 0.0, 0.0),  # a ceiling of 0: no cloud planning budget at all
-])
-def test_the_budget_is_at_most_the_ceiling(mine: float, ceiling: float,
-                                          in_force: float) -> None:
-    bounded = bound(Settings(monthly_budget_usd=mine), Policy(budget_ceiling_usd=ceiling))
-    assert bounded.settings.monthly_budget_usd == in_force
-    assert bounded.limits["monthly_budget_usd"].maximum == ceiling
-    assert bool(bounded.changes) == (mine > ceiling)
+def test_it_names_its_nodes_and_their_running_cost(tmp_path: Path) -> None:
+    read = read_policy(write(tmp_path, {"office_node_urls": [
+        {"url": NODE_A, "name": "GPU room", "usd_per_million_tokens": 0.05}, NODE_B]}))
+    assert not read.problems
+    policy = read.policy
+    assert policy.office_node_urls == (NODE_A, NODE_B)
+    assert policy.terms(NODE_A).name == "GPU room"
+    assert policy.terms(NODE_A + "/").usd_per_million_tokens == Decimal("0.05")
+    assert policy.terms(NODE_B) == NodeTerms()
 
 
-def test_the_ceiling_is_said_in_dollars() -> None:
-    limit = bound(Settings(), Policy(budget_ceiling_usd=25)).limits["monthly_budget_usd"]
-    assert limit.why == f"{SET_BY_IT}: at most $25.00 a month"
-
-
-def test_the_planner_model_is_one_of_its_first_by_default() -> None:
-    policy = Policy(allowed_planner_models=("openai/gpt-5", "anthropic/claude-sonnet-4.5"))
-    assert bound(Settings(planner_model="x/y"), policy).settings.planner_model == "openai/gpt-5"
-    kept = bound(Settings(), policy).settings.planner_model  # the default is allowed
-    assert kept == "anthropic/claude-sonnet-4.5"
-    assert bound(Settings(), policy).limits["planner_model"].choices == \
-        policy.allowed_planner_models
-
-
-@pytest.mark.parametrize("mode", ["auto", "plan with cloud", "local only"])
-def test_cloud_off_leaves_only_local_planning(mode: str) -> None:
-    bounded = bound(Settings(mode=mode), Policy(cloud_allowed=False))
-    assert bounded.settings.mode == "local only"
-    assert bounded.limits["mode"].choices == ("local only",) and bounded.limits["mode"].fixed
-    assert bool(bounded.changes) == (mode != "local only")
-
-
-def test_cloud_allowed_leaves_every_mode() -> None:
-    assert bound(Settings(mode="plan with cloud"), Policy()).settings.mode == "plan with cloud"
+@pytest.mark.parametrize("entry", [{"url": NODE_A, "cost": 1}, {"name": "x"},
+                                   {"url": NODE_A, "usd_per_million_tokens": -1},
+                                   {"url": NODE_A, "name": 3}])
+def test_a_wrong_node_entry_turns_the_cloud_off(tmp_path: Path, entry: object) -> None:
+    read = read_policy(write(tmp_path, {"office_node_urls": [entry]}))
+    assert read.problems and not read.policy.cloud_allowed
 
 
 def test_bounding_twice_changes_nothing_more() -> None:
     policy = Policy(office_node_urls=(NODE_A,), cloud_allowed=False, budget_ceiling_usd=5,
                     allowed_planner_models=("a/b",))
-    once = bound(Settings(node_url=NODE_B, monthly_budget_usd=50, mode="auto"), policy)
+    once = bound(Settings(node_urls=(NODE_B,), monthly_budget_usd=50, mode="auto"), policy)
     twice = bound(once.settings, policy)
     assert twice.settings == once.settings and twice.changes == ()
     assert twice.limits == once.limits

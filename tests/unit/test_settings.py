@@ -15,7 +15,7 @@ from app.core.settings import Settings, describe
 def test_defaults_then_saved_values_survive_a_reload() -> None:
     settings, problems = Settings.load()
     assert settings == Settings() and problems == []
-    changed = settings.changed(node_url="https://node.example:8443/v1", max_tokens=512,
+    changed = settings.changed(node_urls=["https://node.example:8443/v1"], max_tokens=512,
                                temperature=1)
     changed.save()
     loaded, problems = Settings.load()
@@ -30,13 +30,13 @@ def test_defaults_then_saved_values_survive_a_reload() -> None:
     ("max_tokens", True, "expected int"),
     ("temperature", float("nan"), "not a number"),
     ("temperature", 9.0, "outside"),
-    ("node_url", "ftp://node", "not an http"),
-    ("node_url", "node.example", "not an http"),
-    ("node_url", "http://[::1/v1", "not a valid address"),
-    ("node_url", "http://node:abc/v1", "port"),
-    ("node_url", "http://node:99999/v1", "port"),
-    ("node_url", "http://node:0/v1", "port"),
-    ("node_url", "http://:8080/v1", "not an http"),
+    ("node_urls", ["ftp://node"], "not an http"),
+    ("node_urls", ["http://[::1/v1"], "not a valid address"),
+    ("node_urls", ["http://node:abc/v1"], "port"),
+    ("node_urls", ["http://node.example/v1", "http://node:99999/v1"], "port"),
+    ("node_urls", ["http://node:0/v1"], "port"),
+    ("node_urls", ["http://:8080/v1"], "not an http"),
+    ("node_urls", [3], "expected a list of text"),
     ("colour", "blue", "unknown setting"),
 ])
 def test_a_bad_value_is_refused_with_the_setting_named(name: str, value: object,
@@ -69,7 +69,7 @@ def test_one_bad_value_falls_back_to_its_default_and_keeps_the_rest() -> None:
 
 def test_saving_on_a_full_disk_raises_a_clear_error_and_keeps_the_old_file(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    Settings().changed(node_url="http://old:1/v1").save()
+    Settings().changed(node_urls=["http://old:1/v1"]).save()
     before = paths.settings_file().read_text()
 
     def full_disk(_fd: int) -> None:
@@ -77,7 +77,7 @@ def test_saving_on_a_full_disk_raises_a_clear_error_and_keeps_the_old_file(
 
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(StorageFailed) as caught:
-        Settings().changed(node_url="http://new:1/v1").save()
+        Settings().changed(node_urls=["http://new:1/v1"]).save()
     assert "disk" in caught.value.user_text()
     assert paths.settings_file().read_text() == before
 
@@ -91,7 +91,20 @@ def test_settings_file_is_plain_json_with_a_version(switchboard_home: Path) -> N
 @pytest.mark.parametrize("url", ["http://node.example:8080/v1", "https://[::1]:8443/v1",
                                  "http://10.0.0.5/v1", "https://node.example"])
 def test_good_addresses_are_accepted(url: str) -> None:
-    assert Settings().changed(node_url=url).node_url == url
+    assert Settings().changed(node_urls=[url]).node_url == url
+
+
+def test_a_bare_host_and_port_gets_http_and_several_nodes_are_kept_in_order() -> None:
+    settings = Settings().changed(node_urls="ai-1.office.local:8080, http://ai-2:8080/v1\n")
+    assert settings.node_urls == ("http://ai-1.office.local:8080", "http://ai-2:8080/v1")
+    assert settings.node_url == "http://ai-1.office.local:8080"
+
+
+def test_a_file_from_before_the_pool_keeps_its_one_node() -> None:
+    doc = {"version": 1, "settings": {"node_url": "http://node:8080/v1"}}
+    paths.settings_file().write_text(json.dumps(doc), encoding="utf-8")
+    settings, problems = Settings.load()
+    assert settings.node_urls == ("http://node:8080/v1",) and problems == []
 
 
 def test_an_unparsable_address_in_the_file_falls_back_to_its_default() -> None:
@@ -99,7 +112,7 @@ def test_an_unparsable_address_in_the_file_falls_back_to_its_default() -> None:
     paths.settings_file().write_text(json.dumps(doc), encoding="utf-8")
     settings, problems = Settings.load()
     assert (settings.node_url, settings.max_tokens) == ("", 512)
-    assert len(problems) == 1 and "Office node address" in problems[0]
+    assert len(problems) == 1 and "Office node addresses" in problems[0]
 
 
 def test_a_file_that_is_not_utf8_is_kept_aside_and_defaults_load() -> None:

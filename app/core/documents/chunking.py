@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter, sleep
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -260,8 +260,9 @@ def _overlap(body: list[_Unit], overlap_tokens: int) -> list[_Unit]:
 
 
 class Tokenizer:
-    """Counts tokens with a llama.cpp server's `POST /extras/tokenize/count` (as
-    llama-cpp-python's server offers it, the embedded runtime's included).
+    """Counts tokens with a llama.cpp server's tokenizer: `POST /tokenize` of llama.cpp's
+    `llama-server`, or `POST /extras/tokenize/count` of llama-cpp-python's server (the
+    embedded runtime's).
 
     Blocking: call it from a worker thread (`summarize` chunks in one), never on the loop.
     """
@@ -269,18 +270,19 @@ class Tokenizer:
     name = "the model's tokenizer"
 
     def __init__(self, root_url: str, model: str, headers: dict[str, str],
-                 verify: ssl.SSLContext | bool) -> None:
+                 verify: ssl.SSLContext | bool, endpoint: str) -> None:
         self._model = model
+        self._endpoint = endpoint
         self._http = httpx.Client(base_url=root_url, headers=headers, verify=verify,
                                   follow_redirects=False, trust_env=True,
                                   timeout=TOKENIZE_TIMEOUT_S)
 
     def __call__(self, text: str) -> int:
         try:
-            response = self._http.post("/extras/tokenize/count",
-                                       json={"input": text, "model": self._model})
+            response = self._http.post(self._endpoint, json=_tokenize_body(self._endpoint,
+                                                                           text, self._model))
             response.raise_for_status()
-            return int(response.json()["count"])
+            return _token_count(self._endpoint, response.json())
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
             # Mid-document the tokenizer went away: the estimate is better than no summary.
             log.warning("the tokenizer failed (%s); estimating instead", type(e).__name__)
@@ -290,38 +292,52 @@ class Tokenizer:
         self._http.close()
 
 
-def _root(base_url: str) -> str:
-    """`http://node:8080/v1` → `http://node:8080`: llama.cpp's extras live at the root."""
-    parts = urlsplit(base_url)
-    path = parts.path.rstrip("/")
-    path = path[: -len("/v1")] if path.endswith("/v1") else path
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+_ENDPOINTS = ("/tokenize", "/extras/tokenize/count")
 
 
-async def tokenizer_for(backend: Any) -> TokenCounter:
-    """The backend's own tokenizer if its server offers one, else `estimate_tokens`.
+def _tokenize_body(endpoint: str, text: str, model: str) -> dict[str, Any]:
+    if endpoint == "/tokenize":
+        return {"content": text, "add_special": False}
+    return {"input": text, "model": model}
 
-    Asks once (`/extras/tokenize/count` of llama-cpp-python's server); a server without
-    it (vLLM, Ollama, a gateway) or one that can't be reached gets the estimate.
-    """
+
+def _token_count(endpoint: str, reply: Any) -> int:
+    if endpoint == "/tokenize":
+        tokens = reply["tokens"]
+        if not isinstance(tokens, list):
+            raise TypeError("tokens is not a list")
+        return len(tokens)
+    count = reply["count"]
+    if not isinstance(count, int):
+        raise TypeError("count is not a number")
+    return count
+
+
+async def tokenizer_for(client: Any, model: str = "") -> TokenCounter:
+    """The tokenizer of the server `client` (an OpenAIClient) speaks to, if it offers one,
+    else `estimate_tokens`. Asks once; a server without one (vLLM, Ollama, a gateway) or
+    one that can't be reached gets the estimate."""
     from app.core.llm.openai_client import OpenAIClient, tls_context
 
-    client = getattr(backend, "client", None)
     if not isinstance(client, OpenAIClient):
         return estimate_tokens
-    model = str(getattr(backend, "model", "") or "")
     headers = {"Authorization": f"Bearer {client.token}"} if client.token else {}
-    root = _root(client.base_url)
+    root = client.root_url
     try:
         verify: ssl.SSLContext | bool = tls_context(client.ca_bundle) \
             if urlsplit(root).scheme == "https" else True
         async with httpx.AsyncClient(base_url=root, headers=headers, verify=verify,
                                      follow_redirects=False, trust_env=True,
                                      timeout=TOKENIZE_TIMEOUT_S) as http:
-            response = await http.post("/extras/tokenize/count",
-                                       json={"input": "Hello.", "model": model})
-        if response.status_code != 200 or not isinstance(response.json().get("count"), int):
-            return estimate_tokens
-    except (httpx.HTTPError, ValueError, AttributeError, errors.SwitchboardError):
-        return estimate_tokens
-    return Tokenizer(root, model, headers, verify)
+            for endpoint in _ENDPOINTS:
+                response = await http.post(endpoint,
+                                           json=_tokenize_body(endpoint, "Hello.", model))
+                if response.status_code == 200:
+                    try:
+                        _token_count(endpoint, response.json())
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    return Tokenizer(root, model, headers, verify, endpoint)
+    except (httpx.HTTPError, errors.SwitchboardError):
+        pass
+    return estimate_tokens

@@ -7,27 +7,56 @@ the cloud planner: nothing here routes, and the router never sees document text.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from app.core.documents.chunking import Tokenizer, format_pages, tokenizer_for
+from app.core.documents.chunking import (
+    TokenCounter,
+    Tokenizer,
+    estimate_tokens,
+    format_pages,
+    tokenizer_for,
+)
 from app.core.documents.extract import Document, extract
-from app.core.documents.summarize import Progress, Summary, SummaryCache, summarize
+from app.core.documents.summarize import (
+    PartSizes,
+    Progress,
+    Summary,
+    SummaryCache,
+    part_sizes,
+    summarize,
+)
 from app.core.llm.backend import Backend
+from app.core.routing.pool import Capacity
 
 
 async def summarize_file(path: Path, backend: Backend, *,
                          progress: Callable[[Progress], None],
                          on_extracted: Callable[[Document], None] = lambda d: None,
-                         parallel: int = 1) -> tuple[Document, Summary]:
+                         capacity: Callable[[], Awaitable[Capacity]] | None = None
+                         ) -> tuple[Document, Summary]:
+    """Extract `path` and summarise it on `backend`. With `capacity` (asked once the file
+    is read: the place the work will most likely run on) the parts are sized to its
+    context, measured with its tokenizer, and as many run at once as it has free slots;
+    without, one at a time at default sizes.
+    """
     document = await extract(path)
     on_extracted(document)
-    counter = await tokenizer_for(backend)
+    counter: TokenCounter = estimate_tokens
+    sizes, parallel = PartSizes(), 1
+    place = await capacity() if capacity is not None else None
+    if place is not None:
+        counter = await tokenizer_for(place.client, place.model)
+        parallel = place.parallel
     try:
-        summary = await summarize(document.pages, document.sha256, backend,
-                                  model_name=backend.describe(), progress=progress,
-                                  cache=SummaryCache(), parallel=parallel,
-                                  count_tokens=counter)
+        if place is not None:
+            sizes = part_sizes(place.context_tokens, counter)
+        summary = await summarize(
+            document.pages, document.sha256, backend, model_name=backend.describe(),
+            progress=progress, cache=SummaryCache(), parallel=parallel, count_tokens=counter,
+            chunk_tokens=sizes.chunk_tokens, overlap_tokens=sizes.overlap_tokens,
+            answer_tokens=sizes.answer_tokens, reduce_input_tokens=sizes.reduce_input_tokens,
+            final_tokens=sizes.final_tokens)
     finally:
         if isinstance(counter, Tokenizer):
             with contextlib.suppress(Exception):

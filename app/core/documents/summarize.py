@@ -42,12 +42,17 @@ log = logging.getLogger(__name__)
 # with older prompts are then not reused.
 PROMPT_VERSION = 1
 
-CHUNK_TOKENS = 1500  # document text per map call: room for the prompt and the answer in 4k
+CHUNK_TOKENS = 1500  # document text per map call, at most (less where the context is small)
 OVERLAP_TOKENS = 120
 ANSWER_TOKENS = 400  # longest chunk summary
 REDUCE_INPUT_TOKENS = 2500  # chunk summaries one combining call may read
 FINAL_TOKENS = 800  # longest final summary
 TEMPERATURE = 0.2  # faithful, not creative
+# Room for what a request holds besides the prompts' own text: the chat template's tokens
+# around each message and the reply's start, and the citations added to each point.
+TEMPLATE_TOKENS = 48
+CITATION_TOKENS = 24
+MIN_CHUNK_TOKENS = 64  # less document text a part is not a summary worth making
 
 # The rule every prompt with document text carries; DATA_RULE is its summarising form.
 FENCE_RULE = (
@@ -273,6 +278,47 @@ def step_key(kind: str, messages: Sequence[dict[str, str]]) -> str:
     for m in messages:
         h.update(b"\0" + m["role"].encode() + b"\0" + m["content"].encode())
     return f"{kind}:{h.hexdigest()}"
+
+
+# ---------------------------------------------------------------- sizing the parts
+
+
+@dataclass(frozen=True, slots=True)
+class PartSizes:
+    """How much text each request of a summary holds, so every one fits the context of
+    the node it runs on (a llama.cpp slot has n_ctx / parallel tokens)."""
+
+    chunk_tokens: int = CHUNK_TOKENS
+    overlap_tokens: int = OVERLAP_TOKENS
+    answer_tokens: int = ANSWER_TOKENS
+    reduce_input_tokens: int = REDUCE_INPUT_TOKENS
+    final_tokens: int = FINAL_TOKENS
+
+
+def part_sizes(context_tokens: int, count: TokenCounter = estimate_tokens) -> PartSizes:
+    """Sizes that fit `context_tokens`, prompt and answer, measured with `count`.
+
+    A map request holds its prompts, a chunk and the chunk summary it asks for; a
+    combining request holds its prompts, the summaries it combines (at least two, each at
+    most an answer with its citations) and what it asks for.
+    """
+    map_room = context_tokens - _prompt_tokens(map_messages(Chunk(0, "", 1, 1)), count)
+    reduce_room = context_tokens - _prompt_tokens(reduce_messages([Part(1, 1, "")]), count)
+    final = min(FINAL_TOKENS, reduce_room // 3)
+    reduce_input = min(REDUCE_INPUT_TOKENS, reduce_room - final)
+    # Two summaries, each with its citations, must fit one combining request.
+    answer = min(ANSWER_TOKENS, map_room // 3, reduce_input // 2 - CITATION_TOKENS)
+    chunk_tokens = min(CHUNK_TOKENS, map_room - answer)
+    if chunk_tokens < MIN_CHUNK_TOKENS or answer < MIN_CHUNK_TOKENS // 2:
+        raise errors.ContextTooLong(
+            f"a request there may hold {context_tokens} tokens, too few to summarise a "
+            "document in parts", tier="office node")
+    return PartSizes(chunk_tokens, min(OVERLAP_TOKENS, chunk_tokens // 8), answer,
+                     reduce_input, final)
+
+
+def _prompt_tokens(messages: list[dict[str, str]], count: TokenCounter) -> int:
+    return sum(count(m["content"]) for m in messages) + TEMPLATE_TOKENS
 
 
 # ---------------------------------------------------------------- summarising

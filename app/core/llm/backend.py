@@ -12,16 +12,35 @@ from app.core.llm.openai_client import ChatMessages, StreamEvent
 
 
 @dataclass(frozen=True, slots=True)
+class NodeHealth:
+    """One place of the pool as last checked, for the status bar, the tray and `doctor`."""
+
+    name: str  # "ai-node-1:8080", IT's name for it, or "Local GPUs"
+    tier: str  # in words: "Office node", "Local GPUs"
+    answering: bool
+    busy: int  # requests running or waiting there
+    slots: int  # requests it runs at once
+    context_tokens: int | None  # the most one request may use; None: unknown
+    engine: str = ""  # "llama.cpp", "vLLM", …
+    error: str = ""  # why it isn't answering, in words
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     ok: bool
     latency_ms: float | None = None
     models: list[str] = field(default_factory=list)
     error: SwitchboardError | None = None
+    nodes: tuple[NodeHealth, ...] = ()  # each place of a pool
 
     def summary(self, name: str) -> str:
         """One status line for the tray menu and `doctor`."""
+        if len(self.nodes) > 1:
+            answering = sum(1 for n in self.nodes if n.answering)
+            return f"{name}: {answering} of {len(self.nodes)} answering"
         if self.ok:
-            return f"{name}: connected ({self.latency_ms:.0f} ms)"
+            latency = f" ({self.latency_ms:.0f} ms)" if self.latency_ms is not None else ""
+            return f"{name}: connected{latency}"
         return f"{name}: {self.error.title if self.error else 'unavailable'}"
 
 

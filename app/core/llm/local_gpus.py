@@ -1,5 +1,5 @@
 """Local GPUs: a GGUF model served by the embedded llama.cpp runtime, a supervised child
-process on 127.0.0.1, split across this computer's GPUs by the planner."""
+process on 127.0.0.1, split across this computer's GPUs (`runtime.gpu_split`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from app.core import errors, paths
 from app.core.llm.backend import Health
 from app.core.llm.openai_client import ChatMessages, OpenAIClient, StreamEvent, Timeouts
 from app.core.runtime.gguf_inspect import inspect_model
+from app.core.runtime.gpu_split import SplitPlan, plan_split
 from app.core.runtime.gpus import inventory
-from app.core.runtime.planner import Plan, plan
 from app.core.runtime.supervisor import Status, Supervisor, serve_command
 from app.core.settings import Settings
 
@@ -22,7 +22,7 @@ TIER = "local GPUs"
 CRASH_CHECK_S = 1.0  # how long a broken stream waits to see whether the child died
 
 
-def runtime_arguments(p: Plan) -> list[str]:
+def runtime_arguments(p: SplitPlan) -> list[str]:
     """The child's command-line flags for a plan."""
     args = ["--alias", ALIAS, "--n-ctx", str(p.n_ctx), "--n-gpu-layers", str(p.n_gpu_layers),
             "--main-gpu", str(p.main_gpu)]
@@ -40,7 +40,7 @@ class LocalGPUs:
                  on_status: Callable[[Status], None] = lambda status: None) -> None:
         self.settings = settings
         self.on_status = on_status
-        self.plan: Plan | None = None
+        self.split: SplitPlan | None = None
         self.supervisor: Supervisor | None = None
         self._client: OpenAIClient | None = None
         self._preparing = threading.Lock()
@@ -54,7 +54,7 @@ class LocalGPUs:
             raise errors.ModelRejected("no model file is chosen yet", tier=TIER)
         return Path(self.settings.model_path)
 
-    def _prepare(self) -> Supervisor:
+    def prepare(self) -> Supervisor:
         """Inspect the model and plan the split once; blocks on disk (run in a thread).
 
         Locked: a health check and a first question can ask at the same moment, and two
@@ -67,9 +67,9 @@ class LocalGPUs:
         if self.supervisor is None:
             path = self._require_model()
             info = inspect_model(path)  # a bad file is refused here, before anything loads
-            self.plan = plan(info, inventory(), n_ctx=self.settings.local_ctx or None)
+            self.split = plan_split(info, inventory(), n_ctx=self.settings.local_ctx or None)
             self.supervisor = Supervisor(
-                serve_command(path, runtime_arguments(self.plan)),
+                serve_command(path, runtime_arguments(self.split)),
                 paths.log_dir() / "runtime.log",
                 idle_unload_s=self.settings.idle_unload_min * 60,
                 on_status=self.on_status,
@@ -78,7 +78,7 @@ class LocalGPUs:
 
     async def health(self) -> Health:
         try:
-            supervisor = await asyncio.to_thread(self._prepare)
+            supervisor = await asyncio.to_thread(self.prepare)
         except errors.SwitchboardError as e:
             return Health(ok=False, error=e)
         if supervisor.status.error is not None:
@@ -99,7 +99,7 @@ class LocalGPUs:
 
     async def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
                           temperature: float | None = None) -> AsyncGenerator[StreamEvent, None]:
-        supervisor = await asyncio.to_thread(self._prepare)
+        supervisor = await asyncio.to_thread(self.prepare)
         async with supervisor.in_use():
             base_url, token = await supervisor.ensure_ready()
             client = self._client_for(base_url, token)

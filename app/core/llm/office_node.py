@@ -17,11 +17,13 @@ from app.core.settings import Settings
 class OfficeNode:
     name = "Office node"
 
-    def __init__(self, settings: Settings, token: str | None,
+    def __init__(self, settings: Settings, token: str | None, *, url: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """A node at `url` (default: the settings' first office node)."""
         self.settings = settings
+        self.url = settings.node_url if url is None else url
         self.client = OpenAIClient(
-            settings.node_url,
+            self.url,
             token=token,
             timeouts=Timeouts(connect=settings.connect_timeout_s,
                               first_token=settings.first_token_timeout_s,
@@ -36,6 +38,11 @@ class OfficeNode:
     def model(self) -> str:
         return self._model
 
+    def choose_model(self, models: tuple[str, ...] | list[str]) -> None:
+        """None chosen in Settings: the node's first, as a chat would use."""
+        if not self._model and models:
+            self._model = models[0]
+
     def describe(self) -> str:
         parts = (self.name, self.client.base_url, self._model)
         return " · ".join(part for part in parts if part)
@@ -43,7 +50,7 @@ class OfficeNode:
     def _require_address(self) -> None:
         # Checked on use, not on construction, so that a prompt sent before the node is
         # set up is still saved in the chat, with this error beside it.
-        if not self.settings.node_url:
+        if not self.url:
             raise errors.NotConfigured()
 
     async def list_models(self) -> list[str]:
@@ -51,7 +58,7 @@ class OfficeNode:
         return await self.client.list_models()
 
     async def health(self) -> Health:
-        if not self.settings.node_url:
+        if not self.url:
             return Health(ok=False, error=errors.NotConfigured())
         started = time.monotonic()
         try:
@@ -59,8 +66,7 @@ class OfficeNode:
         except errors.SwitchboardError as e:
             return Health(ok=False, error=e)
         latency = (time.monotonic() - started) * 1000
-        if not self._model and models:
-            self._model = models[0]  # none chosen: the node's first, as a chat would use
+        self.choose_model(models)
         if self._model and self._model not in models:
             return Health(ok=False, latency_ms=latency, models=models,
                           error=errors.ModelNotFound(f"{self._model!r} is not among "

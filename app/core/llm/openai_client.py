@@ -98,6 +98,14 @@ def normalise_base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def root_of(base_url: str) -> str:
+    """A base URL without its trailing `/v1`."""
+    parts = urlsplit(base_url)
+    path = parts.path.rstrip("/")
+    path = path[: -len("/v1")] if path.endswith("/v1") else path
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
 def tls_context(ca_bundle: str = "") -> ssl.SSLContext:
     """Verify against the OS trust store (as browsers do), plus the office CA if given."""
     ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -158,20 +166,44 @@ class OpenAIClient:
                **kw: Any) -> errors.SwitchboardError:
         return cls(detail, partial=partial, tier=self.tier, **kw)
 
-    async def list_models(self) -> list[str]:
-        """The ids of the models the server offers."""
-        limit = self.timeouts.connect * 2
+    @property
+    def root_url(self) -> str:
+        """`http://node:8080/v1` → `http://node:8080`: where llama.cpp's `/props`,
+        `/slots` and `/metrics`, Ollama's `/api/…` and LiteLLM's `/model/info` live."""
+        return root_of(self.base_url)
+
+    async def request(self, method: str, path: str, *, at_root: bool = False,
+                      timeout: float | None = None, **kw: Any) -> httpx.Response:
+        """One request that is not a chat (a model list, a node's properties or load),
+        with the client's token and TLS; `timeout` bounds the wait for the whole reply.
+
+        Raises the typed error of a transport failure; any HTTP status is returned.
+        """
+        limit = timeout if timeout is not None else self.timeouts.connect * 2
+        url = self.root_url + path if at_root else path
         try:
-            response = await self._client().get("/models", timeout=limit)
+            return await self._client().request(method, url, timeout=limit, **kw)
         except httpx.HTTPError as e:
             raise self._transport_error(e, reply_limit=limit) from None
+
+    async def model_list(self) -> list[dict[str, Any]]:
+        """The server's `/models` entries as it sent them (vLLM adds `max_model_len`,
+        llama.cpp a `meta` with the context of one request)."""
+        response = await self.request("GET", "/models")
         if response.status_code != 200:
             raise self._status_error(response.status_code, response.headers, response.content)
         try:
-            return [str(m["id"]) for m in response.json()["data"]]
+            data = response.json()["data"]
+            if not all(isinstance(m, dict) and "id" in m for m in data):
+                raise TypeError
+            return list(data)
         except (ValueError, KeyError, TypeError):
             raise self._error(errors.MalformedResponse, "the model list is not in the OpenAI "
                               "format") from None
+
+    async def list_models(self) -> list[str]:
+        """The ids of the models the server offers."""
+        return [str(m["id"]) for m in await self.model_list()]
 
     async def stream_chat(
         self,

@@ -1,2 +1,2 @@
-"""The embedded runtime: GGUF models, the GPU inventory, the split planner, and the
+"""The embedded runtime: GGUF models, the GPU inventory, the GPU split, and the
 supervised llama.cpp child process that serves a model on 127.0.0.1."""

@@ -1,4 +1,4 @@
-"""What the split planner and the UI need to know about a GGUF model, read from its
+"""What the GPU split and the UI need to know about a GGUF model, read from its
 header without loading it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    path: Path | None  # None for a shape described without a file (planner tests)
+    path: Path | None  # None for a shape described without a file (GPU split tests)
     file_size: int  # bytes
     architecture: str  # "qwen2"
     name: str  # general.name, or the file's stem

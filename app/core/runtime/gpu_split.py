@@ -1,4 +1,4 @@
-"""The split planner: how to load a GGUF model on the user's GPUs. It chooses
+"""The GPU split: how to load a GGUF model on the user's GPUs. It chooses
 `n_gpu_layers`, `tensor_split` and the largest context that fits, by predicting what
 llama.cpp will allocate on each GPU. A pure function: no I/O, no driver calls.
 
@@ -70,7 +70,7 @@ CACHE_BYTES: dict[str, float] = {
 
 
 @dataclass(frozen=True)
-class Plan:
+class SplitPlan:
     """How to load one model: the llama.cpp settings and what each device must hold."""
 
     fits: bool  # the whole model is on the GPUs at this context
@@ -98,8 +98,8 @@ class Plan:
         return data
 
 
-def plan(model: ModelInfo, gpus: list[Gpu], *, n_ctx: int | None = None,
-         cache_type: str = "f16") -> Plan:
+def plan_split(model: ModelInfo, gpus: list[Gpu], *, n_ctx: int | None = None,
+         cache_type: str = "f16") -> SplitPlan:
     """The plan for `model` on `gpus`: everything on the GPUs at the largest context that
     fits (or `n_ctx`), else as many layers as fit, else the CPU."""
     if cache_type not in CACHE_BYTES:
@@ -176,7 +176,7 @@ def _largest_full_ctx(model: ModelInfo, gpus: list[Gpu], usable: tuple[int, ...]
 
 
 def _partial_plan(model: ModelInfo, gpus: list[Gpu], usable: tuple[int, ...], n_ctx: int,
-                  cache_type: str, warnings: list[str]) -> Plan:
+                  cache_type: str, warnings: list[str]) -> SplitPlan:
     # k = 1 would be the output layer alone: not worth a GPU plan's complications.
     for k in range(model.n_layers, 1, -1):
         chosen = _layout(model, gpus, usable, k, n_ctx, cache_type)
@@ -321,12 +321,12 @@ def _normalise(weights: list[float]) -> tuple[float, ...]:
 # --- building plans ---------------------------------------------------------------------
 
 def _gpu_plan(model: ModelInfo, gpus: list[Gpu], usable: tuple[int, ...], k: int,
-              n_ctx: int, cache_type: str, layout: _Layout, warnings: list[str]) -> Plan:
+              n_ctx: int, cache_type: str, layout: _Layout, warnings: list[str]) -> SplitPlan:
     full = model.n_layers + 1
     # main_gpu is unused by the layer split; if the runtime ever falls back to a single
     # GPU ("none"), the one with the most room is the one to use.
     main = max(range(len(gpus)), key=lambda i: usable[i])
-    return Plan(fits=k == full, n_gpu_layers=k, n_layers=model.n_layers,
+    return SplitPlan(fits=k == full, n_gpu_layers=k, n_layers=model.n_layers,
                 gpu_blocks=model.n_layers if k == full else k - 1,
                 tensor_split=layout.split, main_gpu=main, n_ctx=n_ctx,
                 n_batch=N_BATCH, n_ubatch=N_UBATCH, flash_attn=True, cache_type=cache_type,
@@ -336,7 +336,7 @@ def _gpu_plan(model: ModelInfo, gpus: list[Gpu], usable: tuple[int, ...], k: int
 
 
 def _cpu_plan(model: ModelInfo, gpus: list[Gpu], n_ctx: int, cache_type: str,
-              warnings: list[str]) -> Plan:
+              warnings: list[str]) -> SplitPlan:
     if cache_type != "f16":
         # llama.cpp quantises the V cache only with flash attention, which this plan
         # leaves off; f16 is what a CPU plan can always load.
@@ -346,7 +346,7 @@ def _cpu_plan(model: ModelInfo, gpus: list[Gpu], n_ctx: int, cache_type: str,
     kv = _kv_layer_bytes(model, n_ctx, cache_type) * model.n_layers
     cpu = (model.embedding_bytes + sum(model.layer_bytes) + model.output_bytes + kv
            + _host_compute_bytes(model, n_ctx, placement, flash_attn=False))
-    return Plan(fits=False, n_gpu_layers=0, n_layers=model.n_layers, gpu_blocks=0,
+    return SplitPlan(fits=False, n_gpu_layers=0, n_layers=model.n_layers, gpu_blocks=0,
                 tensor_split=(), main_gpu=0, n_ctx=n_ctx, n_batch=N_BATCH,
                 n_ubatch=N_UBATCH, flash_attn=False, cache_type=cache_type,
                 split_mode="none", per_gpu_mib=tuple(0 for _ in gpus),
@@ -367,7 +367,7 @@ def _mib(size: int) -> int:
     return math.ceil(size / MIB)
 
 
-def plan_report(result: Plan, model: ModelInfo, devices: list[Gpu]) -> str:
+def split_report(result: SplitPlan, model: ModelInfo, devices: list[Gpu]) -> str:
     """The plan as a short table for people: `gpu-plan` prints it, Settings shows it."""
     lines = [f"{model.name} ({model.quantisation}, {result.n_layers} layers)"]
     if devices:

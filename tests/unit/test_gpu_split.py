@@ -1,4 +1,4 @@
-"""The split planner on the inventories the issue names, for the reference model's shape
+"""The GPU split on the inventories the issue names, for the reference model's shape
 (Qwen2.5-32B-Instruct Q4_K_M) and for the tiny test model."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from app.core.runtime.gguf_inspect import inspect_model
+from app.core.runtime.gpu_split import _assign, plan_split
 from app.core.runtime.gpus import Gpu, parse_gpu_list
 from app.core.runtime.model_info import ModelInfo
-from app.core.runtime.planner import _assign, plan
 
 INVENTORIES = {
     "none": "none",
@@ -56,7 +56,7 @@ def model(request: pytest.FixtureRequest) -> ModelInfo:
 # --- the reference model on each inventory -------------------------------------------
 
 def test_two_24gb_gpus_hold_the_32b_with_a_long_context() -> None:
-    p = plan(QWEN_32B, gpus("2x24GB"))
+    p = plan_split(QWEN_32B, gpus("2x24GB"))
     assert p.fits and p.n_gpu_layers == 65 and p.gpu_blocks == 64
     assert p.n_ctx >= 8192 and p.n_ctx % 256 == 0
     assert p.tensor_split == pytest.approx((0.5, 0.5), abs=0.02)
@@ -66,7 +66,7 @@ def test_two_24gb_gpus_hold_the_32b_with_a_long_context() -> None:
 
 
 def test_24_plus_12_splits_by_usable_memory() -> None:
-    p = plan(QWEN_32B, gpus("24+12GB"))
+    p = plan_split(QWEN_32B, gpus("24+12GB"))
     assert p.fits
     by_usable = p.usable_mib[0] / sum(p.usable_mib)
     assert p.tensor_split[0] == pytest.approx(by_usable, abs=0.03)
@@ -76,17 +76,17 @@ def test_24_plus_12_splits_by_usable_memory() -> None:
 
 
 def test_one_24gb_gpu_holds_the_32b_with_a_shorter_context() -> None:
-    p = plan(QWEN_32B, gpus("1x24GB"))
+    p = plan_split(QWEN_32B, gpus("1x24GB"))
     assert p.fits and p.n_gpu_layers == 65
     assert 2048 <= p.n_ctx < QWEN_32B.n_ctx_train
-    # the full trained context does not fit, and the planner says so if asked for it
-    asked = plan(QWEN_32B, gpus("1x24GB"), n_ctx=32768)
+    # the full trained context does not fit, and the split says so if asked for it
+    asked = plan_split(QWEN_32B, gpus("1x24GB"), n_ctx=32768)
     assert not asked.fits
     assert any(f"at {p.n_ctx:,} it would" in w for w in asked.warnings)
 
 
 def test_one_8gb_gpu_takes_part_of_the_32b_and_says_so() -> None:
-    p = plan(QWEN_32B, gpus("1x8GB"))
+    p = plan_split(QWEN_32B, gpus("1x8GB"))
     assert not p.fits
     assert 2 <= p.n_gpu_layers < 65 and p.gpu_blocks == p.n_gpu_layers - 1
     assert p.flash_attn and p.tensor_split == (1.0,)
@@ -95,7 +95,7 @@ def test_one_8gb_gpu_takes_part_of_the_32b_and_says_so() -> None:
 
 
 def test_no_gpu_gives_a_cpu_plan() -> None:
-    p = plan(QWEN_32B, [])
+    p = plan_split(QWEN_32B, [])
     assert not p.fits and p.n_gpu_layers == 0 and p.gpu_blocks == 0
     assert p.tensor_split == () and p.per_gpu_mib == () and not p.flash_attn
     assert p.cpu_mib > 18_000
@@ -103,7 +103,7 @@ def test_no_gpu_gives_a_cpu_plan() -> None:
 
 
 def test_four_16gb_gpus_share_the_32b_evenly() -> None:
-    p = plan(QWEN_32B, gpus("4x16GB"))
+    p = plan_split(QWEN_32B, gpus("4x16GB"))
     assert p.fits and p.n_ctx == QWEN_32B.n_ctx_train
     assert p.tensor_split == pytest.approx((0.25,) * 4, abs=0.03)
     assert max(p.per_gpu_mib) - min(p.per_gpu_mib) < 1024
@@ -111,37 +111,37 @@ def test_four_16gb_gpus_share_the_32b_evenly() -> None:
 
 def test_gpus_without_free_memory_are_left_out_and_named() -> None:
     busy = [Gpu(0, "NVIDIA RTX A2000", 6144, 300), Gpu(1, "NVIDIA RTX 4090", 24564, 24564)]
-    p = plan(QWEN_32B, busy)
+    p = plan_split(QWEN_32B, busy)
     assert p.tensor_split[0] == 0 and p.per_gpu_mib[0] == 0
     assert any("GPU 0 (NVIDIA RTX A2000) has too little free memory" in w for w in p.warnings)
-    assert plan(QWEN_32B, busy[:1]).n_gpu_layers == 0
+    assert plan_split(QWEN_32B, busy[:1]).n_gpu_layers == 0
 
 
 def test_a_quantised_cache_buys_context() -> None:
-    f16 = plan(QWEN_32B, gpus("1x24GB"))
-    q8 = plan(QWEN_32B, gpus("1x24GB"), cache_type="q8_0")
+    f16 = plan_split(QWEN_32B, gpus("1x24GB"))
+    q8 = plan_split(QWEN_32B, gpus("1x24GB"), cache_type="q8_0")
     assert q8.fits and q8.n_ctx > f16.n_ctx and q8.cache_type == "q8_0"
-    cpu = plan(QWEN_32B, [], cache_type="q8_0")
+    cpu = plan_split(QWEN_32B, [], cache_type="q8_0")
     assert cpu.cache_type == "f16"  # llama.cpp needs flash attention for a quantised V
 
 
 def test_the_users_context_is_kept_when_it_fits_and_capped_at_the_trained_one() -> None:
-    assert plan(QWEN_32B, gpus("2x24GB"), n_ctx=8192).n_ctx == 8192
-    capped = plan(QWEN_32B, gpus("2x24GB"), n_ctx=100_000)
+    assert plan_split(QWEN_32B, gpus("2x24GB"), n_ctx=8192).n_ctx == 8192
+    capped = plan_split(QWEN_32B, gpus("2x24GB"), n_ctx=100_000)
     assert capped.n_ctx == 32768
     assert any("trained for 32,768 tokens" in w for w in capped.warnings)
 
 
 def test_unknown_cache_type_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="cache type"):
-        plan(QWEN_32B, gpus("1x24GB"), cache_type="q3_x")
+        plan_split(QWEN_32B, gpus("1x24GB"), cache_type="q3_x")
 
 
 # --- properties on every inventory and both models -------------------------------------
 
 @pytest.mark.parametrize("inventory", list(INVENTORIES))
 def test_no_gpu_is_asked_for_more_than_it_can_give(model: ModelInfo, inventory: str) -> None:
-    p = plan(model, gpus(inventory))
+    p = plan_split(model, gpus(inventory))
     assert len(p.per_gpu_mib) == len(p.usable_mib) == len(gpus(inventory))
     assert all(need <= usable for need, usable in zip(p.per_gpu_mib, p.usable_mib,
                                                       strict=True))
@@ -159,7 +159,7 @@ def test_no_gpu_is_asked_for_more_than_it_can_give(model: ModelInfo, inventory: 
 
 @pytest.mark.parametrize("inventory", GPU_INVENTORIES)
 def test_a_longer_context_never_puts_more_layers_on_the_gpus(inventory: str) -> None:
-    layers = [plan(QWEN_32B, gpus(inventory), n_ctx=ctx).n_gpu_layers
+    layers = [plan_split(QWEN_32B, gpus(inventory), n_ctx=ctx).n_gpu_layers
               for ctx in (2048, 4096, 8192, 16384, 24576, 32768)]
     assert layers == sorted(layers, reverse=True)
 
@@ -167,21 +167,21 @@ def test_a_longer_context_never_puts_more_layers_on_the_gpus(inventory: str) -> 
 @pytest.mark.parametrize("inventory", GPU_INVENTORIES)
 def test_the_tiny_model_fits_everywhere_at_its_trained_context(tiny: ModelInfo,
                                                                inventory: str) -> None:
-    p = plan(tiny, gpus(inventory))
+    p = plan_split(tiny, gpus(inventory))
     assert p.fits and p.n_gpu_layers == tiny.n_layers + 1
     assert p.n_ctx == tiny.n_ctx_train
     assert p.warnings == ()
 
 
 def test_the_tiny_model_on_no_gpu(tiny: ModelInfo) -> None:
-    p = plan(tiny, [])
+    p = plan_split(tiny, [])
     assert p.n_gpu_layers == 0 and p.n_ctx == tiny.n_ctx_train
 
 
 def test_planning_is_fast() -> None:
     start = time.perf_counter()
     for inventory in INVENTORIES:
-        plan(QWEN_32B, gpus(inventory))
+        plan_split(QWEN_32B, gpus(inventory))
     assert time.perf_counter() - start < 0.5
 
 
