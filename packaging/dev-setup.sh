@@ -81,11 +81,17 @@ if [ "$(cat "$server_dir/VERSION" 2>/dev/null)" != "$llama_version" ] \
             -d "$work" "llama-cpp-python==$llama_version"
         tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
         source_dir="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
-        cmake -S "$source_dir" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
-            -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF \
-            -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
-            -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >/dev/null
-        cmake --build "$work/build" --target llama-server -j "$(nproc)" >/dev/null
+        # The compiler's warnings go to a log, shown only if the build fails.
+        if ! { cmake -S "$source_dir" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+                   -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF \
+                   -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+                   -DLLAMA_BUILD_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF \
+               && cmake --build "$work/build" --target llama-server -j "$(nproc)"; \
+             } >"$work/build.log" 2>&1; then
+            tail -50 "$work/build.log" >&2
+            echo "dev-setup: building llama-server failed" >&2
+            exit 1
+        fi
         mkdir -p "$cached"
         cp "$work/build/bin/llama-server" "$cached/llama-server.tmp"
         mv "$cached/llama-server.tmp" "$cached/llama-server"

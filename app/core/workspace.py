@@ -67,6 +67,7 @@ class Workspace:
     # Told of the local runtime's loading, readiness and crashes (on the core's loop).
     on_runtime_status: Callable[[Status], None] = lambda status: None
     _pool: Pool | None = field(default=None, init=False)
+    _building: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _leases: dict[int, int] = field(default_factory=dict, init=False)  # id(pool) → works
     _retired: list[Pool] = field(default_factory=list, init=False)
     _ledger: Ledger | None = field(default=None, init=False)
@@ -118,16 +119,17 @@ class Workspace:
         Nothing is kept when the key store can't be read (locked at login, say): the next
         call tries again rather than going on without the token.
         """
-        if self._pool is None:
-            settings = self.settings
-            token = None
-            if settings.backend != "local GPUs" and settings.node_urls:
-                token = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
-            local = None
-            if settings.backend == "local GPUs" or settings.local_fallback:
-                local = LocalGPUs(settings, on_status=self.on_runtime_status)
-            self._pool = Pool.build(settings, self.policy, token, local=local)
-        return self._pool
+        async with self._building:  # requests arriving together share one pool
+            if self._pool is None:
+                settings = self.settings
+                token = None
+                if settings.backend != "local GPUs" and settings.node_urls:
+                    token = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
+                local = None
+                if settings.backend == "local GPUs" or settings.local_fallback:
+                    local = LocalGPUs(settings, on_status=self.on_runtime_status)
+                self._pool = Pool.build(settings, self.policy, token, local=local)
+            return self._pool
 
     def backend_label(self) -> str:
         """ "Office node · host:port · model", from what is in memory (no I/O)."""

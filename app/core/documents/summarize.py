@@ -18,9 +18,10 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.core import errors, paths
 from app.core.documents.chunking import (
@@ -35,6 +36,7 @@ from app.core.documents.chunking import (
 )
 from app.core.llm.backend import Backend
 from app.core.llm.openai_client import Finished
+from app.core.routing import record
 
 log = logging.getLogger(__name__)
 
@@ -428,19 +430,13 @@ async def summarize(
             parts[c.index] = Part(c.first_page, c.last_page, text)
             tracker.finished(c, time.monotonic() - started)
 
-    tasks = [asyncio.create_task(map_one(*p)) for p in pending]
-    try:
-        for next_done in asyncio.as_completed(tasks):
-            await next_done  # the first failure stops the rest
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    with record.purpose("summary part"):
+        await _all_or_none([map_one(*p) for p in pending])
 
     ordered = [parts[c.index] for c in chunks]
     tracker.emit(combining=True)
     text = await _combine(ordered, sha256, backend, model_name, cache, count_tokens,
-                          reduce_input_tokens, final_tokens)
+                          reduce_input_tokens, final_tokens, gate)
     tracker.emit(combining=True, finished=True)
     return Summary(text=text, citations=citations(text), parts=ordered,
                    chunks_from_cache=from_cache)
@@ -448,27 +444,45 @@ async def summarize(
 
 async def _combine(parts: list[Part], sha256: str, backend: Backend, model_name: str,
                    cache: SummaryCache, count_tokens: TokenCounter, budget: int,
-                   final_tokens: int) -> str:
-    """Reduce: combine groups of summaries that fit `budget` until one is left."""
+                   final_tokens: int, gate: asyncio.Semaphore) -> str:
+    """Reduce: combine groups of summaries that fit `budget` until one is left; the
+    groups of one level run at once, as many as `gate` lets through."""
     level = 0
     while True:
         groups = await asyncio.to_thread(_groups, parts, budget, count_tokens)
-        combined: list[Part] = []
-        for group in groups:
+        answer_tokens = final_tokens if len(groups) == 1 else max(final_tokens // 2, 64)
+
+        async def combine_one(group: list[Part], level: int = level,
+                              answer_tokens: int = answer_tokens) -> Part:
             messages = reduce_messages(group)
             key = step_key(f"reduce{level}", messages)
             pages = PageRange(group[0].first_page, group[-1].last_page)
             text = await asyncio.to_thread(cache.get, sha256, model_name, key)
             if text is None:
-                final = len(groups) == 1
-                answer = await _ask(backend, messages, final_tokens if final else
-                                    max(final_tokens // 2, 64))
+                async with gate:
+                    with record.purpose("combining pass"):
+                        answer = await _ask(backend, messages, answer_tokens)
                 text = cite_combined(answer, group)
                 await asyncio.to_thread(cache.put, sha256, model_name, key, pages, text)
-            combined.append(Part(pages.first, pages.last, text))
+            return Part(pages.first, pages.last, text)
+
+        combined = await _all_or_none([combine_one(group) for group in groups])
         if len(combined) == 1:
             return combined[0].text
         parts, level = combined, level + 1
+
+
+async def _all_or_none[T](work: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run them at once; the first failure cancels the rest and is raised."""
+    tasks = [asyncio.create_task(w) for w in work]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            await next_done
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return [t.result() for t in tasks]
 
 
 def _groups(parts: list[Part], budget: int, count: TokenCounter) -> list[list[Part]]:

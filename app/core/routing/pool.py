@@ -8,7 +8,7 @@ first word is marked not answering and the request moves to the next; after word
 arrived the partial answer is kept and the error goes up (the chat then offers to
 continue on another node). What each node serves, how much it takes at once and how busy
 it is come from its engine (`llm.node_info`), checked in the background and, for the
-load, just before a request when the last reading is older than a second.
+load, again just before a request.
 
 Every request is one row in the record of calls (`routing.record`): the place that
 answered (or failed last), the fallbacks taken on the way, tokens, cost and timings.
@@ -41,7 +41,9 @@ from app.core.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 4096  # for a node that doesn't say: what any current engine gives at least
-LOAD_MAX_AGE_S = 1.0  # an older load reading is read again before a request
+# An older load reading is read again before a request: how busy a node is changes by
+# the second, and a reading is also how a node that has got stuck is noticed.
+LOAD_MAX_AGE_S = 0.25
 RECHECK_S = 15.0  # a node marked not answering is asked again after this long
 MIN_ANSWER_TOKENS = 64  # an answer shorter than this is not worth starting
 TOKENS_PER_MESSAGE = 8  # a chat template's own tokens around each message
@@ -135,6 +137,7 @@ class Pool:
     places: list[Place]
     name: str = "Office node"
     _checking: dict[int, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    _reading: dict[int, asyncio.Task[None]] = field(default_factory=dict, init=False)
 
     @classmethod
     def build(cls, settings: Settings, policy: Policy, token: str | None, *,
@@ -188,7 +191,7 @@ class Pool:
         return Health(ok=False, error=self._nobody_error(), nodes=nodes)
 
     async def aclose(self) -> None:
-        checks = list(self._checking.values())
+        checks = [*self._checking.values(), *self._reading.values()]
         for task in checks:
             task.cancel()
         await asyncio.gather(*checks, return_exceptions=True)
@@ -199,7 +202,7 @@ class Pool:
 
     async def refresh(self) -> None:
         """Check every place now: what it serves, whether it answers, how busy it is."""
-        await asyncio.gather(*(self._check(p) for p in self.places))
+        await asyncio.gather(*(asyncio.shield(self._check(p)) for p in self.places))
 
     def _check(self, place: Place) -> asyncio.Task[None]:
         """One check of a place at a time: a request and the background timer asking at
@@ -234,14 +237,29 @@ class Pool:
         place.latency_ms = (time.monotonic() - started) * 1000
         place.checked_at = time.monotonic()
 
-    async def _read_load(self, place: Place) -> None:
+    def _read_load(self, place: Place) -> asyncio.Task[None]:
+        """One load reading of a place at a time: parts of a summary starting together
+        share it."""
+        task = self._reading.get(id(place))
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._read_load_now(place))
+            self._reading[id(place)] = task
+        return task
+
+    async def _read_load_now(self, place: Place) -> None:
         assert place.info is not None and isinstance(place.backend, OfficeNode)
         try:
             place.load = await read_load(place.backend.client, place.info)
             place.load_at = time.monotonic()
         except errors.SwitchboardError as e:
-            # It took the connection but could not say how busy it is in time: stuck.
-            self._mark_down(place, e)
+            if place.in_flight:
+                # Busy with this app's own answers (a server with few HTTP threads can't
+                # say how busy it is while they stream): full, not down.
+                place.load = NodeLoad(place.slots, place.slots)
+                place.load_at = time.monotonic()
+            else:
+                # It took the connection but could not say how busy it is in time: stuck.
+                self._mark_down(place, e)
 
     def _mark_down(self, place: Place, error: errors.SwitchboardError) -> None:
         if place.answering is not False:
@@ -257,8 +275,10 @@ class Pool:
                    or not p.answering and now - p.checked_at > RECHECK_S]
         stale = [p for p in nodes if p.answering and p.info and p.info.load_from
                  and now - p.load_at > LOAD_MAX_AGE_S]
-        await asyncio.gather(*(self._check(p) for p in unknown),
-                             *(self._read_load(p) for p in stale))
+        # Shielded: the checks are shared, and one request cancelled must not cancel
+        # them for the others.
+        await asyncio.gather(*(asyncio.shield(self._check(p)) for p in unknown),
+                             *(asyncio.shield(self._read_load(p)) for p in stale))
         order = {id(p): i for i, p in enumerate(self.places)}
         answering = [p for p in nodes if p.answering]
         fitting = [p for p in answering if p.fits(prompt_tokens)]
@@ -305,7 +325,9 @@ class Pool:
             raise self._nobody_error()
         wanted = max_tokens if max_tokens is not None else self.settings.max_tokens
         started_at, t0 = datetime.now(UTC), time.monotonic()
-        tried: list[str] = []
+        # Nodes passed over because they are not answering count as fallbacks taken.
+        tried = [p.name for p in self.nodes
+                 if p.answering is False and p not in places and p.name not in avoid]
         for i, place in enumerate(places):
             attempt = _Attempt(place, prompt_tokens, started_at, t0, tuple(tried))
             context = place.context_tokens

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -139,13 +140,14 @@ class CallRecord:
 
     Its methods block on the disk: the core calls them through `asyncio.to_thread`.
     A damaged file is kept aside and a new record started (`problems` says so): losing
-    the statistics must never stop work. Thread-safe through SQLite's own locking (one
-    connection, used from one worker thread at a time, each write one transaction).
+    the statistics must never stop work. Thread-safe: one connection behind a lock, each
+    write one transaction; several processes share the file through SQLite's locking.
     """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or paths.data_dir() / RECORD_FILE
         self.problems: list[str] = []
+        self._lock = threading.Lock()  # parts of a summary are recorded from several threads
         try:
             self._db = self._open()
         except _RecordDamaged as damaged:
@@ -160,12 +162,13 @@ class CallRecord:
                             schema=_SCHEMA)
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def add(self, call: Call) -> None:
         row = astuple(call)
         values = (_stamp(call.at), *row[1:])
-        with translated("record of calls", _RecordDamaged), self._db:
+        with self._lock, translated("record of calls", _RecordDamaged), self._db:
             self._db.execute("BEGIN")
             self._db.execute(f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES "
                              f"({', '.join('?' * len(COLUMNS))})", values)
@@ -173,7 +176,7 @@ class CallRecord:
     def calls(self, month: str | None = None) -> list[Call]:
         """The calls of a month ("YYYY-MM", UTC), or all of them, oldest first."""
         where, args = ("WHERE at >= ? AND at < ?", _month_bounds(month)) if month else ("", ())
-        with translated("record of calls", _RecordDamaged):
+        with self._lock, translated("record of calls", _RecordDamaged):
             rows = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM calls {where} "
                                     "ORDER BY at, id", args).fetchall()
         return [_call(row) for row in rows]
@@ -181,7 +184,7 @@ class CallRecord:
     def remember_prices(self, model: str, prompt_per_token: Decimal,
                         completion_per_token: Decimal) -> None:
         """OpenRouter's current price of a planner model, for later baselines."""
-        with translated("record of calls", _RecordDamaged), self._db:
+        with self._lock, translated("record of calls", _RecordDamaged), self._db:
             self._db.execute("BEGIN")
             self._db.execute("INSERT OR REPLACE INTO planner_prices VALUES (?, ?, ?, ?)",
                              (model, str(prompt_per_token), str(completion_per_token),
@@ -190,7 +193,7 @@ class CallRecord:
     def baseline_prices(self, model: str) -> BaselinePrices:
         """The planner model's price per token: as last fetched from OpenRouter, else the
         reference price, else the default planner's reference price (said in `source`)."""
-        with translated("record of calls", _RecordDamaged):
+        with self._lock, translated("record of calls", _RecordDamaged):
             row = self._db.execute("SELECT prompt_usd_per_token, completion_usd_per_token "
                                    "FROM planner_prices WHERE model=?", (model,)).fetchone()
         if row is not None:
