@@ -56,6 +56,17 @@ def parser() -> argparse.ArgumentParser:
     summarize.add_argument("--node", action="append", metavar="URL",
                            help="office node address (default: from Settings); more than "
                                 "once for a pool")
+    report = verbs.add_parser("report", help="what a month's model calls came to: tokens "
+                              "by tier, the share run locally, cloud spend and savings")
+    report.add_argument("--month", metavar="YYYY-MM", help="the month (UTC; default: this "
+                                                           "month)")
+    report_format = report.add_mutually_exclusive_group()
+    report_format.add_argument("--json", action="store_true", help="the month's figures")
+    report_format.add_argument("--csv", action="store_true", help="one row a call")
+    route = verbs.add_parser("route", help="read prompts, one a line, and write where Auto "
+                             "would plan each (one JSON line a prompt)")
+    route.add_argument("--assume-cloud-ready", action="store_true",
+                       help="decide as if cloud planning were set up and allowed")
     budget = verbs.add_parser("budget",
                               help="this month's cloud planning spend, cap and what is left")
     budget.add_argument("--json", action="store_true", help="machine-readable report")
@@ -121,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import summarize as run_summarize
 
         return run_summarize(args.file, out_path=args.out, nodes=args.node)
+    if args.verb == "report":
+        from app.cli import report as run_report
+
+        return run_report(args.month, as_json=args.json, as_csv=args.csv)
+    if args.verb == "route":
+        from app.cli import route as run_route
+
+        return run_route(sys.stdin, sys.stdout, assume_cloud_ready=args.assume_cloud_ready)
     if args.verb == "budget":
         from app.cli import budget as run_budget
 

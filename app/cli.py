@@ -235,6 +235,79 @@ def gpu_plan(model_path: str | Path, gpus: str | None = None, n_ctx: int | None 
     return 0
 
 
+def report(month: str | None = None, as_json: bool = False, as_csv: bool = False,
+           out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """What a month's model calls came to (default: this month, UTC); exit 2 for a month
+    written wrong or a record that can't be read."""
+    from app.core.budget import format_usd
+    from app.core.routing.record import CallRecord
+    from app.core.routing.report import month_report, this_month, write_csv
+
+    month = month or this_month()
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        print(f"switchboard: --month is written YYYY-MM (for example 2026-11), not {month!r}",
+              file=err)
+        return EXIT_ERROR
+    try:
+        record = CallRecord()
+        try:
+            calls = record.calls(month)
+        finally:
+            record.close()
+    except SwitchboardError as e:
+        print(f"switchboard: {e.user_text()}", file=err)
+        return EXIT_ERROR
+    if as_csv:
+        write_csv(calls, out)
+        return 0
+    result = month_report(calls, month)
+    if as_json:
+        json.dump(result.to_json(), out, indent=2)
+        out.write("\n")
+        return 0
+    total = result.total
+    tiers = total.tokens_by_tier
+    out.write(f"Model calls, {month} (UTC): {total.calls}\n"
+              f"  tokens:     {total.tokens:,} (office nodes {tiers['office_node']:,}, "
+              f"Local GPUs {tiers['local_gpus']:,}, cloud {tiers['cloud']:,})\n"
+              f"  run locally: {total.local_share:.0%} of tokens\n"
+              f"  cloud spend: {format_usd(total.cloud_cost_micro_usd)}"
+              f" (cloud-only baseline {format_usd(total.baseline_micro_usd)})\n")
+    if total.local_cost_micro_usd:
+        out.write(f"  node cost:  {format_usd(total.local_cost_micro_usd)} (as IT prices "
+                  "its nodes)\n")
+    out.write(f"  saved:      {format_usd(total.savings_micro_usd)}\n"
+              f"  fell back:  {total.fallback_rate:.0%} of calls\n")
+    for workflow, each in result.by_workflow.items():
+        if each.calls:
+            out.write(f"  {workflow.replace('_', ' ')}: {each.calls} calls, "
+                      f"{each.tokens:,} tokens, {each.local_share:.0%} local, "
+                      f"saved {format_usd(each.savings_micro_usd)}\n")
+    return 0
+
+
+def route(stdin: TextIO, out: TextIO, *, assume_cloud_ready: bool = False) -> int:
+    """Read prompts, one a line, and write where Auto would plan each, one JSON line a
+    prompt: {"prompt", "plan", "reason"}. The cloud counts as ready as the settings and
+    IT's policy say, or always with `assume_cloud_ready` (to measure the router alone)."""
+    from app.core.routing.cloud_access import cloud_access
+    from app.core.routing.router import CloudAccess, Mode, decide
+
+    settings, _problems = Settings.load()
+    policy = read_policy().policy
+    cloud = CloudAccess(True) if assume_cloud_ready else cloud_access(
+        bound(settings, policy).settings, policy)
+    for line in stdin:
+        prompt = line.rstrip("\r\n")
+        if not prompt.strip():
+            continue
+        decision = decide(prompt, mode=Mode.AUTO, cloud=cloud)
+        out.write(json.dumps({"prompt": prompt, "plan": decision.plan_in_cloud,
+                              "reason": decision.reason}) + "\n")
+    out.flush()
+    return 0
+
+
 def budget(as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """This month's cloud planning spend, reservations, cap and what is left; exit 2 when the
     ledger can't be read."""

@@ -31,6 +31,7 @@ from app.core.policy import Limit, Policy, PolicyFile, bound, read_policy
 from app.core.routing.cloud_access import cloud_access
 from app.core.routing.pool import Capacity, Pool
 from app.core.routing.record import CallRecord, Tally, Work, current_work, purpose, working_on
+from app.core.routing.report import MonthReport, month_report, this_month
 from app.core.routing.router import Mode, Override, Route, decide
 from app.core.routing.tiers import Workflow
 from app.core.runtime.supervisor import Status
@@ -42,6 +43,16 @@ log = logging.getLogger(__name__)
 DOCUMENT_WORK = "document text is only read on the office's hardware"
 COMMAND_LINE = "the command line answers locally"
 CONTINUED = "continued on another node"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A month of model calls as the Usage page shows them."""
+
+    month: str
+    months: list[str]  # months with calls (and this one), newest first
+    total: MonthReport
+    by_workflow: dict[Workflow, MonthReport]
 
 
 def planning_brief(prompt: str) -> list[dict[str, str]]:
@@ -271,6 +282,10 @@ class Workspace:
                         parts.append(event.text)
         except SwitchboardError as e:
             log.warning("planning falls back to local: %s", e.user_text())
+            work = current_work()
+            if work is not None:  # what runs now is recorded as what it is: a local answer
+                work.workflow = Workflow.CHAT
+                work.route = Route(False, f"cloud planning failed: {e.title}", route.override)
             return PlanOutcome(note=f"Planned locally: {e.title} {e.hint}")
         return PlanOutcome(plan="".join(parts).strip() or None)
 
@@ -295,9 +310,17 @@ class Workspace:
                 log.warning("%s", problem)
         return self._record
 
-    async def call_record(self) -> CallRecord:
-        """The record of model calls (opened on first use), for the Usage page."""
-        return await self._call_record()
+    async def usage(self, month: str | None = None) -> Usage:
+        """What a month's model calls came to (default: this month, UTC), in all and for
+        each workflow, and which months have calls: the Usage page's figures."""
+        record = await self._call_record()
+        month = month or this_month()
+        calls = await asyncio.to_thread(record.calls, month)
+        months = await asyncio.to_thread(record.months)
+        by_workflow = {w: month_report([c for c in calls if c.workflow == w], month)
+                       for w in Workflow}
+        return Usage(month, sorted({month, *months}, reverse=True),
+                     month_report(calls, month), by_workflow)
 
     async def stop_runtime(self) -> None:
         """Unload the local model now (frees the GPUs); it loads again when asked."""

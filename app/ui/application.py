@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
@@ -31,6 +32,9 @@ from app.ui.settings_dialog import SettingsDialog
 from app.ui.single_instance import SingleInstance, ask_first_instance_to_show
 from app.ui.tray import Tray, TrayState
 
+if TYPE_CHECKING:
+    from app.ui.usage_window import UsageWindow
+
 log = logging.getLogger(__name__)
 
 
@@ -47,11 +51,14 @@ class SwitchboardApp(QObject):
         self.quick_ask = QuickAsk(self.controller)
         self.tray = Tray()
         self.settings_dialog: SettingsDialog | None = None
+        self.usage_window: UsageWindow | None = None
         self.budget_alerts = BudgetAlerts()
 
         self.tray.quickAskRequested.connect(self.open_quick_ask)
         self.tray.openRequested.connect(self.show_main)
         self.tray.settingsRequested.connect(self.open_settings)
+        self.tray.usageRequested.connect(self.open_usage)
+        self.main_window.usageRequested.connect(self.open_usage)
         self.tray.quitRequested.connect(self.quit)
         self.quick_ask.continueRequested.connect(self.show_main)
         self.quick_ask.fileDropped.connect(self.summarize_file)
@@ -110,6 +117,18 @@ class SwitchboardApp(QObject):
         self.settings_dialog.show()
         self.settings_dialog.raise_()
         self.settings_dialog.activateWindow()
+
+    def open_usage(self) -> None:
+        """The Usage page (its charts' library is loaded the first time)."""
+        if self.usage_window is None:
+            from app.ui.usage_window import UsageWindow
+
+            # A window of its own, owned by the main window: Qt deletes it with that,
+            # before the interpreter's exit could delete its charts out of order.
+            self.usage_window = UsageWindow(self.bridge, self.workspace, self.main_window)
+        self.usage_window.show()
+        self.usage_window.raise_()
+        self.usage_window.activateWindow()
 
     def _settings_closed(self) -> None:
         self.settings_dialog = None

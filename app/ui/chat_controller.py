@@ -22,6 +22,7 @@ from app.core.cloud import user_cap
 from app.core.errors import NodeUnreachable, SwitchboardError
 from app.core.history import Chat
 from app.core.llm.backend import Health
+from app.core.routing.router import Override
 from app.core.runtime.supervisor import State, Status
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge
@@ -175,11 +176,17 @@ class ChatController(QObject):
 
         self.call(self.workspace.history.create_chat, on_done=done)
 
-    def send(self, chat_id: int, prompt: str) -> bool:
-        """Start streaming an answer; False if one is already streaming."""
+    def send(self, chat_id: int, prompt: str, override: Override | None = None) -> bool:
+        """Start streaming an answer; False if one is already streaming. `override` is the
+        user's choice for this message: "Plan this" or "Just answer"."""
         if not prompt.strip():
             return False
-        return self._start(lambda emit: self.workspace.send(chat_id, prompt, emit))
+        return self._start(lambda emit: self.workspace.send(chat_id, prompt, emit,
+                                                            override=override))
+
+    def continue_answer(self, message_id: int) -> bool:
+        """Continue an answer that was cut off, on another node; False if busy."""
+        return self._start(lambda emit: self.workspace.continue_answer(message_id, emit))
 
     def summarize(self, chat_id: int, path: Path) -> bool:
         """Summarise a file into the chat on the local tier; False if busy."""

@@ -42,6 +42,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QListView, QStyledItemDelegate, QStyleOptionViewItem
 
+from app.core.chat import footer
 from app.core.history import Message
 from app.ui.chat_markdown import CODE_HEADER_H, CODE_PAD, CodeBlock, SafeDocument, render
 from app.ui.chat_model import ChatModel, ModelIndex
@@ -236,9 +237,15 @@ class ChatDelegate(QStyledItemDelegate):
         return self._exact(index.row(), self._viewport_width())
 
     def status_text(self, message: Message) -> str:
-        """The line under an interrupted, failed or cancelled message ("" for the others)."""
+        """The lines under an answer: how an interrupted, failed or cancelled one ended,
+        and where it ran and what it took (its quiet footer); "" when there is neither."""
         label = STATUS_LABELS.get(message.status, "")
-        return f"{label}\n{message.error}" if label and message.error else label
+        if label and message.status == "error" and not message.content:
+            label = "Failed — no answer"  # nothing is "incomplete" when nothing came
+        lines = [label, message.error] if label and message.error else [label]
+        if message.role == "assistant" and message.status != "streaming":
+            lines.append(footer(message))
+        return "\n".join(line for line in lines if line)
 
     def clickable_at(self, index: QModelIndex, pos: QPoint) -> bool:
         """Whether viewport position `pos` is over a Copy button or a link of row `index`."""
@@ -374,12 +381,13 @@ class ChatDelegate(QStyledItemDelegate):
         return 2 * self.MARGIN_Y + 2 * self.PAD_Y + max(doc_h, math.ceil(self._line_h)) + extra
 
     def _status_rect(self, msg: Message, text_w: int) -> QRect:
-        """The size of the message's status line wrapped to `text_w` (empty if it has none)."""
-        if msg.status not in STATUS_LABELS:
+        """The size of the message's status lines wrapped to `text_w` (empty if none)."""
+        text = self.status_text(msg)
+        if not text:
             return QRect()
         metrics = QFontMetrics(self._status_font())
         bounds = QRect(0, 0, text_w, 100_000)
-        return metrics.boundingRect(bounds, int(Qt.TextFlag.TextWordWrap), self.status_text(msg))
+        return metrics.boundingRect(bounds, int(Qt.TextFlag.TextWordWrap), text)
 
     def _status_font(self) -> QFont:
         font = QFont(self._view.font())
@@ -609,7 +617,7 @@ class ChatDelegate(QStyledItemDelegate):
         painter.restore()
 
     def _status_colour(self, status: str, palette: QPalette) -> QColor:
-        if status == "cancelled":
+        if status not in ("error", "interrupted"):  # cancelled, or a complete answer's footer
             return palette.color(QPalette.ColorRole.PlaceholderText)
         dark = palette.color(QPalette.ColorRole.Base).lightness() < 128
         if status == "error":

@@ -104,6 +104,10 @@ class ChatModel(QAbstractListModel):
         content = old.content if content is None else content
         self._set_row(row, replace(old, content=content, status=status, error=error))
 
+    def replace_message(self, message: Message) -> None:
+        """Show a message as saved (an answer that ended, with its footer)."""
+        self._set_row(self._row_or_raise(message.id), message)
+
     def clear(self) -> None:
         """Show no messages."""
         self.set_messages([])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
@@ -35,6 +35,7 @@ from app.core.chat import (
 from app.core.errors import SwitchboardError
 from app.core.history import Chat, Document, Message
 from app.core.llm.backend import Health
+from app.core.routing.router import Override
 from app.core.runtime.supervisor import State, Status
 from app.core.settings import MODES
 from app.ui.budget_meter import BudgetMeter
@@ -49,6 +50,12 @@ MODE_LABELS = {"auto": "Auto", "local only": "Local only", "plan with cloud": "P
 
 
 class MainWindow(QMainWindow):
+    """Signals:
+    usageRequested(): the user asked for the Usage page.
+    """
+
+    usageRequested = Signal()
+
     def __init__(self, controller: ChatController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
@@ -82,6 +89,7 @@ class MainWindow(QMainWindow):
 
         self.chat_view = ChatView()
         self.error_banner = ErrorBanner()
+        self.error_banner.continueRequested.connect(self.continue_answer)
         self.composer = Composer()
         self.composer.setMaximumHeight(120)
         self.composer.submitted.connect(self.send)
@@ -96,10 +104,30 @@ class MainWindow(QMainWindow):
         self._limit_modes()
         self.mode.currentIndexChanged.connect(
             lambda index: controller.set_mode(MODES[index]))
+        # This message only, whatever the mode: "Plan this" / "Just answer".
+        self.send_options = QToolButton()
+        self.send_options.setText("▾")
+        self.send_options.setToolTip("Send this message another way")
+        self.send_options.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        options = QMenu(self.send_options)
+        self.plan_this = options.addAction(
+            "Plan this in the cloud, then answer locally",
+            lambda: self.send(self.composer.toPlainText(), Override.PLAN))
+        self.just_answer = options.addAction(
+            "Just answer, locally (no plan)",
+            lambda: self.send(self.composer.toPlainText(), Override.ANSWER))
+        if not controller.workspace.policy.cloud_allowed:
+            self.plan_this.setEnabled(False)
+            self.plan_this.setToolTip("Your IT department has turned cloud planning off.")
+        self.send_options.setMenu(options)
+        send_row = QHBoxLayout()
+        send_row.setSpacing(2)
+        send_row.addWidget(self.send_button, 1)
+        send_row.addWidget(self.send_options)
         buttons = QVBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.mode)
-        buttons.addWidget(self.send_button)
+        buttons.addLayout(send_row)
         # "Asking about NAME ✕": the next question goes to that document; ✕ takes it back.
         self.asking: Document | None = None
         self.asking_chip = QToolButton()
@@ -141,6 +169,11 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.unload_button)
         self.budget_meter = BudgetMeter()
         self.statusBar().addPermanentWidget(self.budget_meter)
+        self.usage_button = QToolButton()
+        self.usage_button.setText("Usage")
+        self.usage_button.setToolTip("Where this month's work ran, what it cost and saved")
+        self.usage_button.clicked.connect(self.usageRequested.emit)
+        self.statusBar().addPermanentWidget(self.usage_button)
 
         for text, keys, slot in (("Rename chat", "F2", self.rename_chat),
                                  ("Delete chat", QKeySequence.StandardKey.Delete,
@@ -272,26 +305,27 @@ class MainWindow(QMainWindow):
         else:
             self.send(self.composer.toPlainText())
 
-    def send(self, prompt: str) -> None:
+    def send(self, prompt: str, override: Override | None = None) -> None:
+        """Send a prompt; `override` is the user's choice for this message only."""
         if not prompt.strip() or self.controller.busy:
             return
         self.error_banner.clear_error()
         if self.chat_id is None:
             def send_in_new_chat(chat: Chat) -> None:
                 self._opened_new(chat)
-                self._send_to(chat.id, prompt)
+                self._send_to(chat.id, prompt, override)
 
             self.controller.new_chat(send_in_new_chat)
         else:
-            self._send_to(self.chat_id, prompt)
+            self._send_to(self.chat_id, prompt, override)
 
-    def _send_to(self, chat_id: int, prompt: str) -> None:
+    def _send_to(self, chat_id: int, prompt: str, override: Override | None = None) -> None:
         document = self.asking
         if document is not None and document.chat_id == chat_id:
             if self.controller.ask_about_document(chat_id, document.id, prompt):
                 self.composer.clear()
                 self.ask_about(None)
-        elif self.controller.send(chat_id, prompt):
+        elif self.controller.send(chat_id, prompt, override):
             self.composer.clear()
 
     def ask_about(self, document: Document | None) -> None:
@@ -341,14 +375,37 @@ class MainWindow(QMainWindow):
         elif isinstance(event, TextAppended) and model.row_of(event.message_id) is not None:
             model.append_text(event.message_id, event.text)
         elif isinstance(event, AnswerFinished) and model.row_of(event.message.id) is not None:
-            m = event.message
-            model.finish_message(m.id, content=m.content, status=m.status, error=m.error)
+            model.replace_message(event.message)
 
     def _on_busy(self, busy: bool) -> None:
         self.send_button.setText("Stop" if busy else "Send")
 
     def _on_failed(self, error: SwitchboardError) -> None:
-        self.error_banner.show_error(error)
+        cut_off = self._cut_off_answer()
+        settings = self.controller.workspace.settings
+        self.error_banner.show_error(
+            error, continue_id=cut_off,
+            elsewhere=len(settings.node_urls) > 1 or settings.local_fallback)
+
+    def _cut_off_answer(self) -> int | None:
+        """The chat's last message, if it is an answer cut off part-way on an office node
+        or the Local GPUs (one that can be continued)."""
+        model = self.chat_view.chat_model
+        if not model.rowCount():
+            return None
+        last = model.message_at(model.rowCount() - 1)
+        cut = last.role == "assistant" and last.status == "interrupted" and last.content
+        return last.id if cut and last.ran_on else None
+
+    def continue_answer(self, message_id: int) -> None:
+        model = self.chat_view.chat_model
+        if model.row_of(message_id) is None:
+            return
+        if self.controller.continue_answer(message_id):
+            model.finish_message(message_id, status="streaming")
+            self.chat_view.scrollToBottom()
+        else:
+            self.statusBar().showMessage("Wait for the current answer, or press Stop.", 5000)
 
     def _on_health(self, health: Health) -> None:
         self.node_label.setText(health.summary(self.controller.workspace.backend_label()))

@@ -51,6 +51,10 @@ def _run() -> None:
             raise RuntimeError("the tray icon did not load")
         if not app.main_window.isVisible():
             raise RuntimeError("the main window did not show")
+        app.open_usage()  # its chart library is one a frozen build could lose
+        qapp.processEvents()
+        if app.usage_window is None or not app.usage_window.isVisible():
+            raise RuntimeError("the Usage page did not show")
     finally:
         app.shutdown()
 

@@ -28,14 +28,15 @@ TOOLTIPS = {
 
 class Tray(QSystemTrayIcon):
     """Signals (besides QSystemTrayIcon's):
-    quickAskRequested(), openRequested(), summarizeRequested(), settingsRequested(),
-    quitRequested()
+    quickAskRequested(), openRequested(), summarizeRequested(), usageRequested(),
+    settingsRequested(), quitRequested()
     — emitted from the menu; a left click also asks for quick ask.
     """
 
     quickAskRequested = Signal()
     summarizeRequested = Signal()
     openRequested = Signal()
+    usageRequested = Signal()
     settingsRequested = Signal()
     quitRequested = Signal()
 
@@ -56,6 +57,7 @@ class Tray(QSystemTrayIcon):
         self.budget_action.setVisible(False)  # until a budget is set
         self.menu.addAction(self.budget_action)
         self.menu.addSeparator()
+        self.usage_action = self._add("Usage…", self.usageRequested.emit)
         self.settings_action = self._add("Settings…", self.settingsRequested.emit)
         self.quit_action = self._add("Quit Switchboard", self.quitRequested.emit)
         self.setContextMenu(self.menu)

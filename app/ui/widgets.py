@@ -40,21 +40,44 @@ class Composer(QPlainTextEdit):
 
 
 class ErrorBanner(QLabel):
-    """A dismissable line above the composer with what went wrong and what to do."""
+    """A dismissable line above the composer with what went wrong and what to do, and
+    the one thing the user can do about it here, as a link.
+
+    Signals:
+        continueRequested(int): "Continue on another node" for that answer's id.
+    """
+
+    continueRequested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("errorBanner")
         self.setWordWrap(True)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                     | Qt.TextInteractionFlag.LinksAccessibleByMouse
+                                     | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
+        self.linkActivated.connect(self._on_link)
         self.setStyleSheet("#errorBanner { background: #fdecea; color: #611a15; "
                            "border: 1px solid #f5c2bd; border-radius: 4px; padding: 6px; }")
         self.hide()
 
-    def show_error(self, error: SwitchboardError) -> None:
+    def show_error(self, error: SwitchboardError, *, continue_id: int | None = None,
+                   elsewhere: bool = True) -> None:
+        """Show `error`; with `continue_id`, offer to continue that cut-off answer (on
+        another node when there is one: `elsewhere`)."""
+        words = "Continue on another node" if elsewhere else "Continue the answer"
+        action = (f'<br><a href="continue:{continue_id}">{words}</a>'
+                  if continue_id is not None else "")
         self.setText(f"<b>{escape(error.title)}</b><br>{escape(error.hint)}"
-                     + (f"<br><small>{escape(error.detail)}</small>" if error.detail else ""))
+                     + (f"<br><small>{escape(error.detail)}</small>" if error.detail else "")
+                     + action)
         self.show()
+
+    def _on_link(self, link: str) -> None:
+        kind, _, value = link.partition(":")
+        if kind == "continue" and value.isdigit():
+            self.clear_error()
+            self.continueRequested.emit(int(value))
 
     def clear_error(self) -> None:
         self.clear()

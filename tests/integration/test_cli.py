@@ -136,3 +136,55 @@ def test_summarize_refuses_an_unsupported_file_with_exit_2(tmp_path: Path) -> No
     result = switchboard("summarize", str(odd), "--node", "http://127.0.0.1:9/v1")
     assert result.returncode == 2
     assert "PDF" in result.stderr and result.stdout == ""
+
+
+def test_report_shows_where_the_months_calls_ran(office_node: LlamaServer) -> None:
+    Settings().changed(max_tokens=16).save()
+    for _ in range(2):
+        asked = switchboard("ask", "Say hello", "--node", office_node.base_url,
+                            token=office_node.api_key)
+        assert asked.returncode == 0, asked.stderr
+    result = switchboard("report", "--json")
+    assert result.returncode == 0, result.stderr
+    month = json.loads(result.stdout)
+    assert month["calls"] == 2 and month["local_share"] == 1.0
+    assert month["tokens_by_tier"]["office_node"] > 0 == month["tokens_by_tier"]["cloud"]
+    assert month["cloud_cost_micro_usd"] == 0 < month["baseline_micro_usd"]
+    assert month["savings_micro_usd"] == month["baseline_micro_usd"]
+    assert month["by_workflow"]["chat"]["calls"] == 2
+
+    rows = switchboard("report", "--csv").stdout.splitlines()
+    assert rows[0].startswith("at,workflow,purpose,route,reason") and len(rows) == 3
+    assert "command line answers locally" in rows[1]
+    assert "Say hello" not in "\n".join(rows)  # counts and names only, never text
+
+    text = switchboard("report").stdout
+    assert "run locally: 100% of tokens" in text and "chat: 2 calls" in text
+    earlier = json.loads(switchboard("report", "--month", "2020-01", "--json").stdout)
+    assert earlier["calls"] == 0
+
+
+def test_report_refuses_a_month_written_wrong() -> None:
+    result = switchboard("report", "--month", "11/2026")
+    assert result.returncode == 2
+    assert "YYYY-MM" in result.stderr and result.stdout == ""
+
+
+def test_route_writes_a_json_line_a_prompt() -> None:
+    prompts = ["What is the project deadline?",
+               "Plan the office move: list what IT, facilities and HR each need to do, "
+               "build a week-by-week schedule, and draft the announcement to staff.", ""]
+    result = subprocess.run([sys.executable, "-m", "app", "route", "--assume-cloud-ready"],
+                            cwd=ROOT, input="\n".join(prompts) + "\n", capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["prompt"], d["plan"]) for d in lines] == [(prompts[0], False),
+                                                         (prompts[1], True)]
+    assert all(isinstance(d["reason"], str) and d["reason"] for d in lines)
+    # Without a budget or a key the cloud is not ready: nothing is planned there.
+    unready = subprocess.run([sys.executable, "-m", "app", "route"], cwd=ROOT,
+                             input=prompts[1] + "\n", capture_output=True, text=True,
+                             timeout=60)
+    decided = json.loads(unready.stdout)
+    assert decided["plan"] is False and "no monthly budget" in decided["reason"]

@@ -318,9 +318,13 @@ class Pool:
 
         Raises the last place's error when every place failed before its first word; a
         fault after it raises that place's error with the text received in `partial`.
+        `avoid` names places to pass over (where an answer was cut off) while another can
+        take the request.
         """
         prompt_tokens = estimate_tokens(messages)
         places = await self.candidates(prompt_tokens, avoid)
+        if not places and avoid:  # nowhere else: the place to avoid may answer again
+            places = await self.candidates(prompt_tokens)
         if not places:
             raise self._nobody_error()
         wanted = max_tokens if max_tokens is not None else self.settings.max_tokens

@@ -181,6 +181,13 @@ class CallRecord:
                                     "ORDER BY at, id", args).fetchall()
         return [_call(row) for row in rows]
 
+    def months(self) -> list[str]:
+        """The months ("YYYY-MM") with calls, newest first."""
+        with self._lock, translated("record of calls", _RecordDamaged):
+            rows = self._db.execute("SELECT DISTINCT substr(at, 1, 7) FROM calls "
+                                    "ORDER BY 1 DESC").fetchall()
+        return [str(row[0]) for row in rows]
+
     def remember_prices(self, model: str, prompt_per_token: Decimal,
                         completion_per_token: Decimal) -> None:
         """OpenRouter's current price of a planner model, for later baselines."""
