@@ -11,25 +11,10 @@ import pytest
 
 from app.core import secrets
 from app.core.chat import PLAN_PREFIX, ChatEvent
-from app.core.router import decide
 from app.core.settings import Settings
 from app.core.workspace import Workspace
 from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.openrouter_server import API_KEY, OpenRouterServer
-
-
-@pytest.mark.parametrize(("prompt", "mode", "ready", "cloud"), [
-    ("What's 2+2?", "auto", True, False),
-    ("Plan the migration of our file server in steps", "auto", True, True),
-    ("x" * 700, "auto", True, True),
-    ("Plan the migration", "auto", False, False),
-    ("What's 2+2?", "plan with cloud", True, True),
-    ("Plan the migration", "local only", True, False),
-])
-def test_the_router_decides_and_says_why(prompt: str, mode: str, ready: bool,
-                                         cloud: bool) -> None:
-    route = decide(prompt, mode=mode, cloud_ready=ready, cloud_reason="no budget")
-    assert route.plan_in_cloud is cloud and route.reason
 
 
 @pytest.fixture
