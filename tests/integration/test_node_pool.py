@@ -362,3 +362,48 @@ def most_at_once(calls: list[Call]) -> int:
         running += step
         most = max(most, running)
     return most
+
+
+def test_its_name_for_a_node_and_its_running_cost_are_used(
+        fault_server: FaultServer) -> None:
+    from tests.fixtures.policy_files import write_policy
+
+    write_policy({"office_node_urls": [{"url": fault_server.base_url, "name": "GPU room",
+                                        "usd_per_million_tokens": 2.5}]})
+    workspace = workspace_for()
+
+    async def main() -> Message:
+        chat = workspace.history.create_chat()
+        try:
+            return await workspace.send(chat.id, "Hello", lambda e: None)
+        finally:
+            await workspace.close()
+
+    answer = asyncio.run(main())
+    assert answer.ran_on == "GPU room"
+    assert answer.cost_micro_usd == 23  # 9 tokens at $2.50 a million, rounded up
+    (call,) = recorded()
+    assert (call.node, call.tokens, call.cost_micro_usd) == ("GPU room", 9, 23)
+
+
+def test_saving_settings_mid_summary_lets_the_summary_finish(
+        fault_server: FaultServer, tmp_path: pathlib.Path) -> None:
+    fault_server.set_scenario("ok", chunks=["- a point [p. 1]"] * 20, delay_s=0.02)
+    workspace = workspace_for(fault_server.base_url)
+    pdf = pdf_with_pages(tmp_path, pages=3)
+    events: list[ChatEvent] = []
+
+    async def main() -> Message:
+        chat = workspace.history.create_chat()
+        task = asyncio.create_task(workspace.summarize_document(chat.id, pdf, events.append))
+        await until(lambda: any(isinstance(e, TextAppended) for e in events)
+                    or len(fault_server.requests) > 3, "the summary has begun")
+        await workspace.apply_settings(workspace.settings.changed(temperature=0.3), None)
+        try:
+            return await task
+        finally:
+            await workspace.close()
+
+    answer = asyncio.run(main())
+    assert answer.status == "complete", answer.error
+    assert "Summary of known.pdf" in answer.content
