@@ -14,10 +14,8 @@ import contextlib
 import logging
 import math
 import os
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from decimal import Decimal
 
 from app.core import budget, errors, secrets
@@ -26,7 +24,7 @@ from app.core.llm.openai_client import ChatMessages, Delta, Finished, StreamEven
 from app.core.llm.openrouter import DEFAULT_BASE_URL, OpenRouter
 from app.core.policy import Policy
 from app.core.routing.cloud_access import cloud_access
-from app.core.routing.record import CallFacts, Outcome, current_work, record_call
+from app.core.routing.record import CallTrace, Outcome, current_work, record_call
 from app.core.routing.tiers import Tier
 from app.core.settings import Settings
 
@@ -91,17 +89,17 @@ class CloudPlanner:
             estimate = prices.worst_case_micro_usd(estimate_prompt_tokens(messages), max_tokens)
             reservation = await asyncio.to_thread(self.ledger.reserve, estimate, cap,
                                                   purpose="plan", model=model)
-            call = _CloudCall(model, estimate_prompt_tokens(messages), estimate)
+            trace = CallTrace(estimate_prompt_tokens(messages))
             try:
                 async for event in self._charged(client, reservation.id, messages, model,
                                                  max_tokens):
-                    call.seen(event)
+                    trace.seen(event)
                     yield event
             except BaseException as e:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(call.record(e))
+                    await asyncio.shield(_record_plan(trace, model, estimate, e))
                 raise
-            await call.record(None)
+            await _record_plan(trace, model, estimate, None)
         finally:
             await client.aclose()
 
@@ -152,47 +150,21 @@ async def _remember_prices(model: str, prompt: Decimal, completion: Decimal) -> 
             log.warning("the planner's price could not be kept: %s", e.detail)
 
 
-@dataclass
-class _CloudCall:
-    """One planning call, as the record of calls needs it."""
-
-    model: str
-    estimated_prompt_tokens: int
-    reserved_micro_usd: int  # charged when the call's cost never arrives
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    t0: float = field(default_factory=time.monotonic)
-    first_token_ms: int | None = None
-    text: list[str] = field(default_factory=list)
-    finished: Finished | None = None
-
-    def seen(self, event: StreamEvent) -> None:
-        if isinstance(event, Delta):
-            if self.first_token_ms is None:
-                self.first_token_ms = round((time.monotonic() - self.t0) * 1000)
-            self.text.append(event.text)
-        elif isinstance(event, Finished):
-            self.finished = event
-
-    async def record(self, error: BaseException | None) -> None:
-        usage = self.finished.usage if self.finished else None
-        if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
-            counted, prompt, completion = False, usage.prompt_tokens, usage.completion_tokens
-        else:
-            counted, prompt = True, self.estimated_prompt_tokens
-            completion = math.ceil(len("".join(self.text)) / 4)
-        if usage is not None and usage.cost_micro_usd is not None:
-            cost = usage.cost_micro_usd
-        else:  # as the ledger keeps it: charged at the reserved amount, unless refused
-            cost = self.reserved_micro_usd if self.text or self.finished else 0
-        if error is None:
-            outcome = Outcome.OK
-        elif isinstance(error, asyncio.CancelledError | GeneratorExit):
-            outcome = Outcome.CANCELLED
-        else:
-            outcome = Outcome.CUT_OFF if self.text else Outcome.FAILED
-        await record_call(CallFacts(
-            tier=Tier.CLOUD, node="OpenRouter", model=self.model, started_at=self.started_at,
-            prompt_tokens=prompt, completion_tokens=completion, tokens_counted=counted,
-            cost_micro_usd=cost, first_token_ms=self.first_token_ms,
-            total_ms=round((time.monotonic() - self.t0) * 1000), outcome=outcome,
-            error=type(error).__name__ if error is not None else ""))
+async def _record_plan(trace: CallTrace, model: str, reserved_micro_usd: int,
+                       error: BaseException | None) -> None:
+    """The planning call as a row of the record: its cost as OpenRouter reported it, or,
+    as the ledger keeps it, the reserved amount when none arrived (none if refused)."""
+    usage = trace.finished.usage if trace.finished else None
+    if usage is not None and usage.cost_micro_usd is not None:
+        cost = usage.cost_micro_usd
+    else:
+        cost = reserved_micro_usd if trace.text or trace.finished else 0
+    if error is None:
+        outcome = Outcome.OK
+    elif isinstance(error, asyncio.CancelledError | GeneratorExit):
+        outcome = Outcome.CANCELLED
+    else:
+        outcome = Outcome.CUT_OFF if trace.text else Outcome.FAILED
+    await record_call(trace.facts(tier=Tier.CLOUD, node="OpenRouter", model=model,
+                                  cost_micro_usd=cost, outcome=outcome,
+                                  error=type(error).__name__ if error is not None else ""))

@@ -54,10 +54,15 @@ class CoreLoop:
             return
 
         async def finish() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Rounds, not one pass: a task being cancelled may start others (httpx's
+            # connection attempts do), which must not be left pending when the loop closes.
+            for _ in range(5):
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                if not tasks:
+                    break
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             if cleanup is not None:
                 await cleanup()
             await self.loop.shutdown_asyncgens()

@@ -87,8 +87,14 @@ def test_plan_this_and_just_answer_override_the_mode_for_one_message(
         assert messages(app)[-1].route == "local"
 
     record = CallRecord()
-    overrides = [(c.tier, c.override, c.reason) for c in record.calls()]
+    calls = record.calls()
     record.close()
+    overrides = [(c.tier, c.override, c.reason) for c in calls]
+    plan = calls[0]
+    # The plan's cost as OpenRouter reported it, and its own tokens.
+    assert (plan.workflow, plan.purpose, plan.tokens_counted) == ("planned_task", "plan", False)
+    planned_answer = next(m for m in messages(app) if m.route == "cloud plan")
+    assert plan.cost_micro_usd > 0 and planned_answer.cost_micro_usd == plan.cost_micro_usd
     assert overrides == [("cloud", "plan", "you asked to plan this"),
                          ("office_node", "plan", "you asked to plan this"),
                          ("office_node", "answer", "you asked to just answer")]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from app.core import secrets
-from app.core.chat import AnswerFinished, ChatEvent, TextAppended
+from app.core.chat import ChatEvent, TextAppended
 from app.core.history import Message
 from app.core.llm.node_info import LLAMA_CPP, NodeLoad, discover, read_load
 from app.core.llm.openai_client import OpenAIClient
@@ -87,10 +87,16 @@ def recorded() -> list[Call]:
         record.close()
 
 
-def finished(events: list[ChatEvent]) -> Message:
-    ends = [e for e in events if isinstance(e, AnswerFinished)]
-    assert ends, "the answer never ended"
-    return ends[-1].message
+def ask_once(workspace: Workspace, prompt: str = "Hello") -> Message:
+    """Ask in a new chat, then close the workspace."""
+    async def main() -> Message:
+        chat = workspace.history.create_chat()
+        try:
+            return await workspace.send(chat.id, prompt, lambda e: None)
+        finally:
+            await workspace.close()
+
+    return asyncio.run(main())
 
 
 # ---------------------------------------------------------------- what a node takes
@@ -265,14 +271,7 @@ def test_with_no_node_answering_local_gpus_take_over_when_allowed(
     workspace = workspace_for(down, local_fallback=True, model_path=str(tiny_model_path),
                               max_tokens=16)
 
-    async def main() -> Message:
-        chat = workspace.history.create_chat()
-        try:
-            return await workspace.send(chat.id, "Hello", lambda e: None)
-        finally:
-            await workspace.close()
-
-    answer = asyncio.run(main())
+    answer = ask_once(workspace)
     assert answer.status == "complete" and answer.ran_on == "Local GPUs"
     (call,) = recorded()
     assert (call.tier, call.fallback_from) == ("local_gpus", down.split("//")[1][:-3])
@@ -282,14 +281,7 @@ def test_with_no_node_answering_and_no_fallback_the_answer_says_so() -> None:
     first, second = (f"http://127.0.0.1:{closed_port()}/v1" for _ in range(2))
     workspace = workspace_for(first, second)
 
-    async def main() -> Message:
-        chat = workspace.history.create_chat()
-        try:
-            return await workspace.send(chat.id, "Hello", lambda e: None)
-        finally:
-            await workspace.close()
-
-    answer = asyncio.run(main())
+    answer = ask_once(workspace)
     assert answer.status == "error"
     assert answer.error.startswith("No office node is answering.")
     assert all(url.split("//")[1][:-3] in answer.error for url in (first, second))
@@ -372,14 +364,7 @@ def test_its_name_for_a_node_and_its_running_cost_are_used(
                                         "usd_per_million_tokens": 2.5}]})
     workspace = workspace_for()
 
-    async def main() -> Message:
-        chat = workspace.history.create_chat()
-        try:
-            return await workspace.send(chat.id, "Hello", lambda e: None)
-        finally:
-            await workspace.close()
-
-    answer = asyncio.run(main())
+    answer = ask_once(workspace)
     assert answer.ran_on == "GPU room"
     assert answer.cost_micro_usd == 23  # 9 tokens at $2.50 a million, rounded up
     (call,) = recorded()

@@ -21,10 +21,11 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
+from typing import Any
 from urllib.parse import urlsplit
 
 from app.core import errors
@@ -32,9 +33,9 @@ from app.core.llm.backend import Health, NodeHealth
 from app.core.llm.local_gpus import LocalGPUs
 from app.core.llm.node_info import NodeInfo, NodeLoad, discover, is_down, read_load
 from app.core.llm.office_node import OfficeNode
-from app.core.llm.openai_client import ChatMessages, Delta, Finished, OpenAIClient, StreamEvent
+from app.core.llm.openai_client import ChatMessages, Finished, OpenAIClient, StreamEvent
 from app.core.policy import Policy
-from app.core.routing.record import CallFacts, Outcome, record_call
+from app.core.routing.record import CallTrace, Outcome, record_call
 from app.core.routing.tiers import Tier
 from app.core.settings import Settings
 
@@ -207,11 +208,7 @@ class Pool:
     def _check(self, place: Place) -> asyncio.Task[None]:
         """One check of a place at a time: a request and the background timer asking at
         once share it."""
-        task = self._checking.get(id(place))
-        if task is None or task.done():
-            task = asyncio.ensure_future(self._check_now(place))
-            self._checking[id(place)] = task
-        return task
+        return _one_at_a_time(self._checking, place, self._check_now)
 
     async def _check_now(self, place: Place) -> None:
         started = time.monotonic()
@@ -240,11 +237,7 @@ class Pool:
     def _read_load(self, place: Place) -> asyncio.Task[None]:
         """One load reading of a place at a time: parts of a summary starting together
         share it."""
-        task = self._reading.get(id(place))
-        if task is None or task.done():
-            task = asyncio.ensure_future(self._read_load_now(place))
-            self._reading[id(place)] = task
-        return task
+        return _one_at_a_time(self._reading, place, self._read_load_now)
 
     async def _read_load_now(self, place: Place) -> None:
         assert place.info is not None and isinstance(place.backend, OfficeNode)
@@ -333,7 +326,8 @@ class Pool:
         tried = [p.name for p in self.nodes
                  if p.answering is False and p not in places and p.name not in avoid]
         for i, place in enumerate(places):
-            attempt = _Attempt(place, prompt_tokens, started_at, t0, tuple(tried))
+            attempt = _Attempt(place, CallTrace(prompt_tokens, started_at, t0), tuple(tried))
+            trace = attempt.trace
             context = place.context_tokens
             answer_tokens = wanted if context is None else max(
                 MIN_ANSWER_TOKENS, min(wanted, context - prompt_tokens))
@@ -342,16 +336,14 @@ class Pool:
                 async with contextlib.aclosing(place.backend.stream_chat(
                         messages, max_tokens=answer_tokens, temperature=temperature)) as stream:
                     async for event in stream:
-                        if isinstance(event, Finished):
-                            attempt.finished = event
-                            continue  # passed on once recorded
-                        attempt.delta(event)
-                        yield event
+                        trace.seen(event)
+                        if not isinstance(event, Finished):  # passed on once recorded
+                            yield event
             except errors.SwitchboardError as e:
                 if is_down(e):
                     self._mark_down(place, e)
-                if attempt.received or e.partial or i == len(places) - 1:
-                    await attempt.record(Outcome.CUT_OFF if attempt.received or e.partial
+                if trace.text or e.partial or i == len(places) - 1:
+                    await attempt.record(Outcome.CUT_OFF if trace.text or e.partial
                                          else Outcome.FAILED, type(e).__name__)
                     raise
                 log.warning("%s failed before answering (%s); trying %s", place.name,
@@ -365,47 +357,34 @@ class Pool:
             finally:
                 place.in_flight -= 1
             place.answering, place.error = True, None
-            finished = attempt.finished or Finished("".join(attempt.received), None, None)
+            finished = trace.finished or Finished("".join(trace.text), None, None)
             await attempt.record(Outcome.OK)
             yield finished
             return
 
 
+def _one_at_a_time(running: dict[int, asyncio.Task[None]], place: Place,
+                   work: Callable[[Place], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+    """The task doing `work` for `place` now, started if none is."""
+    task = running.get(id(place))
+    if task is None or task.done():
+        task = asyncio.ensure_future(work(place))
+        running[id(place)] = task
+    return task
+
+
 @dataclass
 class _Attempt:
-    """One try of a request on one place, and what the record of calls needs of it."""
+    """One try of a request on one place, traced for the record of calls."""
 
     place: Place
-    prompt_tokens: int  # estimated
-    started_at: datetime
-    t0: float
+    trace: CallTrace
     fallback_from: tuple[str, ...]
-    received: list[str] = field(default_factory=list)
-    first_token_ms: int | None = None
-    finished: Finished | None = None
-
-    def delta(self, event: StreamEvent) -> None:
-        if isinstance(event, Delta):
-            if self.first_token_ms is None:
-                self.first_token_ms = round((time.monotonic() - self.t0) * 1000)
-            self.received.append(event.text)
 
     async def record(self, outcome: str, error: str = "") -> None:
-        usage = self.finished.usage if self.finished else None
-        counted = usage is None or not (usage.prompt_tokens or usage.completion_tokens)
-        if counted:
-            prompt = self.prompt_tokens
-            completion = math.ceil(len("".join(self.received)) / CHARS_PER_TOKEN)
-        else:
-            assert usage is not None
-            prompt, completion = usage.prompt_tokens, usage.completion_tokens
-        place = self.place
-        model = (self.finished.model if self.finished and self.finished.model
-                 else getattr(place.backend, "model", ""))
-        await record_call(CallFacts(
-            tier=place.tier, node=place.name, model=model, started_at=self.started_at,
-            prompt_tokens=prompt, completion_tokens=completion, tokens_counted=counted,
-            cost_micro_usd=place.cost_micro_usd(prompt + completion),
-            first_token_ms=self.first_token_ms,
-            total_ms=round((time.monotonic() - self.t0) * 1000), outcome=outcome,
+        place, trace = self.place, self.trace
+        prompt, completion, _ = trace.tokens()
+        await record_call(trace.facts(
+            tier=place.tier, node=place.name, model=getattr(place.backend, "model", ""),
+            cost_micro_usd=place.cost_micro_usd(prompt + completion), outcome=outcome,
             fallback_from=self.fallback_from, error=error))

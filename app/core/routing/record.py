@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,6 +33,7 @@ from pathlib import Path
 from app.core import paths
 from app.core.db import keep_aside, open_checked, translated
 from app.core.errors import StorageFailed
+from app.core.llm.openai_client import Delta, Finished, StreamEvent
 from app.core.routing.router import Override, Route
 from app.core.routing.tiers import Tier, Workflow
 
@@ -353,6 +356,47 @@ class CallFacts:
     outcome: str
     fallback_from: tuple[str, ...] = ()
     error: str = ""
+
+
+@dataclass
+class CallTrace:
+    """A call as it streams, as the record needs it: when it started, when its first word
+    came, what came, and its usage once it finished. `facts` turns it into a row's facts."""
+
+    estimated_prompt_tokens: int  # used where the server reports no usage
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    t0: float = field(default_factory=time.monotonic)
+    first_token_ms: int | None = None
+    text: list[str] = field(default_factory=list)
+    finished: Finished | None = None
+
+    def seen(self, event: StreamEvent) -> None:
+        if isinstance(event, Delta):
+            if self.first_token_ms is None:
+                self.first_token_ms = round((time.monotonic() - self.t0) * 1000)
+            self.text.append(event.text)
+        elif isinstance(event, Finished):
+            self.finished = event
+
+    def tokens(self) -> tuple[int, int, bool]:
+        """Prompt and completion tokens, and whether Switchboard counted them (the server
+        reported none): about four characters a token."""
+        usage = self.finished.usage if self.finished else None
+        if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+            return usage.prompt_tokens, usage.completion_tokens, False
+        return self.estimated_prompt_tokens, math.ceil(len("".join(self.text)) / 4), True
+
+    def facts(self, *, tier: Tier, node: str, model: str, cost_micro_usd: int, outcome: str,
+              fallback_from: tuple[str, ...] = (), error: str = "") -> CallFacts:
+        prompt, completion, counted = self.tokens()
+        if self.finished and self.finished.model:
+            model = self.finished.model
+        return CallFacts(tier=tier, node=node, model=model, started_at=self.started_at,
+                         prompt_tokens=prompt, completion_tokens=completion,
+                         tokens_counted=counted, cost_micro_usd=cost_micro_usd,
+                         first_token_ms=self.first_token_ms,
+                         total_ms=round((time.monotonic() - self.t0) * 1000),
+                         outcome=outcome, fallback_from=fallback_from, error=error)
 
 
 async def record_call(facts: CallFacts) -> Call | None:
