@@ -95,7 +95,7 @@ class UsageWindow(QWidget):
         background = self.palette().color(QPalette.ColorRole.Base)
         foreground = self.palette().color(QPalette.ColorRole.Text)
         self.tokens_chart = _plot("Tokens a day", "tokens", background, foreground)
-        self.tokens_chart.addLegend(offset=(10, 10))
+        self.tokens_chart.addLegend(offset=(10, 10), labelTextColor=foreground)
         self.tier_bars: dict[Tier, pg.BarGraphItem] = {}
         for tier in Tier:
             bars = pg.BarGraphItem(x=[], height=[], width=0.8, name=tier.label,
@@ -104,7 +104,7 @@ class UsageWindow(QWidget):
             self.tier_bars[tier] = bars
         self.money_chart = _plot("The month so far: cloud spend and the cloud-only cost",
                                  "US dollars", background, foreground)
-        self.money_chart.addLegend(offset=(10, 10))
+        self.money_chart.addLegend(offset=(10, 10), labelTextColor=foreground)
         self.spend_line = self.money_chart.plot(
             [], [], name="Cloud spend", pen=pg.mkPen(TIER_COLOURS[Tier.CLOUD], width=2))
         self.baseline_line = self.money_chart.plot(
@@ -169,7 +169,10 @@ class UsageWindow(QWidget):
         spend, baseline = _running(report, days)
         self.spend_line.setData(x, spend)
         self.baseline_line.setData(x, baseline)
+        # Whole days on the axis: every day in a short month so far, else every fifth.
+        ticks = [(day, str(day)) for day in x if len(x) <= 10 or day == 1 or day % 5 == 0]
         for chart in (self.tokens_chart, self.money_chart):
+            chart.getAxis("bottom").setTicks([ticks])
             chart.enableAutoRange()
 
 
