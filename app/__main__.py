@@ -38,6 +38,13 @@ def parser() -> argparse.ArgumentParser:
                      help="office node address (default: from Settings); give it more than "
                           "once for a pool, preferred in that order")
     ask.add_argument("--model", help="model name (default: from Settings)")
+    ask.add_argument("--plan", choices=("auto", "cloud", "local"),
+                     help="plan the request and carry it out step by step: as the router "
+                          "decides (auto), planned in the cloud, or planned locally; the "
+                          "steps are told on stderr")
+    ask.add_argument("--json", action="store_true",
+                     help="with --plan: one JSON object with the plan, the steps and the "
+                          "answer")
     doctor = verbs.add_parser("doctor", help="check the office node, key store and data folder")
     doctor.add_argument("--json", action="store_true", help="machine-readable report")
     gpu_plan = verbs.add_parser("gpu-plan", help="show how a GGUF model would be split "
@@ -119,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "ask":
         from app.cli import ask as run_ask
 
-        return run_ask(args.prompt, nodes=args.node, model=args.model)
+        return run_ask(args.prompt, nodes=args.node, model=args.model, plan=args.plan,
+                       as_json=args.json)
     if args.verb == "doctor":
         from app.cli import doctor as run_doctor
 

@@ -65,20 +65,38 @@ def _run[T](work: Callable[[Workspace], Coroutine[Any, Any, T]], workspace: Work
 
 
 def ask(prompt: str, nodes: list[str] | None = None, model: str | None = None,
-        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+        out: TextIO = sys.stdout, err: TextIO = sys.stderr, *, plan: str | None = None,
+        as_json: bool = False) -> int:
     """Stream the answer to `out`; a fault goes to `err` with exit code 2. Several
-    `nodes` are a pool, preferred in that order when equally busy."""
+    `nodes` are a pool, preferred in that order when equally busy. With `plan` ("auto",
+    "cloud" or "local") the request is planned and carried out step by step, each step
+    told on `err` as it ends; `as_json` prints one object with the plan, the steps and
+    the answer instead."""
     received = False
 
     def write(text: str) -> None:
         nonlocal received
         received = True
-        out.write(text)
-        out.flush()
+        if not as_json:
+            out.write(text)
+            out.flush()
 
     try:
         workspace = _workspace(nodes, model)
-        _run(lambda w: w.ask(prompt, write), workspace)
+        if plan is None:
+            _run(lambda w: w.ask(prompt, write), workspace)
+        else:
+            turn = _run(lambda w: w.ask_planned(prompt, plan, _planned_events(write, err)),
+                        workspace)
+            if as_json:
+                json.dump(_planned_json(turn), out, indent=2)
+                out.write("\n")
+                return 0 if turn[-1].status == "complete" else EXIT_ERROR
+            if turn[-1].status != "complete":
+                if received:
+                    out.write("\n")
+                print(f"switchboard: {turn[-1].error}", file=err)
+                return EXIT_ERROR
     except SwitchboardError as e:
         if received:
             out.write("\n")
@@ -88,6 +106,45 @@ def ask(prompt: str, nodes: list[str] | None = None, model: str | None = None,
         return 130
     out.write("\n")
     return 0
+
+
+def _planned_events(write: Callable[[str], None], err: TextIO) -> Callable[[Any], None]:
+    """The answer's text to `write`; the plan and each step, as they end, to `err`."""
+    from app.core.chat import AnswerFinished, MessageAdded, TextAppended
+
+    answer: set[int] = set()
+
+    def emit(event: Any) -> None:
+        if isinstance(event, MessageAdded) and event.message.role == "assistant" \
+                and event.message.kind == "":
+            answer.add(event.message.id)
+        elif isinstance(event, TextAppended) and event.message_id in answer:
+            write(event.text)
+        elif isinstance(event, AnswerFinished) and event.message.kind == "plan":
+            print(f"switchboard: {event.message.content}", file=err)
+        elif isinstance(event, AnswerFinished) and event.message.kind == "step":
+            step = event.message
+            print(f"switchboard: step {json.loads(step.data)['step']} {step.status}"
+                  f"{f' on {step.ran_on}' if step.ran_on else ''}: {step.title}", file=err)
+        err.flush()
+
+    return emit
+
+
+def _planned_json(turn: list[Any]) -> dict[str, Any]:
+    note = next((m for m in turn if m.kind == "plan"), None)
+    made = note.content.rsplit("\n\n", 1)[-1].strip("*") if note else turn[1].content
+    where = ("cloud" if note and note.route == "cloud plan" else "local" if note
+             else "not planned")
+    return {
+        "plan": {"where": where, "why": made,
+                 "steps": json.loads(note.data)["steps"] if note and note.data else []},
+        "steps": [{"id": json.loads(m.data)["step"], "route": m.ran_on,
+                   "status": m.status, "text": m.content}
+                  for m in turn if m.kind == "step"],
+        "answer": turn[-1].content,
+        "status": turn[-1].status,
+    }
 
 
 def doctor(as_json: bool = False, out: TextIO = sys.stdout) -> int:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from app.core.errors import StorageFailed, SwitchboardError
 from app.core.history import Document, DocumentStatus, History, Message, Status
 from app.core.llm.backend import Backend
 from app.core.llm.openai_client import Delta, Finished
+from app.core.privacy import LOCAL_ONLY
 from app.core.routing.record import current_work
 
 if TYPE_CHECKING:
@@ -34,6 +36,20 @@ TITLE_LENGTH = 48
 @dataclass(frozen=True, slots=True)
 class MessageAdded:
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChanged:
+    """A message shown already changed as a whole (a plan's note once the plan is made)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRemoved:
+    """A message is gone from the chat (a step of a plan, about to be run again)."""
+
+    message_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +85,8 @@ class NothingToAsk(SwitchboardError):
     hint = "Wait until it has been read, or drop the file again."
 
 
-ChatEvent = MessageAdded | TextAppended | AnswerFinished | DocumentProgress | DocumentChanged
-PLAN_PREFIX = "Plan from the cloud planner — follow it step by step:\n\n"
-
-
-@dataclass(frozen=True, slots=True)
-class PlanOutcome:
-    plan: str | None = None  # the steps, for the local model to follow
-    note: str | None = None  # why there is no plan, in words the user should see
-
-
-# Asked for a plan of the prompt before the local model answers.
-Planner = Callable[[str], Awaitable[PlanOutcome]]
+ChatEvent = (MessageAdded | MessageChanged | MessageRemoved | TextAppended | AnswerFinished
+             | DocumentProgress | DocumentChanged)
 
 # Asked of the model when an answer cut off on one node is continued on another.
 CONTINUE_PROMPT = ("Your previous answer was cut off. Continue it exactly where it stopped, "
@@ -94,7 +100,13 @@ def footer(message: Message) -> str:
         return ""
     from app.core.budget import format_usd
 
-    parts = ["Planned in the cloud"] if message.route == "cloud plan" else []
+    if message.kind == "step":
+        seconds = json.loads(message.data or "{}").get("seconds")
+        where = [f"Ran on {message.ran_on}"] if message.ran_on else []
+        took = [f"{seconds:g} s"] if seconds is not None else []
+        return " · ".join([*where, *took, f"{message.tokens:,} tokens"])
+    parts = {"cloud plan": ["Planned in the cloud"],
+             "local plan": ["Planned locally"]}.get(message.route, [])
     if message.ran_on:
         parts.append(f"ran on {message.ran_on}" if parts else f"Ran on {message.ran_on}")
     parts.append(f"{message.tokens:,} tokens")
@@ -118,12 +130,13 @@ class ChatService:
 
     @staticmethod
     def _as_context(messages: list[Message]) -> list[dict[str, str]]:
+        """Prompts and answers: a plan and its steps belong to their turn, and notes and
+        failed answers are for the user, not the model."""
         return [{"role": m.role, "content": m.content}
                 for m in messages
-                if m.content and (m.role == "user"
-                                  or m.role == "system" and m.content.startswith(PLAN_PREFIX)
-                                  or m.role == "assistant"
-                                  and m.status in ("complete", "interrupted", "cancelled"))]
+                if m.content and m.kind not in ("plan", "step") and (
+                    m.role == "user" or m.role == "assistant"
+                    and m.status in ("complete", "interrupted", "cancelled"))]
 
     async def summarize_document(self, chat_id: int, path: Path, backend: Backend,
                                  emit: Callable[[ChatEvent], None],
@@ -142,14 +155,18 @@ class ChatService:
         if not history.messages(chat_id):
             history.rename_chat(chat_id, title_from_prompt(prompt))
         emit(MessageAdded(history.add_message(chat_id, "user", prompt)))
-        answer = history.add_message(chat_id, "assistant", "", status="streaming")
+        answer = history.add_message(chat_id, "assistant", "", status="streaming",
+                                     kind="summary")
         emit(MessageAdded(answer))
+        LOCAL_ONLY.mark_name(path.name)
         # Recorded with the message its summary goes into, so its progress can be shown.
         document = history.add_document(chat_id, path.name, str(path),
                                         summary_message_id=answer.id)
         emit(DocumentChanged(document))
 
         def extracted(read: ExtractedDocument) -> None:
+            for page in read.pages:  # where document text enters the core
+                LOCAL_ONLY.mark(page.text)
             # Its pages are kept, so questions about it never read the file again.
             emit(DocumentChanged(history.update_document(
                 document.id, kind=read.kind, sha256=read.sha256,
@@ -172,7 +189,7 @@ class ChatService:
             emit(DocumentProgress(answer.id, what + left, fraction))
 
         def end(text: str, status: Status, error: SwitchboardError | None = None) -> Message:
-            return self._end_answer(answer, text, status, error, backend.describe(), emit)
+            return self.end_answer(answer, text, status, error, backend.describe(), emit)
 
         try:
             read, summary = await summarize_file(path, backend, progress=progress,
@@ -185,34 +202,42 @@ class ChatService:
             done = end("", "error", e)
             document_ended("error", e)
             return done
+        LOCAL_ONLY.mark(summary.text)
         done = end(as_markdown(read, summary), "complete")
         document_ended("ready", None)
         return done
 
     async def send(self, chat_id: int, prompt: str, backend: Backend,
-                   emit: Callable[[ChatEvent], None],
-                   planner: Planner | None = None) -> Message:
-        """Ask `backend` and stream the answer; returns the saved answer.
+                   emit: Callable[[ChatEvent], None], *, pasted: tuple[str, ...] = (),
+                   note: str = "") -> Message:
+        """Ask `backend` and stream the answer; returns the saved answer. `pasted` is
+        material pasted into the prompt (kept from the cloud); `note` a line the chat
+        shows before the answer (why it was not planned in the cloud, when asked to).
 
         Faults don't raise: the answer is saved with status `error`/`interrupted` and the
         error goes out with `AnswerFinished`. Cancelling the task saves the partial answer
         as `cancelled` and re-raises CancelledError.
         """
+        self.add_prompt(chat_id, prompt, emit, pasted=pasted)
+        if note:
+            emit(MessageAdded(self.history.add_message(chat_id, "system", note)))
+        messages = self.context(chat_id)
+        answer = self.history.add_message(chat_id, "assistant", "", status="streaming")
+        emit(MessageAdded(answer))
+        return await self.stream_answer(answer, messages, backend, emit)
+
+    def add_prompt(self, chat_id: int, prompt: str, emit: Callable[[ChatEvent], None], *,
+                   pasted: tuple[str, ...] = ()) -> Message:
+        """Save the user's prompt (the chat takes its title from the first)."""
         history = self.history
         if not history.messages(chat_id):
             history.rename_chat(chat_id, title_from_prompt(prompt))
-        emit(MessageAdded(history.add_message(chat_id, "user", prompt)))
-        if planner is not None:
-            outcome = await planner(prompt)
-            # Kept in the chat: the plan the local model was asked to follow, or why the
-            # cloud was not used when the user should know.
-            note = PLAN_PREFIX + outcome.plan if outcome.plan else outcome.note
-            if note:
-                emit(MessageAdded(history.add_message(chat_id, "system", note)))
-        messages = self.context(chat_id)
-        answer = history.add_message(chat_id, "assistant", "", status="streaming")
-        emit(MessageAdded(answer))
-        return await self._stream_answer(answer, messages, backend, emit)
+        for passage in pasted:
+            LOCAL_ONLY.mark(passage)  # where pasted material enters the core
+        message = history.add_message(chat_id, "user", prompt,
+                                      pasted=json.dumps(list(pasted)) if pasted else "")
+        emit(MessageAdded(message))
+        return message
 
     async def ask_about_document(self, chat_id: int, document_id: int, question: str,
                                  backend: Backend, emit: Callable[[ChatEvent], None]
@@ -230,16 +255,22 @@ class ChatService:
             history.rename_chat(chat_id, title_from_prompt(prompt))
         emit(MessageAdded(history.add_message(chat_id, "user", prompt)))
         pages = history.document_pages(document_id) if document else []
+        for _, text in pages:
+            LOCAL_ONLY.mark(text)
+        LOCAL_ONLY.mark_name(name)
         # Scoring is plain CPU work on data already read: off the loop, for a long file.
         hits = await asyncio.to_thread(top_chunks, pages, question) if pages else []
-        answer = history.add_message(chat_id, "assistant", "", status="streaming")
+        answer = history.add_message(chat_id, "assistant", "", status="streaming",
+                                     kind="document answer")
         emit(MessageAdded(answer))
         if not hits:
-            return self._end_answer(answer, "", "error", NothingToAsk(), "", emit)
+            return self.end_answer(answer, "", "error", NothingToAsk(), "", emit)
         log.info("question about document %d in chat %d: parts on %s", document_id, chat_id,
                  ", ".join(str(h.pages) for h in hits))
-        return await self._stream_answer(answer, ask_messages(name, question, hits), backend,
-                                         emit)
+        done = await self.stream_answer(answer, ask_messages(name, question, hits), backend,
+                                        emit)
+        LOCAL_ONLY.mark(done.content)  # drawn from the document
+        return done
 
     async def continue_answer(self, answer: Message, backend: Backend,
                               emit: Callable[[ChatEvent], None], **stream_options: Any
@@ -251,12 +282,11 @@ class ChatService:
                     {"role": "assistant", "content": answer.content},
                     {"role": "user", "content": CONTINUE_PROMPT}]
         self.history.update_message(answer.id, status="streaming", error="")
-        resumed = Message(answer.id, answer.chat_id, "assistant", answer.content,
-                          "streaming", answer.created_at, answer.model)
-        return await self._stream_answer(resumed, messages, backend, emit,
-                                         already=answer.content, **stream_options)
+        resumed = replace(answer, status="streaming", error="")
+        return await self.stream_answer(resumed, messages, backend, emit,
+                                        already=answer.content, **stream_options)
 
-    def _end_answer(self, answer: Message, text: str, status: Status,
+    def end_answer(self, answer: Message, text: str, status: Status,
                     error: SwitchboardError | None, model: str,
                     emit: Callable[[ChatEvent], None]) -> Message:
         """Save how an answer ended and tell the UI; every way an answer ends comes here."""
@@ -280,14 +310,14 @@ class ChatService:
             log.error("could not save answer %d: %s", answer.id, e.detail)
             error = error or e
             error_text = error.user_text()
-        done = Message(answer.id, answer.chat_id, "assistant", text, status, answer.created_at,
-                       model, error_text, ran_on, route, tokens, cost)
+        done = replace(answer, content=text, status=status, model=model, error=error_text,
+                       ran_on=ran_on, route=route, tokens=tokens, cost_micro_usd=cost)
         emit(AnswerFinished(done, error))
         return done
 
-    async def _stream_answer(self, answer: Message, messages: list[dict[str, str]],
-                             backend: Backend, emit: Callable[[ChatEvent], None], *,
-                             already: str = "", **stream_options: Any) -> Message:
+    async def stream_answer(self, answer: Message, messages: list[dict[str, str]],
+                            backend: Backend, emit: Callable[[ChatEvent], None], *,
+                            already: str = "", **stream_options: Any) -> Message:
         """Stream `backend`'s answer to `messages` into the saved message `answer`, after
         the text it `already` has."""
         history = self.history
@@ -296,7 +326,7 @@ class ChatService:
         model = ""
 
         def finish(status: Status, error: SwitchboardError | None = None) -> Message:
-            return self._end_answer(answer, "".join(parts), status, error, model, emit)
+            return self.end_answer(answer, "".join(parts), status, error, model, emit)
 
         try:
             # aclosing: a stream left early closes its HTTP response at once.

@@ -14,15 +14,17 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from app.core import budget, errors, secrets
 from app.core.budget import Ledger
 from app.core.llm.openai_client import ChatMessages, Delta, Finished, StreamEvent
 from app.core.llm.openrouter import DEFAULT_BASE_URL, OpenRouter
 from app.core.policy import Policy
+from app.core.privacy import LOCAL_ONLY
 from app.core.routing.cloud_access import cloud_access
 from app.core.routing.record import CallTrace, Outcome, current_work, record_call
 from app.core.routing.tiers import Tier
@@ -72,8 +74,13 @@ class CloudPlanner:
         if not access.ready:
             raise errors.CloudPlanningOff(access.reason, tier="cloud planner")
 
-    async def plan(self, messages: ChatMessages) -> AsyncIterator[StreamEvent]:
-        """Stream a plan from the cloud, paid for within the budget."""
+    async def plan(self, messages: ChatMessages, *, schema: Mapping[str, Any] | None = None,
+                   on_reserved: Callable[[int], None] = lambda most: None
+                   ) -> AsyncGenerator[StreamEvent, None]:
+        """Stream a plan from the cloud, paid for within the budget. `schema` asks for
+        structured output where the model supports it; `on_reserved` is told the most
+        the call may cost once that is reserved, before anything is sent."""
+        LOCAL_ONLY.refuse_if_local_only(messages)  # before anything is fetched or reserved
         self._check_allowed()
         key = await asyncio.to_thread(secrets.get_secret, secrets.OPENROUTER_KEY)
         self._check_allowed(key_saved=bool(key))
@@ -89,10 +96,12 @@ class CloudPlanner:
             estimate = prices.worst_case_micro_usd(estimate_prompt_tokens(messages), max_tokens)
             reservation = await asyncio.to_thread(self.ledger.reserve, estimate, cap,
                                                   purpose="plan", model=model)
+            on_reserved(estimate)
             trace = CallTrace(estimate_prompt_tokens(messages))
+            schema = schema if prices.structured_outputs else None
             try:
                 async for event in self._charged(client, reservation.id, messages, model,
-                                                 max_tokens):
+                                                 max_tokens, schema):
                     trace.seen(event)
                     yield event
             except BaseException as e:
@@ -104,11 +113,12 @@ class CloudPlanner:
             await client.aclose()
 
     async def _charged(self, client: OpenRouter, reservation_id: int, messages: ChatMessages,
-                       model: str, max_tokens: int) -> AsyncIterator[StreamEvent]:
+                       model: str, max_tokens: int, schema: Mapping[str, Any] | None = None
+                       ) -> AsyncIterator[StreamEvent]:
         sent_anything = settled = False
         try:
-            async with contextlib.aclosing(client.stream_plan(messages, model=model,
-                                                              max_tokens=max_tokens)) as plan:
+            async with contextlib.aclosing(client.stream_plan(
+                    messages, model=model, max_tokens=max_tokens, schema=schema)) as plan:
                 async for event in plan:
                     if isinstance(event, Delta):
                         sent_anything = True

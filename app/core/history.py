@@ -8,6 +8,7 @@ on opening and a new, empty one started; `History.problems` says so, for the use
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -42,15 +43,25 @@ class Message:
     route: str = ""  # "local" or "cloud plan"
     tokens: int = 0
     cost_micro_usd: int = 0
+    # What part of a turn it is: "" (a prompt or an answer), "plan", "step" (a step of a
+    # plan, run locally), "summary" or "document answer" (read from a document: local only).
+    kind: str = ""
+    title: str = ""  # a step's instruction
+    data: str = ""  # JSON: a plan message's plan, a step's {"step": id}
+    pasted: str = ""  # JSON list: material pasted into a prompt (local only)
 
 
 _MESSAGE_COLUMNS = ("id, chat_id, role, content, status, created_at, model, error, ran_on, "
-                    "route, tokens, cost_micro_usd")
+                    "route, tokens, cost_micro_usd, kind, title, data, pasted")
 # Added after the first release: a history from then gets them on opening.
 _ADDED_MESSAGE_COLUMNS = {"ran_on": "TEXT NOT NULL DEFAULT ''",
                           "route": "TEXT NOT NULL DEFAULT ''",
                           "tokens": "INTEGER NOT NULL DEFAULT 0",
-                          "cost_micro_usd": "INTEGER NOT NULL DEFAULT 0"}
+                          "cost_micro_usd": "INTEGER NOT NULL DEFAULT 0",
+                          "kind": "TEXT NOT NULL DEFAULT ''",
+                          "title": "TEXT NOT NULL DEFAULT ''",
+                          "data": "TEXT NOT NULL DEFAULT ''",
+                          "pasted": "TEXT NOT NULL DEFAULT ''"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +113,11 @@ CREATE TABLE IF NOT EXISTS messages (
     ran_on TEXT NOT NULL DEFAULT '',
     route TEXT NOT NULL DEFAULT '',
     tokens INTEGER NOT NULL DEFAULT 0,
-    cost_micro_usd INTEGER NOT NULL DEFAULT 0
+    cost_micro_usd INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL DEFAULT '',
+    title TEXT NOT NULL DEFAULT '',
+    data TEXT NOT NULL DEFAULT '',
+    pasted TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages(chat_id, id);
 CREATE TABLE IF NOT EXISTS documents (
@@ -239,30 +254,37 @@ class History:
         return Message(*rows[0]) if rows else None
 
     def add_message(self, chat_id: int, role: Role, content: str, *,
-                    status: Status = "complete", model: str = "") -> Message:
+                    status: Status = "complete", model: str = "", kind: str = "",
+                    title: str = "", data: str = "", pasted: str = "") -> Message:
         now = time.time()
         with self._transaction() as db:
             cur = db.execute(
-                "INSERT INTO messages (chat_id, role, content, status, created_at, model) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (chat_id, role, content, status, now, model))
+                "INSERT INTO messages (chat_id, role, content, status, created_at, model, "
+                "kind, title, data, pasted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (chat_id, role, content, status, now, model, kind, title, data, pasted))
             db.execute("UPDATE chats SET updated_at=? WHERE id=?", (now, chat_id))
-        return Message(int(cur.lastrowid or 0), chat_id, role, content, status, now, model)
+        return Message(int(cur.lastrowid or 0), chat_id, role, content, status, now, model,
+                       kind=kind, title=title, data=data, pasted=pasted)
 
     def update_message(self, message_id: int, *, content: str | None = None,
                        status: Status | None = None, error: str | None = None,
                        model: str | None = None, ran_on: str | None = None,
                        route: str | None = None, tokens: int | None = None,
-                       cost_micro_usd: int | None = None) -> None:
+                       cost_micro_usd: int | None = None, data: str | None = None) -> None:
         sets: list[str] = []
         args: list[object] = []
         for column, value in (("content", content), ("status", status), ("error", error),
                               ("model", model), ("ran_on", ran_on), ("route", route),
-                              ("tokens", tokens), ("cost_micro_usd", cost_micro_usd)):
+                              ("tokens", tokens), ("cost_micro_usd", cost_micro_usd),
+                              ("data", data)):
             if value is not None:
                 sets.append(f"{column}=?")
                 args.append(value)
         if sets:
             self._write(f"UPDATE messages SET {', '.join(sets)} WHERE id=?", (*args, message_id))
+
+    def delete_message(self, message_id: int) -> None:
+        self._write("DELETE FROM messages WHERE id=?", (message_id,))
 
     # Documents ---------------------------------------------------------------------------
 
@@ -314,6 +336,21 @@ class History:
         rows = self._read(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE id=?",
                           (document_id,))
         return Document(*rows[0]) if rows else None
+
+    def local_only_texts(self) -> Iterator[str]:
+        """Every stored text that must never reach the cloud: documents' pages and names,
+        what was read from documents (summaries, answers about them, plan steps) and
+        material pasted into prompts. Read once, in a worker thread, before the first
+        cloud call."""
+        for (text,) in self._read("SELECT text FROM document_pages"):
+            yield str(text)
+        for (name,) in self._read("SELECT name FROM documents"):
+            yield str(name)
+        for (text,) in self._read("SELECT content FROM messages WHERE kind IN "
+                                  "('summary', 'document answer', 'step')"):
+            yield str(text)
+        for (pasted,) in self._read("SELECT pasted FROM messages WHERE pasted != ''"):
+            yield from json.loads(pasted)
 
     def document_pages(self, document_id: int) -> list[tuple[int, str]]:
         """The document's pages as (number, text), in page order."""

@@ -60,6 +60,7 @@ class Settings:
                                          min=0, max=100_000)
     planner_model: str = _setting("anthropic/claude-sonnet-4.5", "Cloud planner model")
     planner_max_tokens: int = _setting(2048, "Longest plan (tokens)", min=64, max=32768)
+    review_plans: bool = _setting(False, "Show each plan before it runs, to edit it")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

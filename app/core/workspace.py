@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.core import paths, secrets
 from app.core.budget import Ledger
-from app.core.chat import ChatEvent, ChatService, PlanOutcome
+from app.core.chat import ChatEvent, ChatService
 from app.core.cloud import CloudPlanner
 from app.core.errors import SwitchboardError
 from app.core.history import History, Message
@@ -27,10 +27,13 @@ from app.core.llm.backend import Health
 from app.core.llm.local_gpus import LocalGPUs
 from app.core.llm.office_node import OfficeNode
 from app.core.llm.openai_client import ChatMessages, Delta, StreamEvent
+from app.core.planned_task import MakePlan, PlannedTask, ReviewPlan, document_refs
 from app.core.policy import Limit, Policy, PolicyFile, bound, read_policy
+from app.core.privacy import LOCAL_ONLY
 from app.core.routing.cloud_access import cloud_access
+from app.core.routing.planner import MOSTLY_PASTED, Planned, Request, make_plan
 from app.core.routing.pool import Capacity, Pool
-from app.core.routing.record import CallRecord, Tally, Work, current_work, purpose, working_on
+from app.core.routing.record import CallRecord, Tally, Work, current_work, working_on
 from app.core.routing.report import MonthReport, month_report, this_month
 from app.core.routing.router import Mode, Override, Route, decide
 from app.core.routing.tiers import Workflow
@@ -55,16 +58,11 @@ class Usage:
     by_workflow: dict[Workflow, MonthReport]
 
 
-def planning_brief(prompt: str) -> list[dict[str, str]]:
-    """What the cloud planner is sent: the request, and how to answer. Documents are
-    never in it (they are referred to by id); the steps run on the local model."""
-    return [
-        {"role": "system", "content": (
-            "You plan work for a smaller local model that will carry it out. Reply with a "
-            "short numbered list of concrete steps, no more than eight, and nothing else. "
-            "Do not do the work yourself.")},
-        {"role": "user", "content": prompt},
-    ]
+def _announce(route: Route) -> str:
+    """What the chat says while a request is planned."""
+    if route.plan_in_cloud:
+        return f"Planning in the cloud: {route.reason}."
+    return f"Planning on the office's hardware: {route.reason}."
 
 
 @dataclass
@@ -83,6 +81,7 @@ class Workspace:
     _retired: list[Pool] = field(default_factory=list, init=False)
     _ledger: Ledger | None = field(default=None, init=False)
     _record: CallRecord | None = field(default=None, init=False)
+    _history_marked: bool = field(default=False, init=False)
 
     @classmethod
     def open(cls) -> Workspace:
@@ -170,10 +169,17 @@ class Workspace:
 
     # The one way work runs -----------------------------------------------------------
 
-    def route(self, prompt: str, override: Override | None = None) -> Route:
-        """Where this request is planned, and why (no I/O)."""
-        return decide(prompt, mode=Mode(self.settings.mode), override=override,
-                      cloud=cloud_access(self.settings, self.policy))
+    def route(self, prompt: str, override: Override | None = None,
+              pasted: tuple[str, ...] = (), mode: Mode | None = None) -> Route:
+        """Where this request is planned, and why (no I/O). A request that is mostly
+        pasted material is planned locally: what it asks is about text the cloud can't
+        see."""
+        route = decide(prompt, mode=mode or Mode(self.settings.mode), override=override,
+                       cloud=cloud_access(self.settings, self.policy))
+        if route.plan_in_cloud and Request(prompt, pasted).pasted_share > MOSTLY_PASTED:
+            return Route(False, "it is mostly pasted material, which stays on this computer",
+                         override, planned=True)
+        return route
 
     @contextlib.asynccontextmanager
     async def _work(self, workflow: Workflow, route: Route
@@ -202,17 +208,74 @@ class Workspace:
                     await pool.aclose()
 
     async def send(self, chat_id: int, prompt: str, emit: Callable[[ChatEvent], None], *,
-                   override: Override | None = None) -> Message:
-        """Answer a prompt in a chat: planned in the cloud first when the router says so."""
-        route = self.route(prompt, override)
-        workflow = Workflow.PLANNED_TASK if route.plan_in_cloud else Workflow.CHAT
-        asked_cloud = route.plan_in_cloud or self.settings.mode == Mode.PLAN_WITH_CLOUD \
-            or override is Override.PLAN
+                   override: Override | None = None, pasted: tuple[str, ...] = (),
+                   review: ReviewPlan | None = None) -> Message:
+        """Answer a prompt in a chat: as it is, or, when the router finds it worth
+        planning, by a plan (from the cloud where it may be asked) carried out step by
+        step on the local tiers. `pasted` is material the user pasted into the prompt;
+        `review` shows the plan before it runs (None: it runs at once)."""
+        route = self.route(prompt, override, pasted)
+        wanted_cloud = self.settings.mode == Mode.PLAN_WITH_CLOUD or override is Override.PLAN
+        workflow = Workflow.PLANNED_TASK if route.planned else Workflow.CHAT
         async with self._work(workflow, route) as pool:
-            async def plan(prompt: str) -> PlanOutcome:
-                return await self._plan(prompt, route, asked_cloud)
+            if not route.planned:
+                note = f"Answered without a plan: {route.reason}." if wanted_cloud else ""
+                return await self.chats.send(chat_id, prompt, pool, emit, pasted=pasted,
+                                             note=note)
+            self.chats.add_prompt(chat_id, prompt, emit, pasted=pasted)
+            request = Request(prompt, pasted, document_refs(self.history, chat_id))
+            task = PlannedTask(self.chats, pool, emit, self._parallel(pool))
+            return await task.run(chat_id, request, self._plan_maker(route, pool),
+                                  _announce(route), review)
 
-            return await self.chats.send(chat_id, prompt, pool, emit, plan)
+    async def retry_plan(self, plan_message_id: int,
+                         emit: Callable[[ChatEvent], None]) -> Message:
+        """Run again what did not finish of a plan (a step cut off part-way, the steps
+        after it) and its answer; the steps that finished are kept."""
+        note = self.history.message(plan_message_id)
+        if note is None or note.kind != "plan" or not note.data:
+            raise LookupError(f"no plan {plan_message_id}")
+        route = Route(note.route == "cloud plan", "the rest of a plan, run again",
+                      planned=True)
+        async with self._work(Workflow.PLANNED_TASK, route) as pool:
+            return await PlannedTask(self.chats, pool, emit, self._parallel(pool)).resume(note)
+
+    def _plan_maker(self, route: Route, pool: Pool | Unavailable) -> MakePlan:
+        async def make(request: Request, on_cloud: Callable[[int], None]) -> Planned:
+            cloud = None
+            if route.plan_in_cloud:
+                await self._keep_history_from_cloud()
+                ledger = await asyncio.to_thread(self.ledger)
+                cloud = lambda: CloudPlanner(self.settings, self.policy, ledger)  # noqa: E731
+            planned = await make_plan(request, route, local=pool, cloud=cloud,
+                                      on_cloud=on_cloud)
+            work = current_work()
+            if work is not None and planned.where != "cloud":
+                # Recorded as what it became: planned here, and why.
+                work.route = Route(False, planned.why, route.override, planned=True)
+            return planned
+
+        return make
+
+    def _parallel(self, pool: Pool | Unavailable) -> Callable[[], Awaitable[int]]:
+        async def parallel() -> int:
+            if isinstance(pool, Pool):
+                with contextlib.suppress(SwitchboardError):
+                    return (await pool.capacity()).parallel
+            return 1
+
+        return parallel
+
+    async def _keep_history_from_cloud(self) -> None:
+        """Before the first cloud call: mark what earlier sessions read from documents or
+        had pasted as local-only too (this session marks its own as it goes)."""
+        if not self._history_marked:
+            def mark_all() -> None:
+                for text in self.history.local_only_texts():
+                    LOCAL_ONLY.mark(text)
+
+            await asyncio.to_thread(mark_all)
+            self._history_marked = True
 
     async def summarize_document(self, chat_id: int, path: Path,
                                  emit: Callable[[ChatEvent], None]) -> Message:
@@ -254,6 +317,34 @@ class Workspace:
                         on_text(event.text)
             return work.tally
 
+    async def ask_planned(self, prompt: str, plan: str,
+                          emit: Callable[[ChatEvent], None]) -> list[Message]:
+        """Plan and carry out one request without keeping it in a chat (the command
+        line): `plan` is "auto" (as the router decides), "cloud" (plan it there) or
+        "local" (on the office's hardware). Returns the turn's messages: the prompt, the
+        plan, the steps, the answer."""
+        if plan == "local":
+            route = Route(False, "you asked to plan it locally", planned=True)
+        else:
+            route = self.route(prompt, Override.PLAN if plan == "cloud" else None,
+                               mode=Mode.AUTO)
+        scratch = ChatService(await asyncio.to_thread(History, Path(":memory:")))
+        try:
+            chat = scratch.history.create_chat()
+            workflow = Workflow.PLANNED_TASK if route.planned else Workflow.CHAT
+            async with self._work(workflow, route) as pool:
+                if route.planned:
+                    scratch.add_prompt(chat.id, prompt, emit)
+                    task = PlannedTask(scratch, pool, emit, self._parallel(pool))
+                    await task.run(chat.id, Request(prompt), self._plan_maker(route, pool),
+                                   _announce(route))
+                else:
+                    await scratch.send(chat.id, prompt, pool, emit,
+                                       note=f"Not planned: {route.reason}.")
+            return scratch.history.messages(chat.id)
+        finally:
+            scratch.history.close()
+
     async def summarize_file(self, path: Path, progress: Callable[[Any], None]) -> str:
         """A file's summary as Markdown, without keeping it in a chat (the command line)."""
         from app.core.documents.reading import as_markdown, summarize_file
@@ -266,28 +357,6 @@ class Workspace:
         return as_markdown(document, summary)
 
     # Planning ------------------------------------------------------------------------
-
-    async def _plan(self, prompt: str, route: Route, asked_cloud: bool) -> PlanOutcome:
-        """A plan from the cloud when the route says so and the budget allows; otherwise
-        none, with the reason when the user asked for the cloud or it failed."""
-        if not route.plan_in_cloud:
-            return PlanOutcome(note=f"Planned locally: {route.reason}." if asked_cloud
-                               else None)
-        planner = CloudPlanner(self.settings, self.policy, await asyncio.to_thread(self.ledger))
-        parts: list[str] = []
-        try:
-            with purpose("plan"):
-                async for event in planner.plan(planning_brief(prompt)):
-                    if isinstance(event, Delta):
-                        parts.append(event.text)
-        except SwitchboardError as e:
-            log.warning("planning falls back to local: %s", e.user_text())
-            work = current_work()
-            if work is not None:  # what runs now is recorded as what it is: a local answer
-                work.workflow = Workflow.CHAT
-                work.route = Route(False, f"cloud planning failed: {e.title}", route.override)
-            return PlanOutcome(note=f"Planned locally: {e.title} {e.hint}")
-        return PlanOutcome(plan="".join(parts).strip() or None)
 
     # Settings and the rest -----------------------------------------------------------
 
@@ -382,7 +451,9 @@ class Unavailable:
         return Health(ok=False, error=self.error)
 
     async def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
-                          temperature: float | None = None) -> AsyncGenerator[StreamEvent, None]:
+                          temperature: float | None = None,
+                          response_format: Mapping[str, Any] | None = None
+                          ) -> AsyncGenerator[StreamEvent, None]:
         raise self.error
         yield  # an async generator, like every backend's stream_chat
 

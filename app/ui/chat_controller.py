@@ -22,6 +22,7 @@ from app.core.cloud import user_cap
 from app.core.errors import NodeUnreachable, SwitchboardError
 from app.core.history import Chat
 from app.core.llm.backend import Health
+from app.core.routing.plan import Plan
 from app.core.routing.router import Override
 from app.core.runtime.supervisor import State, Status
 from app.core.workspace import Workspace
@@ -58,6 +59,8 @@ class ChatController(QObject):
     healthChanged(object): the office node's latest Health.
     chatsChanged(): chats were created, renamed or deleted.
     runtimeChanged(object): the local runtime's Status (loading, ready, crashed…).
+    planReview(object, object): a Plan to show before it runs, and the function to call
+        with the plan as the user left it (or None: don't run it).
     budgetChanged(object): a BudgetReading, (Summary, cap_micro_usd), of this month's
         cloud planning budget; read at start, after each answer, after settings are saved
         (`refresh_budget`) and every minute.
@@ -70,6 +73,7 @@ class ChatController(QObject):
     chatsChanged = Signal()
     runtimeChanged = Signal(object)
     budgetChanged = Signal(object)
+    planReview = Signal(object, object)
 
     def __init__(self, bridge: Bridge, workspace: Workspace,
                  parent: QObject | None = None) -> None:
@@ -176,13 +180,33 @@ class ChatController(QObject):
 
         self.call(self.workspace.history.create_chat, on_done=done)
 
-    def send(self, chat_id: int, prompt: str, override: Override | None = None) -> bool:
+    def send(self, chat_id: int, prompt: str, override: Override | None = None, *,
+             pasted: tuple[str, ...] = ()) -> bool:
         """Start streaming an answer; False if one is already streaming. `override` is the
-        user's choice for this message: "Plan this" or "Just answer"."""
+        user's choice for this message: "Plan this" or "Just answer"; `pasted` the
+        material pasted into the prompt (it stays on the office's hardware)."""
         if not prompt.strip():
             return False
-        return self._start(lambda emit: self.workspace.send(chat_id, prompt, emit,
-                                                            override=override))
+        review = self.review_plan if self.workspace.settings.review_plans else None
+        return self._start(lambda emit: self.workspace.send(
+            chat_id, prompt, emit, override=override, pasted=pasted, review=review))
+
+    def retry_plan(self, plan_message_id: int) -> bool:
+        """Run again what did not finish of a plan; False if busy."""
+        return self._start(lambda emit: self.workspace.retry_plan(plan_message_id, emit))
+
+    async def review_plan(self, plan: Plan) -> Plan | None:
+        """On the core loop: show the plan on the GUI thread (`planReview`) and wait for
+        the user's edited plan, or None when they don't run it."""
+        loop = asyncio.get_running_loop()
+        decided: asyncio.Future[Plan | None] = loop.create_future()
+
+        def answer(result: Plan | None) -> None:
+            loop.call_soon_threadsafe(
+                lambda: None if decided.done() else decided.set_result(result))
+
+        self.bridge.post(lambda _: self.planReview.emit(plan, answer), None)
+        return await decided
 
     def continue_answer(self, message_id: int) -> bool:
         """Continue an answer that was cut off, on another node; False if busy."""

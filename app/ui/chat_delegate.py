@@ -312,7 +312,7 @@ class ChatDelegate(QStyledItemDelegate):
         With recheck, an estimate made earlier is not reused: the row may deserve an exact size
         now (it came on screen).
         """
-        msg = self._model.message_at(row)
+        msg = self._model.shown_at(row)
         sizes = self._sizes_of(msg, self._model.version_at(row))
         height = sizes.exact.get(width)
         if height is None and not recheck:
@@ -358,7 +358,7 @@ class ChatDelegate(QStyledItemDelegate):
 
     def _measure(self, row: int, width: int, *, keep: bool = True) -> tuple[_DocEntry, int]:
         """The row's document laid out at `width`, and the row's exact height there."""
-        msg, version = self._model.message_at(row), self._model.version_at(row)
+        msg, version = self._model.shown_at(row), self._model.version_at(row)
         entry = self._entry(msg, version, keep=keep)
         text_w = self._text_width(msg, width)
         exact = self._exact(row, width)
@@ -548,7 +548,7 @@ class ChatDelegate(QStyledItemDelegate):
     def _bubble(self, row: int, rect: QRect) -> _Bubble:
         """Row `row`, placed in `rect`, measured at the view's width."""
         entry, height = self._measure(row, self._viewport_width())
-        msg = self._model.message_at(row)
+        msg = self._model.shown_at(row)
         text_w = self._text_width(msg, self._viewport_width())
         status = self._status_rect(msg, text_w)
         content_w = text_w if entry.code_blocks else min(text_w, max(entry.ideal_w, 1))
@@ -636,6 +636,11 @@ class ChatDelegate(QStyledItemDelegate):
         ):
             bubble = self._bubble(index.row(), QRect(option.rect))
             target = self._target_at(bubble, mouse.position().toPoint())
+            if target is None and bubble.msg.kind == "step" \
+                    and bubble.frame.contains(mouse.position().toPoint()):
+                if event.type() == QEvent.Type.MouseButtonRelease:
+                    self._model.toggle(bubble.msg.id)  # a step opens and closes on a click
+                return True
             # The press too is taken, so that the view starts no drag or selection.
             if target is not None and event.type() == QEvent.Type.MouseButtonRelease:
                 if isinstance(target, int):

@@ -37,6 +37,9 @@ class ChatModel(QAbstractListModel):
         self._messages: list[Message] = []
         self._versions: list[int] = []
         self._rows: dict[int, int] = {}  # message id -> row
+        # A plan's steps show one line each; these were opened (or, streaming, closed).
+        self._opened: set[int] = set()
+        self._closed: set[int] = set()
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008 (Qt signature)
         return 0 if parent.isValid() else len(self._messages)
@@ -51,6 +54,32 @@ class ChatModel(QAbstractListModel):
         if role == self.VersionRole:
             return self._versions[index.row()]
         return None
+
+    def shown_at(self, row: int) -> Message:
+        """The message in `row` as it is drawn: a step of a plan as one line ("▸ Step:
+        …") until opened; open (or while it streams) its line, then what it wrote."""
+        message = self.message_at(row)
+        if message.kind != "step":
+            return message
+        if self.is_open(message):
+            return replace(message, content=f"▾ {message.title}\n\n{message.content}")
+        return replace(message, content=f"▸ {message.title}")
+
+    def is_open(self, message: Message) -> bool:
+        return message.id in self._opened or (message.status == "streaming"
+                                               and message.id not in self._closed)
+
+    def toggle(self, message_id: int) -> None:
+        """Open a step of a plan, or close it."""
+        row = self._row_or_raise(message_id)
+        message = self._messages[row]
+        if self.is_open(message):
+            self._opened.discard(message_id)
+            self._closed.add(message_id)
+        else:
+            self._closed.discard(message_id)
+            self._opened.add(message_id)
+        self._set_row(row, message)
 
     def message_at(self, row: int) -> Message:
         """The message in `row`; IndexError if there is none (negative rows included)."""
@@ -103,6 +132,15 @@ class ChatModel(QAbstractListModel):
         old = self._messages[row]
         content = old.content if content is None else content
         self._set_row(row, replace(old, content=content, status=status, error=error))
+
+    def remove_message(self, message_id: int) -> None:
+        """Take a message out (a plan's step that is run again)."""
+        row = self._row_or_raise(message_id)
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self._messages[row]
+        del self._versions[row]
+        self._rows = {m.id: r for r, m in enumerate(self._messages)}
+        self.endRemoveRows()
 
     def replace_message(self, message: Message) -> None:
         """Show a message as saved (an answer that ended, with its footer)."""

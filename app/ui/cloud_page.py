@@ -15,6 +15,7 @@ from typing import NamedTuple
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -249,6 +250,9 @@ class CloudPage(QWidget):
         add_setting_row(form, "Planner model:", self.planner_model, self.planner_choice,
                         model_limit, source)
         form.addRow("Longest plan:", self.planner_max_tokens)
+        self.review_plans = QCheckBox(describe("review_plans")["label"])
+        self.review_plans.setChecked(settings.review_plans)
+        form.addRow("", self.review_plans)
         form.addRow("Monthly budget:", self.budget_usd)
         if budget_limit is not None:
             form.addRow("", it_note(budget_limit, source))
@@ -325,7 +329,8 @@ class CloudPage(QWidget):
                  else self.planner_model.text())
         return {"monthly_budget_usd": self.budget_usd.value(),
                 "planner_model": model,
-                "planner_max_tokens": self.planner_max_tokens.value()}
+                "planner_max_tokens": self.planner_max_tokens.value(),
+                "review_plans": self.review_plans.isChecked()}
 
     def edited_key(self) -> str | None:
         """A newly pasted key to keep, or None to leave the saved one."""

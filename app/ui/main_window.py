@@ -3,6 +3,7 @@ that names the office node and model and meters the cloud planning budget."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt, Signal
@@ -30,11 +31,15 @@ from app.core.chat import (
     ChatEvent,
     DocumentProgress,
     MessageAdded,
+    MessageChanged,
+    MessageRemoved,
     TextAppended,
 )
 from app.core.errors import SwitchboardError
 from app.core.history import Chat, Document, Message
 from app.core.llm.backend import Health
+from app.core.planned_task import StepFailed
+from app.core.routing.plan import Plan
 from app.core.routing.router import Override
 from app.core.runtime.supervisor import State, Status
 from app.core.settings import MODES
@@ -42,6 +47,7 @@ from app.ui.budget_meter import BudgetMeter
 from app.ui.chat_controller import ChatController, runtime_line
 from app.ui.chat_view import ChatView
 from app.ui.document_panel import DocumentPanel
+from app.ui.plan_review import PlanReviewDialog
 from app.ui.resources import icon
 from app.ui.widgets import Composer, ErrorBanner, FileDrops
 
@@ -90,6 +96,7 @@ class MainWindow(QMainWindow):
         self.chat_view = ChatView()
         self.error_banner = ErrorBanner()
         self.error_banner.continueRequested.connect(self.continue_answer)
+        self.error_banner.retryPlanRequested.connect(self.retry_plan)
         self.composer = Composer()
         self.composer.setMaximumHeight(120)
         self.composer.submitted.connect(self.send)
@@ -193,6 +200,8 @@ class MainWindow(QMainWindow):
         FileDrops(self, self.summarize)  # drop a document anywhere on the window
         controller.runtimeChanged.connect(self._on_runtime)
         controller.budgetChanged.connect(self.budget_meter.set_reading)
+        controller.planReview.connect(self.review_plan)
+        self.plan_review: PlanReviewDialog | None = None
 
     # Chats -----------------------------------------------------------------------------
 
@@ -325,7 +334,8 @@ class MainWindow(QMainWindow):
             if self.controller.ask_about_document(chat_id, document.id, prompt):
                 self.composer.clear()
                 self.ask_about(None)
-        elif self.controller.send(chat_id, prompt, override):
+        elif self.controller.send(chat_id, prompt, override,
+                                  pasted=self.composer.pasted_in(prompt)):
             self.composer.clear()
 
     def ask_about(self, document: Document | None) -> None:
@@ -374,18 +384,45 @@ class MainWindow(QMainWindow):
             model.append_message(event.message)
         elif isinstance(event, TextAppended) and model.row_of(event.message_id) is not None:
             model.append_text(event.message_id, event.text)
-        elif isinstance(event, AnswerFinished) and model.row_of(event.message.id) is not None:
+        elif isinstance(event, MessageRemoved) and model.row_of(event.message_id) is not None:
+            model.remove_message(event.message_id)
+        elif isinstance(event, AnswerFinished | MessageChanged) \
+                and model.row_of(event.message.id) is not None:
             model.replace_message(event.message)
+
+    def review_plan(self, plan: Plan, answer: Callable[[Plan | None], None]) -> None:
+        """Show a plan before it runs; `answer` gets it as the user leaves it."""
+        dialog = PlanReviewDialog(plan, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: answer(dialog.plan()))
+        dialog.rejected.connect(lambda: answer(None))
+        dialog.destroyed.connect(lambda: setattr(self, "plan_review", None))
+        self.plan_review = dialog
+        dialog.open()
 
     def _on_busy(self, busy: bool) -> None:
         self.send_button.setText("Stop" if busy else "Send")
 
     def _on_failed(self, error: SwitchboardError) -> None:
+        if isinstance(error, StepFailed):
+            self.error_banner.show_error(error, retry_plan_id=self._last_plan())
+            return
         cut_off = self._cut_off_answer()
         settings = self.controller.workspace.settings
         self.error_banner.show_error(
             error, continue_id=cut_off,
             elsewhere=len(settings.node_urls) > 1 or settings.local_fallback)
+
+    def _last_plan(self) -> int | None:
+        model = self.chat_view.chat_model
+        for row in range(model.rowCount() - 1, -1, -1):
+            if model.message_at(row).kind == "plan":
+                return model.message_at(row).id
+        return None
+
+    def retry_plan(self, plan_message_id: int) -> None:
+        if not self.controller.retry_plan(plan_message_id):
+            self.statusBar().showMessage("Wait for the current answer, or press Stop.", 5000)
 
     def _cut_off_answer(self) -> int | None:
         """The chat's last message, if it is an answer cut off part-way on an office node

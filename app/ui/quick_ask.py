@@ -79,15 +79,17 @@ class QuickAsk(QWidget):
 
         def start(chat: Chat) -> None:
             self.chat_id = chat.id
-            if self.controller.send(chat.id, prompt):
+            if self.controller.send(chat.id, prompt,
+                                    pasted=self.composer.pasted_in(prompt)):
                 self.composer.clear()
 
         # Every quick question starts a chat of its own; it shows up in the main window.
         self.controller.new_chat(start)
 
     def _on_event(self, event: ChatEvent) -> None:
+        # The answer only: a planned task's steps show in the main window.
         if isinstance(event, MessageAdded) and event.message.chat_id == self.chat_id \
-                and event.message.role == "assistant":
+                and event.message.role == "assistant" and event.message.kind == "":
             self._answer_id = event.message.id
             self.continue_button.setEnabled(True)
         elif isinstance(event, TextAppended) and event.message_id == self._answer_id:

@@ -15,18 +15,36 @@ from app.core.errors import SwitchboardError
 
 
 class Composer(QPlainTextEdit):
-    """Where the user types a prompt. Enter sends, Shift+Enter starts a new line.
+    """Where the user types a prompt. Enter sends, Shift+Enter starts a new line. It
+    remembers what was pasted or dropped into it: that material stays on the office's
+    hardware (`pasted_in`).
 
     Signals:
         submitted(str): the user pressed Enter on a non-empty prompt.
     """
 
     submitted = Signal(str)
+    MIN_PASTED = 40  # a shorter paste (a word, a name) is part of the request itself
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setPlaceholderText("Ask anything… (Enter to send, Shift+Enter for a new line)")
         self.setTabChangesFocus(True)
+        self._pasted: list[str] = []
+
+    def insertFromMimeData(self, source: QMimeData) -> None:  # noqa: N802 — Qt's name
+        text = source.text()
+        if len(text.strip()) >= self.MIN_PASTED:
+            self._pasted.append(text.strip())
+        super().insertFromMimeData(source)
+
+    def pasted_in(self, prompt: str) -> tuple[str, ...]:
+        """The pasted passages still in `prompt`, as pasted."""
+        return tuple(p for p in self._pasted if p in prompt)
+
+    def clear(self) -> None:
+        self._pasted.clear()
+        super().clear()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 — Qt's name
         enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
@@ -45,9 +63,12 @@ class ErrorBanner(QLabel):
 
     Signals:
         continueRequested(int): "Continue on another node" for that answer's id.
+        retryPlanRequested(int): "Retry" for the plan (its message's id) a step of which
+            did not finish.
     """
 
     continueRequested = Signal(int)
+    retryPlanRequested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -62,12 +83,16 @@ class ErrorBanner(QLabel):
         self.hide()
 
     def show_error(self, error: SwitchboardError, *, continue_id: int | None = None,
-                   elsewhere: bool = True) -> None:
+                   elsewhere: bool = True, retry_plan_id: int | None = None) -> None:
         """Show `error`; with `continue_id`, offer to continue that cut-off answer (on
-        another node when there is one: `elsewhere`)."""
+        another node when there is one: `elsewhere`); with `retry_plan_id`, to run again
+        what did not finish of that plan."""
         words = "Continue on another node" if elsewhere else "Continue the answer"
         action = (f'<br><a href="continue:{continue_id}">{words}</a>'
                   if continue_id is not None else "")
+        if retry_plan_id is not None:
+            action = (f'<br><a href="retry:{retry_plan_id}">Retry the steps that did not '
+                      'finish</a>')
         self.setText(f"<b>{escape(error.title)}</b><br>{escape(error.hint)}"
                      + (f"<br><small>{escape(error.detail)}</small>" if error.detail else "")
                      + action)
@@ -78,6 +103,9 @@ class ErrorBanner(QLabel):
         if kind == "continue" and value.isdigit():
             self.clear_error()
             self.continueRequested.emit(int(value))
+        elif kind == "retry" and value.isdigit():
+            self.clear_error()
+            self.retryPlanRequested.emit(int(value))
 
     def clear_error(self) -> None:
         self.clear()

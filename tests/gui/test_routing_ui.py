@@ -19,6 +19,7 @@ from tests.fixtures.llama_server import LlamaServer
 from tests.fixtures.openrouter_server import API_KEY, OpenRouterServer
 from tests.gui.conftest import BuildApp
 from tests.gui.test_app import last_answer_is, messages, type_and_send
+from tests.gui.test_planning_ui import answered
 
 
 def test_each_answer_says_where_it_ran(qtbot: QtBot, build_app: BuildApp,
@@ -68,36 +69,40 @@ def test_plan_this_and_just_answer_override_the_mode_for_one_message(
     with OpenRouterServer() as cloud:
         monkeypatch.setenv("SWITCHBOARD_OPENROUTER_URL", cloud.base_url)
         app = build_app(node_urls=[fault_server.base_url], monthly_budget_usd=5,
-                        planner_model="stand-in/planner", planner_max_tokens=64,
+                        planner_model="stand-in/planner", planner_max_tokens=400,
                         mode="local only")
         window = app.main_window
         qtbot.keyClicks(window.composer, "What is the capital of France?")
         window.plan_this.trigger()
-        qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=10_000)
+        qtbot.waitUntil(lambda: answered(app), timeout=10_000)
         assert len(cloud.chat_requests()) == 1  # planned in the cloud, though Local only
         assert messages(app)[-1].route == "cloud plan"
 
         window.mode.setCurrentText("Plan with cloud")
         qtbot.waitUntil(lambda: app.workspace.settings.mode == "plan with cloud")
+        asked = len(messages(app))
         qtbot.keyClicks(window.composer, "And of Spain?")
         window.just_answer.trigger()
-        qtbot.waitUntil(lambda: len(messages(app)) >= 5 and last_answer_is(app, "complete"),
-                        timeout=10_000)
+        qtbot.waitUntil(lambda: len(messages(app)) > asked and answered(app), timeout=10_000)
         assert len(cloud.chat_requests()) == 1  # not asked again
         assert messages(app)[-1].route == "local"
 
     record = CallRecord()
     calls = record.calls()
     record.close()
-    overrides = [(c.tier, c.override, c.reason) for c in calls]
-    plan = calls[0]
+    plan, *carried_out, last = calls
     # The plan's cost as OpenRouter reported it, and its own tokens.
-    assert (plan.workflow, plan.purpose, plan.tokens_counted) == ("planned_task", "plan", False)
-    planned_answer = next(m for m in messages(app) if m.route == "cloud plan")
+    assert (plan.tier, plan.workflow, plan.purpose, plan.tokens_counted) == (
+        "cloud", "planned_task", "plan", False)
+    planned_answer = next(m for m in messages(app) if m.route == "cloud plan" and m.kind == "")
     assert plan.cost_micro_usd > 0 and planned_answer.cost_micro_usd == plan.cost_micro_usd
-    assert overrides == [("cloud", "plan", "you asked to plan this"),
-                         ("office_node", "plan", "you asked to plan this"),
-                         ("office_node", "answer", "you asked to just answer")]
+    # Every call of the first message is recorded as the user's "Plan this"...
+    assert {(c.override, c.reason) for c in [plan, *carried_out]} == {
+        ("plan", "you asked to plan this")}
+    assert sorted(c.purpose for c in carried_out) == ["assembly", "step", "step", "step"]
+    # ...and the second's as "Just answer".
+    assert (last.tier, last.override, last.reason) == (
+        "office_node", "answer", "you asked to just answer")
     assert Override.PLAN.value == "plan"
 
 

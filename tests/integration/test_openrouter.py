@@ -278,7 +278,8 @@ def test_prices_are_exact_and_cached_until_they_expire(server: OpenRouterServer)
             await client.aclose()
 
     first, cheap, cached, fresh = asyncio.run(scenario())
-    assert first == cached == Prices(PLANNER, Decimal(3), Decimal(15), Decimal(0))
+    assert first == cached == Prices(PLANNER, Decimal(3), Decimal(15), Decimal(0),
+                                     structured_outputs=True)
     assert cheap.prompt_micro_usd_per_token == Decimal("0.0375")
     assert cheap.request_micro_usd == Decimal(100)
     assert fresh.prompt_micro_usd_per_token == Decimal(4)

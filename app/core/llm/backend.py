@@ -3,9 +3,9 @@ describe itself. Adding a backend is adding one module that satisfies it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.core.errors import SwitchboardError
 from app.core.llm.openai_client import ChatMessages, StreamEvent
@@ -54,6 +54,11 @@ class Backend(Protocol):
     async def health(self) -> Health: ...
 
     def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
-                    temperature: float | None = None) -> AsyncGenerator[StreamEvent, None]: ...
+                    temperature: float | None = None,
+                    response_format: Mapping[str, Any] | None = None
+                    ) -> AsyncGenerator[StreamEvent, None]:
+        """Stream an answer; `response_format` (OpenAI's) constrains it, e.g. to a JSON
+        schema, on servers that can."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from app.core import errors, paths
 from app.core.llm.backend import Health
@@ -98,7 +99,9 @@ class LocalGPUs:
         return self._client
 
     async def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
-                          temperature: float | None = None) -> AsyncGenerator[StreamEvent, None]:
+                          temperature: float | None = None,
+                          response_format: Mapping[str, Any] | None = None
+                          ) -> AsyncGenerator[StreamEvent, None]:
         supervisor = await asyncio.to_thread(self.prepare)
         async with supervisor.in_use():
             base_url, token = await supervisor.ensure_ready()
@@ -109,6 +112,8 @@ class LocalGPUs:
                     max_tokens=max_tokens if max_tokens is not None else self.settings.max_tokens,
                     temperature=temperature if temperature is not None
                     else self.settings.temperature,
+                    extra_body={"response_format": response_format} if response_format
+                    else None,
                 ):
                     yield event
             except errors.SwitchboardError as e:

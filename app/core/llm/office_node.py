@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
 
 import httpx
 
@@ -83,13 +84,16 @@ class OfficeNode:
         return self._model
 
     async def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
-                          temperature: float | None = None) -> AsyncGenerator[StreamEvent, None]:
+                          temperature: float | None = None,
+                          response_format: Mapping[str, Any] | None = None
+                          ) -> AsyncGenerator[StreamEvent, None]:
         self._require_address()
         model = await self._resolve_model()
         async for event in self.client.stream_chat(
             messages, model=model,
             max_tokens=max_tokens if max_tokens is not None else self.settings.max_tokens,
             temperature=temperature if temperature is not None else self.settings.temperature,
+            extra_body={"response_format": response_format} if response_format else None,
         ):
             yield event
 

@@ -29,6 +29,7 @@ from app.core.llm.openai_client import (
     Timeouts,
     _retry_after,
 )
+from app.core.privacy import LOCAL_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class Prices:
     prompt_micro_usd_per_token: Decimal
     completion_micro_usd_per_token: Decimal
     request_micro_usd: Decimal  # a fixed fee per request; zero for most models
+    # Whether the model takes a JSON schema for its answer (OpenRouter's
+    # `supported_parameters` lists "structured_outputs").
+    structured_outputs: bool = False
 
     def worst_case_micro_usd(self, prompt_tokens: int, max_tokens: int) -> int:
         """The most a request can cost: every prompt token, `max_tokens` of answer and the
@@ -189,17 +193,27 @@ class OpenRouter:
 
     # ------------------------------------------------------------------ planning
 
-    async def stream_plan(self, messages: ChatMessages, *, model: str,
-                          max_tokens: int) -> AsyncGenerator[StreamEvent, None]:
+    async def stream_plan(self, messages: ChatMessages, *, model: str, max_tokens: int,
+                          schema: Mapping[str, Any] | None = None
+                          ) -> AsyncGenerator[StreamEvent, None]:
         """Yield the plan's `Delta`s, then a `Finished` whose `usage.cost_micro_usd` is
-        what OpenRouter charged.
+        what OpenRouter charged. With `schema`, the answer is asked for as structured
+        output in that JSON schema (only for a model that supports it).
 
         `max_tokens` is always sent: it bounds what the budget reserved. 429 and 503 are
         retried at most `max_retries` times, waiting what Retry-After says; once any
         text has arrived nothing is retried (the answer would be paid for twice).
+
+        Every request passes the privacy check first: one that carries document or
+        pasted text marked local-only is refused and nothing is sent.
         """
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+        LOCAL_ONLY.refuse_if_local_only(messages)
+        extra: dict[str, Any] = {"usage": {"include": True}}
+        if schema is not None:
+            extra["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "plan", "strict": True, "schema": dict(schema)}}
         for attempt in range(self.max_retries + 1):
             streamed = False
             try:
@@ -208,7 +222,7 @@ class OpenRouter:
                     # Usage accounting: OpenRouter now always reports it, and documents
                     # this flag (and stream_options, sent by the shared client) as
                     # deprecated no-ops; older deployments need it for `usage.cost`.
-                    extra_body={"usage": {"include": True}},
+                    extra_body=extra,
                 ):
                     if isinstance(event, Delta):
                         streamed = True
@@ -297,6 +311,8 @@ class OpenRouter:
                     prompt_micro_usd_per_token=_price(pricing["prompt"]),
                     completion_micro_usd_per_token=_price(pricing["completion"]),
                     request_micro_usd=_price(pricing.get("request", "0")),
+                    structured_outputs="structured_outputs" in (
+                        entry.get("supported_parameters") or ()),
                 )
         except (KeyError, TypeError, AttributeError, ArithmeticError, ValueError):
             raise self.client._error(errors.MalformedResponse,

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
@@ -278,6 +278,11 @@ class Pool:
         # None fits: the largest context is the best chance (its refusal says why).
         chosen = sorted(fitting, key=lambda p: (p.busy / p.slots, order[id(p)])) or sorted(
             answering, key=lambda p: -(p.context_tokens or DEFAULT_CONTEXT))[:1]
+        if not chosen:
+            # Nothing answers: a node whose answer broke off (rather than one that can't
+            # be reached or went silent) may well take the next request.
+            chosen = [p for p in nodes if isinstance(p.error, errors.StreamInterrupted)
+                      and not isinstance(p.error, errors.StreamStalled)]
         locals_ = [p for p in self.places if p.tier is Tier.LOCAL_GPUS and p.name not in avoid]
         return chosen + locals_
 
@@ -305,8 +310,9 @@ class Pool:
     # Streaming -------------------------------------------------------------------------
 
     async def stream_chat(self, messages: ChatMessages, *, max_tokens: int | None = None,
-                          temperature: float | None = None, avoid: Sequence[str] = ()
-                          ) -> AsyncGenerator[StreamEvent, None]:
+                          temperature: float | None = None,
+                          response_format: Mapping[str, Any] | None = None,
+                          avoid: Sequence[str] = ()) -> AsyncGenerator[StreamEvent, None]:
         """Stream the answer from the best place, moving on while none has answered.
 
         Raises the last place's error when every place failed before its first word; a
@@ -334,7 +340,8 @@ class Pool:
             place.in_flight += 1
             try:
                 async with contextlib.aclosing(place.backend.stream_chat(
-                        messages, max_tokens=answer_tokens, temperature=temperature)) as stream:
+                        messages, max_tokens=answer_tokens, temperature=temperature,
+                        response_format=response_format)) as stream:
                     async for event in stream:
                         trace.seen(event)
                         if not isinstance(event, Finished):  # passed on once recorded

@@ -272,12 +272,15 @@ class Tally:
     fallbacks: int = 0
     places: list[str] = field(default_factory=list)  # "node-a", "Local GPUs", in order
     planned_in_cloud: bool = False
+    parent: Tally | None = field(default=None, repr=False)  # a step's tally adds up here too
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def add(self, call: Call) -> None:
+        if self.parent is not None:
+            self.parent.add(call)
         self.calls += 1
         self.prompt_tokens += call.prompt_tokens
         self.completion_tokens += call.completion_tokens
@@ -330,6 +333,23 @@ def purpose(name: str) -> Iterator[None]:
     token = _current.set(_with_purpose(work, name))
     try:
         yield
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def part_of_work(name: str) -> Iterator[Tally]:
+    """Calls made inside are one part of the current work (a step of a plan): recorded
+    with this purpose, and added up in a tally of their own as well as the work's."""
+    work = _current.get()
+    if work is None:
+        yield Tally()
+        return
+    tally = Tally(parent=work.tally)
+    token = _current.set(Work(work.workflow, work.route, work.record, work.baseline, tally,
+                              name))
+    try:
+        yield tally
     finally:
         _current.reset(token)
 

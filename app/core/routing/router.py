@@ -47,11 +47,19 @@ class Route:
     plan_in_cloud: bool
     reason: str  # in words, for the log, the record of calls and the user
     override: Override | None = None
+    # Worth planning: planned in the cloud, or locally when the cloud can't be asked.
+    planned: bool = False
+
+    def __post_init__(self) -> None:
+        if self.plan_in_cloud:
+            object.__setattr__(self, "planned", True)
 
     @property
     def name(self) -> str:
-        """"cloud plan" or "local", as the record of calls stores it."""
-        return "cloud plan" if self.plan_in_cloud else "local"
+        """"cloud plan", "local plan" or "local", as the record of calls stores it."""
+        if self.plan_in_cloud:
+            return "cloud plan"
+        return "local plan" if self.planned else "local"
 
 
 def decide(prompt: str, *, mode: Mode, cloud: CloudAccess,
@@ -80,5 +88,6 @@ def _decide(prompt: str, mode: Mode, cloud: CloudAccess, override: Override | No
             return Route(False, verdict.reason)
         wants, why = True, verdict.reason
     if not cloud.ready:
-        return Route(False, f"cloud planning is not available ({cloud.reason})", override)
+        return Route(False, f"cloud planning is not available ({cloud.reason})", override,
+                     planned=wants)
     return Route(wants, why, override)
