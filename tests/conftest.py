@@ -43,6 +43,16 @@ def switchboard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def nothing_marked_local_only() -> Iterator[None]:
+    """What one test marked local-only must not refuse (or pass) another's requests."""
+    from app.core.privacy import LOCAL_ONLY
+
+    LOCAL_ONLY.clear()
+    yield
+    LOCAL_ONLY.clear()
+
+
+@pytest.fixture(autouse=True)
 def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryKeyring]:
     """The in-memory key store, allowed as if it were a secure OS store."""
     backend = MemoryKeyring()

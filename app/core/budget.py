@@ -180,6 +180,14 @@ def format_usd(micro_usd: int) -> str:
     return f"-${-cents:,}" if cents < 0 else f"${cents:,}"
 
 
+def format_cost(micro_usd: int) -> str:
+    """What one call cost: "$0.0028" below a cent (a plan usually costs less), else as
+    `format_usd`."""
+    if 0 < micro_usd < 10_000:
+        return f"${Decimal(micro_usd) / MICRO_PER_USD:.4f}"
+    return format_usd(micro_usd)
+
+
 # ---------------------------------------------------------------------------------------
 # Months
 

@@ -98,7 +98,7 @@ def footer(message: Message) -> str:
     ran and what it took, in a quiet line under it; "" when nothing was recorded."""
     if not message.ran_on and not message.tokens:
         return ""
-    from app.core.budget import format_usd
+    from app.core.budget import format_cost
 
     if message.kind == "step":
         seconds = json.loads(message.data or "{}").get("seconds")
@@ -110,7 +110,7 @@ def footer(message: Message) -> str:
     if message.ran_on:
         parts.append(f"ran on {message.ran_on}" if parts else f"Ran on {message.ran_on}")
     parts.append(f"{message.tokens:,} tokens")
-    parts.append(format_usd(message.cost_micro_usd) if message.cost_micro_usd
+    parts.append(format_cost(message.cost_micro_usd) if message.cost_micro_usd
                  else "no cloud cost")
     return " · ".join(parts)
 

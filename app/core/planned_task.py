@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core import errors
-from app.core.budget import format_usd
+from app.core.budget import format_cost
 from app.core.chat import (
     AnswerFinished,
     ChatEvent,
@@ -80,7 +80,7 @@ class PlannedTask:
 
         def on_cloud(most: int) -> None:
             shown = history.message(note.id) or note
-            self._change(shown, content=f"{announce} This costs at most {format_usd(most)}.")
+            self._change(shown, content=f"{announce} This costs at most {format_cost(most)}.")
 
         work = record.current_work()
         try:
@@ -187,7 +187,7 @@ class PlannedTask:
 
 def _made(planned: Planned, cloud_cost: int) -> str:
     if planned.where == "cloud":
-        return f"Planned in the cloud because {planned.why}; it cost {format_usd(cloud_cost)}."
+        return f"Planned in the cloud because {planned.why}; it cost {format_cost(cloud_cost)}."
     if planned.where == "local":
         return f"Planned locally: {planned.why}."
     return f"Answered in one step: {planned.why}."

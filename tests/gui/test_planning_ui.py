@@ -7,28 +7,18 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt
 from pytestqt.qtbot import QtBot
 
-from app.core import paths, secrets
+from app.core import paths
 from app.core.history import Message
 from app.ui.application import SwitchboardApp
 from tests.fixtures.fault_server import FaultServer
-from tests.fixtures.openrouter_server import API_KEY, OpenRouterServer
+from tests.fixtures.openrouter_server import OpenRouterServer
 from tests.gui.conftest import BuildApp
 from tests.gui.test_app import messages, type_and_send
 
 REQUEST = "Plan our office move: what each team must do, and draft the note to staff."
-
-
-@pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch) -> OpenRouterServer:
-    secrets.set_secret(secrets.OPENROUTER_KEY, API_KEY)
-    server = OpenRouterServer().start()
-    monkeypatch.setenv("SWITCHBOARD_OPENROUTER_URL", server.base_url)
-    yield server  # type: ignore[misc]
-    server.stop()
 
 
 def planning_app(build_app: BuildApp, node: FaultServer, **settings: object

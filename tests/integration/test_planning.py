@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import re
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from app.core import secrets
-from app.core.chat import ChatEvent, TextAppended
+from app.core.chat import ChatEvent, MessageChanged, TextAppended
 from app.core.history import Message
 from app.core.routing.plan import Plan
 from app.core.routing.record import Call, CallRecord
@@ -26,44 +26,31 @@ from app.core.settings import Settings
 from app.core.workspace import Workspace
 from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.llama_cpp_server import LlamaCppServer
-from tests.fixtures.openrouter_server import API_KEY, DEFAULT_PLAN, OpenRouterServer
+from tests.fixtures.openrouter_server import DEFAULT_PLAN, OpenRouterServer
 from tests.fixtures.policy_files import write_policy
 
 REQUEST = "Plan our office move: what each team must do, and draft the note to staff."
 
 
-@pytest.fixture(scope="module")
-def node(tiny_model_path: pathlib.Path) -> Iterator[LlamaCppServer]:
-    with LlamaCppServer(tiny_model_path, parallel=4, ctx=8192) as server:
-        yield server
-
-
-@pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-          ) -> Iterator[OpenRouterServer]:
-    options = getattr(request, "param", {})
-    secrets.set_secret(secrets.OPENROUTER_KEY, API_KEY)
-    with OpenRouterServer(**options) as server:
-        monkeypatch.setenv("SWITCHBOARD_OPENROUTER_URL", server.base_url)
-        yield server
-
-
-def open_workspace(node_url: str, token: str = "", **settings: Any) -> Workspace:
-    if token:
-        secrets.set_secret(secrets.NODE_TOKEN, token)
-    values: dict[str, Any] = {"node_urls": [node_url], "planner_model": "stand-in/planner",
+def open_workspace(node: LlamaCppServer | FaultServer, **settings: Any) -> Workspace:
+    if isinstance(node, LlamaCppServer):
+        secrets.set_secret(secrets.NODE_TOKEN, node.api_key)
+    values: dict[str, Any] = {"node_urls": [node.base_url], "planner_model": "stand-in/planner",
                               "planner_max_tokens": 400, "monthly_budget_usd": 20,
                               "mode": "plan with cloud", "max_tokens": 24}
     Settings().changed(**{**values, **settings}).save()
     return Workspace.open()
 
 
-def run(workspace: Workspace, prompt: str = REQUEST, **options: Any) -> list[Message]:
+def run(workspace: Workspace, prompt: str = REQUEST, events: list[ChatEvent] | None = None,
+        **options: Any) -> list[Message]:
     """Send in a new chat; the chat's messages afterwards."""
+    seen = events if events is not None else []
+
     async def main() -> list[Message]:
         chat = workspace.history.create_chat()
         try:
-            await workspace.send(chat.id, prompt, lambda e: None, **options)
+            await workspace.send(chat.id, prompt, seen.append, **options)
             return workspace.history.messages(chat.id)
         finally:
             await workspace.close()
@@ -87,10 +74,17 @@ def calls() -> list[Call]:
 
 
 def test_a_cloud_plan_runs_step_by_step_on_the_office_node(
-        node: LlamaCppServer, cloud: OpenRouterServer) -> None:
-    workspace = open_workspace(node.base_url, node.api_key)
-    messages = run(workspace)
+        llama_cpp_node: LlamaCppServer, cloud: OpenRouterServer) -> None:
+    workspace = open_workspace(llama_cpp_node)
+    events: list[ChatEvent] = []
+    messages = run(workspace, events=events)
     user, note = messages[0], messages[1]
+    # Before the cloud call the chat said why it plans there and the most it may cost.
+    before = [e.message.content for e in events
+              if isinstance(e, MessageChanged) and e.message.kind == "plan"]
+    # 400 tokens of plan at $15 a million, and the brief's tokens at $3 a million.
+    assert re.fullmatch(r"Planning in the cloud: you chose Plan with cloud\. This costs at "
+                        r"most \$0\.00(6|7)\d\.", before[0])
     steps, answer = steps_of(messages), messages[-1]
     assert (user.role, note.kind, answer.kind) == ("user", "plan", "")
     # The plan, as the chat shows it, and what it cost.
@@ -100,7 +94,7 @@ def test_a_cloud_plan_runs_step_by_step_on_the_office_node(
     # Each step ran on the office node and finished; the answer was assembled there.
     assert [json.loads(s.data)["step"] for s in steps] in (["s1", "s2", "s3"],
                                                            ["s2", "s1", "s3"])
-    node_name = node.root_url.split("//")[1]
+    node_name = llama_cpp_node.root_url.split("//")[1]
     assert all(s.status == "complete" and s.content and s.ran_on == node_name for s in steps)
     assert answer.status == "complete" and answer.content and answer.route == "cloud plan"
     assert answer.cost_micro_usd == note.cost_micro_usd > 0
@@ -121,8 +115,9 @@ def test_a_cloud_plan_runs_step_by_step_on_the_office_node(
     assert s2.at.timestamp() < end[0] and s3.at.timestamp() >= max(end) - 0.001
 
 
-def test_a_plan_belongs_to_its_turn(node: LlamaCppServer, cloud: OpenRouterServer) -> None:
-    workspace = open_workspace(node.base_url, node.api_key)
+def test_a_plan_belongs_to_its_turn(llama_cpp_node: LlamaCppServer,
+                                    cloud: OpenRouterServer) -> None:
+    workspace = open_workspace(llama_cpp_node)
 
     async def main() -> list[dict[str, str]]:
         chat = workspace.history.create_chat()
@@ -139,8 +134,8 @@ def test_a_plan_belongs_to_its_turn(node: LlamaCppServer, cloud: OpenRouterServe
 
 
 def test_the_plan_can_be_reviewed_and_edited_before_it_runs(
-        node: LlamaCppServer, cloud: OpenRouterServer) -> None:
-    workspace = open_workspace(node.base_url, node.api_key)
+        llama_cpp_node: LlamaCppServer, cloud: OpenRouterServer) -> None:
+    workspace = open_workspace(llama_cpp_node)
     shown: list[Plan] = []
 
     async def without_s2(plan: Plan) -> Plan | None:
@@ -156,7 +151,7 @@ def test_the_plan_can_be_reviewed_and_edited_before_it_runs(
     async def refuse(plan: Plan) -> Plan | None:
         return None
 
-    refused = run(open_workspace(node.base_url), review=refuse)
+    refused = run(open_workspace(llama_cpp_node), review=refuse)
     assert steps_of(refused) == [] and refused[-1].status == "cancelled"
     assert "You stopped the plan before it ran" in refused[-1].error
 
@@ -178,7 +173,7 @@ def closed_url() -> str:
     ("policy", "IT has turned cloud planning off"),
 ])
 def test_when_the_cloud_cant_plan_it_is_planned_locally_and_says_why(
-        node: LlamaCppServer, cloud: OpenRouterServer, monkeypatch: pytest.MonkeyPatch,
+        llama_cpp_node: LlamaCppServer, cloud: OpenRouterServer, monkeypatch: pytest.MonkeyPatch,
         setup: str, words: str) -> None:
     settings: dict[str, Any] = {}
     options: dict[str, Any] = {}
@@ -193,7 +188,7 @@ def test_when_the_cloud_cant_plan_it_is_planned_locally_and_says_why(
     else:
         write_policy({"cloud_allowed": False})
         options["override"] = Override.PLAN  # the mode is Local only; the user asks anyway
-    messages = run(open_workspace(node.base_url, node.api_key, **settings), **options)
+    messages = run(open_workspace(llama_cpp_node, **settings), **options)
     note, answer = messages[1], messages[-1]
     assert note.kind == "plan"
     assert note.content.startswith("**Plan:**") and (
@@ -207,8 +202,8 @@ def test_when_the_cloud_cant_plan_it_is_planned_locally_and_says_why(
 @pytest.mark.parametrize("cloud", [{"plan": "Here is the plan: {not json at all"}],
                          indirect=True)
 def test_a_plan_that_is_not_json_is_made_locally_instead(
-        node: LlamaCppServer, cloud: OpenRouterServer) -> None:
-    messages = run(open_workspace(node.base_url, node.api_key))
+        llama_cpp_node: LlamaCppServer, cloud: OpenRouterServer) -> None:
+    messages = run(open_workspace(llama_cpp_node))
     assert "the cloud planner's plan was not usable" in messages[1].content
     assert len(cloud.chat_requests()) == 1  # no second paid try
     assert messages[-1].status == "complete"
@@ -220,17 +215,17 @@ CUT = CUT[:CUT.index('{"id": "s3"')]  # the reply ends after two whole steps
 
 @pytest.mark.parametrize("cloud", [{"plan": CUT}], indirect=True)
 def test_a_plan_cut_off_is_repaired_to_its_whole_steps(
-        node: LlamaCppServer, cloud: OpenRouterServer) -> None:
-    messages = run(open_workspace(node.base_url, node.api_key))
+        llama_cpp_node: LlamaCppServer, cloud: OpenRouterServer) -> None:
+    messages = run(open_workspace(llama_cpp_node))
     assert "Planned in the cloud" in messages[1].content
     assert [json.loads(s.data)["step"] for s in steps_of(messages)] in (["s1", "s2"],
                                                                         ["s2", "s1"])
     assert messages[-1].status == "complete"
 
 
-def test_a_single_step_request_is_not_planned(node: LlamaCppServer,
+def test_a_single_step_request_is_not_planned(llama_cpp_node: LlamaCppServer,
                                               cloud: OpenRouterServer) -> None:
-    messages = run(open_workspace(node.base_url, node.api_key, mode="auto"),
+    messages = run(open_workspace(llama_cpp_node, mode="auto"),
                    "What is the project deadline?")
     assert [m.role for m in messages] == ["user", "assistant"]
     assert cloud.requests == []
@@ -242,7 +237,7 @@ def test_a_single_step_request_is_not_planned(node: LlamaCppServer,
 def test_stop_ends_every_step_in_flight(slow_model_path: pathlib.Path,
                                         cloud: OpenRouterServer) -> None:
     with LlamaCppServer(slow_model_path, parallel=4, ctx=8192) as slow:
-        workspace = open_workspace(slow.base_url, slow.api_key, max_tokens=2000)
+        workspace = open_workspace(slow, max_tokens=2000)
         events: list[ChatEvent] = []
 
         async def main() -> list[Message]:
@@ -269,7 +264,7 @@ def test_stop_ends_every_step_in_flight(slow_model_path: pathlib.Path,
 def test_a_step_cut_off_is_retried_without_asking_the_cloud_again(
         fault_server: FaultServer, cloud: OpenRouterServer) -> None:
     fault_server.set_scenario("close_mid_stream", chunks=["Part of ", "a step"])
-    workspace = open_workspace(fault_server.base_url)
+    workspace = open_workspace(fault_server)
 
     async def main() -> tuple[list[Message], list[Message]]:
         chat = workspace.history.create_chat()
@@ -297,20 +292,20 @@ def test_a_step_cut_off_is_retried_without_asking_the_cloud_again(
     assert len(cloud.chat_requests()) == 1  # nothing is silently re-sent to the cloud
 
 
-def test_the_command_line_runs_the_same_pipeline(node: LlamaCppServer,
+def test_the_command_line_runs_the_same_pipeline(llama_cpp_node: LlamaCppServer,
                                                  cloud: OpenRouterServer) -> None:
     import io
 
     from app import cli
 
-    open_workspace(node.base_url, node.api_key, mode="local only")
+    open_workspace(llama_cpp_node, mode="local only")
     out, err = io.StringIO(), io.StringIO()
     assert cli.ask(REQUEST, plan="cloud", as_json=True, out=out, err=err) == 0, err.getvalue()
     result = json.loads(out.getvalue())
     assert result["plan"]["where"] == "cloud"
     assert result["plan"]["why"].startswith("Planned in the cloud because you asked to plan")
     assert [s["id"] for s in result["steps"]] in (["s1", "s2", "s3"], ["s2", "s1", "s3"])
-    node_name = node.root_url.split("//")[1]
+    node_name = llama_cpp_node.root_url.split("//")[1]
     assert all(s["route"] == node_name and s["text"] for s in result["steps"])
     assert result["answer"] and result["status"] == "complete"
     assert err.getvalue().count("switchboard: step ") == 3

@@ -15,7 +15,6 @@ import base64
 import pathlib
 import urllib.parse
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,24 +25,9 @@ from app.core.routing.router import Override
 from app.core.settings import Settings
 from app.core.workspace import Workspace
 from tests.fixtures.llama_cpp_server import LlamaCppServer
-from tests.fixtures.openrouter_server import API_KEY, OpenRouterServer
+from tests.fixtures.openrouter_server import OpenRouterServer
 
 SENTINEL = "Zebraquartz7731"
-
-
-@pytest.fixture(scope="module")
-def node(tiny_model_path: pathlib.Path) -> Iterator[LlamaCppServer]:
-    with LlamaCppServer(tiny_model_path, parallel=2, ctx=8192) as server:
-        yield server
-
-
-@pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenRouterServer]:
-    LOCAL_ONLY.clear()  # what earlier tests marked must not make this one pass
-    secrets.set_secret(secrets.OPENROUTER_KEY, API_KEY)
-    with OpenRouterServer() as server:
-        monkeypatch.setenv("SWITCHBOARD_OPENROUTER_URL", server.base_url)
-        yield server
 
 
 def workspace_for(node: LlamaCppServer, **settings: object) -> Workspace:
@@ -99,8 +83,8 @@ def leaked(cloud: OpenRouterServer) -> list[str]:
 
 
 def test_a_documents_text_name_and_metadata_never_reach_the_cloud(
-        node: LlamaCppServer, cloud: OpenRouterServer, tmp_path: pathlib.Path) -> None:
-    workspace = workspace_for(node)
+        llama_cpp_node: LlamaCppServer, cloud: OpenRouterServer, tmp_path: pathlib.Path) -> None:
+    workspace = workspace_for(llama_cpp_node)
     pdf = sentinel_pdf(tmp_path)
 
     async def main() -> list[str]:
@@ -129,8 +113,8 @@ def test_a_documents_text_name_and_metadata_never_reach_the_cloud(
 
 
 def test_the_cloud_client_refuses_local_only_text_whatever_put_it_there(
-        node: LlamaCppServer, cloud: OpenRouterServer, tmp_path: pathlib.Path) -> None:
-    workspace = workspace_for(node)
+        llama_cpp_node: LlamaCppServer, cloud: OpenRouterServer, tmp_path: pathlib.Path) -> None:
+    workspace = workspace_for(llama_cpp_node)
     pdf = sentinel_pdf(tmp_path)
 
     async def main() -> None:
@@ -157,8 +141,8 @@ def test_the_cloud_client_refuses_local_only_text_whatever_put_it_there(
 
 
 def test_what_an_earlier_session_read_is_kept_from_the_cloud_too(
-        node: LlamaCppServer, cloud: OpenRouterServer, tmp_path: pathlib.Path) -> None:
-    workspace = workspace_for(node)
+        llama_cpp_node: LlamaCppServer, cloud: OpenRouterServer, tmp_path: pathlib.Path) -> None:
+    workspace = workspace_for(llama_cpp_node)
     pdf = sentinel_pdf(tmp_path)
 
     async def read_it() -> None:
@@ -201,9 +185,9 @@ HR_EMAIL = (
 
 @pytest.mark.parametrize("override", [None, Override.PLAN])
 def test_a_request_that_is_mostly_pasted_is_never_planned_in_the_cloud(
-        node: LlamaCppServer, cloud: OpenRouterServer, override: Override | None) -> None:
+        llama_cpp_node: LlamaCppServer, cloud: OpenRouterServer, override: Override | None) -> None:
     assert 600 < len(HR_EMAIL) < 650
-    workspace = workspace_for(node, mode="auto")
+    workspace = workspace_for(llama_cpp_node, mode="auto")
 
     async def main() -> str:
         chat = workspace.history.create_chat()
