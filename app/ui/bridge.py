@@ -53,9 +53,10 @@ class CoreLoop:
         if not self._thread.is_alive():
             return
 
-        async def finish() -> None:
+        async def cancel_the_rest() -> None:
             # Rounds, not one pass: a task being cancelled may start others (httpx's
-            # connection attempts do), which must not be left pending when the loop closes.
+            # connection attempts do), which must not be left pending when the loop
+            # closes (a task that never ran is a coroutine "never awaited").
             for _ in range(5):
                 tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
                 if not tasks:
@@ -63,8 +64,12 @@ class CoreLoop:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+        async def finish() -> None:
+            await cancel_the_rest()
             if cleanup is not None:
                 await cleanup()
+            await cancel_the_rest()  # whatever the cleanup started
             await self.loop.shutdown_asyncgens()
             # Work handed to threads (asyncio.to_thread: the key store, the disk) ends here,
             # not after the app has moved on: a thread still importing a module beside the
