@@ -106,6 +106,16 @@ def _refuse_key_on_command_line() -> type[argparse.Action]:
     return RefuseKeyOnCommandLine
 
 
+def _behave_in_pipes() -> None:
+    """A command-line verb ends as other tools do when the reader of its output goes away
+    (`switchboard ask … | head`): quietly, by SIGPIPE, not with a BrokenPipeError
+    traceback. Windows has no SIGPIPE; there `main` ends quietly on BrokenPipeError."""
+    import signal
+
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--extract-document"]:
@@ -115,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return extract_child.main(argv[1:])
     args = parser().parse_args(argv)
+    if args.verb is not None:
+        _behave_in_pipes()
     if args.verb in ("ask", "summarize", "doctor", "report", "route"):
         from app.core import logs
 
@@ -178,5 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     return run_tray_app(show_window=args.show)
 
 
+def entry() -> int:
+    """The `switchboard` command: `main`, ending quietly when its output pipe closes."""
+    try:
+        return main()
+    except BrokenPipeError:
+        # The reader went away (Windows, where there is no SIGPIPE): nothing more to say,
+        # and nowhere to say it; keep Python from complaining about stdout at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

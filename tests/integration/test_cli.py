@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -188,3 +189,33 @@ def test_route_writes_a_json_line_a_prompt() -> None:
                              timeout=60)
     decided = json.loads(unready.stdout)
     assert decided["plan"] is False and "no monthly budget" in decided["reason"]
+
+
+def test_ask_piped_into_head_ends_quietly(fault_server: FaultServer) -> None:
+    # A long, paced answer: the reader goes away long before it ends.
+    fault_server.set_scenario("ok", chunks=["word "] * 4000, delay_s=0.001)
+    process = subprocess.Popen([sys.executable, "-m", "app", "ask", "hi", "--node",
+                                fault_server.base_url], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    head = process.stdout.read(300)  # as `| head -c 300` does
+    process.stdout.close()
+    process.wait(timeout=60)
+    err = process.stderr.read()
+    process.stderr.close()
+    assert head == b"word " * 60
+    assert err == b""  # no traceback, no asyncio noise
+    assert process.returncode == -signal.SIGPIPE  # the shell's usual 141
+
+
+def test_ask_interrupted_exits_130_without_a_traceback(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("ok", chunks=["word "] * 4000, delay_s=0.005)
+    process = subprocess.Popen([sys.executable, "-m", "app", "ask", "hi", "--node",
+                                fault_server.base_url], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(50)  # it is answering
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert b"Traceback" not in err and b"Task" not in err

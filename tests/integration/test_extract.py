@@ -141,11 +141,23 @@ def test_docx_without_breaks_gets_pages_of_about_3000_characters(
     assert [f"Paragraph {n}." in text for n in range(1, 41)] == [True] * 40
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "cp1252"])
+# "utf-16" writes a byte-order mark; -le/-be and UTF-32 do not (Windows tools often don't).
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-le", "utf-16-be",
+                                      "utf-32-le", "utf-32-be", "cp1252"])
 def test_text_in_each_encoding(tmp_path: Path, encoding: str, children: Children) -> None:
     document = read(documents.text_file(tmp_path, encoding, repeat=3))
     assert document.kind == "text"
     assert document.pages[0].text == (documents.TEXT * 3).rstrip("\n")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_plain_english_in_utf16_or_32_without_a_bom(tmp_path: Path, encoding: str,
+                                                     children: Children) -> None:
+    # Every character's high byte is zero, which UTF-8 would read as binary.
+    text = "Minutes of the budget meeting. Actions: Sam to send the figures by Friday.\n"
+    document = read(documents.text_file(tmp_path, encoding, text=text, repeat=5))
+    assert document.kind == "text"
+    assert document.pages[0].text == (text * 5).rstrip("\n")
 
 
 def test_markdown_and_form_feed_pages(tmp_path: Path, children: Children) -> None:

@@ -311,6 +311,11 @@ def decode(data: bytes, *, declared: str | None = None) -> str:
             return data.decode(declared, errors="replace")
         except LookupError:
             pass  # an unknown charset name: guess instead
+    if (wide := _wide_encoding(data)) is not None:
+        try:
+            return data.decode(wide)
+        except UnicodeDecodeError:
+            pass  # zeros where UTF-16 would have them, but not UTF-16 after all
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -318,6 +323,23 @@ def decode(data: bytes, *, declared: str | None = None) -> str:
     if text.count("\x00") > len(text) // 100:
         raise Refusal("not_text")  # zeros or binary that happens to be valid UTF-8
     return text
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """UTF-16 or UTF-32 without a byte-order mark, told by where the zero bytes fall:
+    text in Latin scripts has a zero in every character's high byte(s). Windows
+    programs write UTF-16 without a BOM often enough for this to matter."""
+    sample = data[:4096]
+    if len(sample) < 8 or sample.count(0) < len(sample) // 4:
+        return None
+    for encoding, width, zero_at in (("utf-32-le", 4, (1, 2, 3)), ("utf-32-be", 4, (0, 1, 2)),
+                                     ("utf-16-le", 2, (1,)), ("utf-16-be", 2, (0,))):
+        units = len(sample) // width
+        zeros = sum(1 for i in range(units) if all(sample[i * width + k] == 0
+                                                     for k in zero_at))
+        if len(sample) % width == 0 and zeros >= units * 0.7:
+            return encoding
+    return None
 
 
 def _guess(data: bytes) -> str:
