@@ -46,6 +46,10 @@ class Settings:
     model: str = _setting("", "Model")
     ca_bundle: str = _setting("", "Office CA certificate (PEM file)", kind="file")
     connect_timeout_s: float = _setting(10.0, "Connection timeout (s)", min=1, max=120)
+    # How long a node may take to start its reply (it sends that at once, before reading
+    # the prompt): longer, and it is stuck, and the request moves to another node.
+    first_byte_timeout_s: float = _setting(30.0, "Time allowed for a node to take a request (s)",
+                                           min=1, max=600)
     first_token_timeout_s: float = _setting(180.0, "Time allowed for the first word (s)",
                                             min=5, max=3600)
     stall_timeout_s: float = _setting(60.0, "Time allowed between words (s)", min=2, max=600)

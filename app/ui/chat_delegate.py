@@ -47,6 +47,7 @@ from app.core.history import Message
 from app.ui.chat_markdown import CODE_HEADER_H, CODE_PAD, CodeBlock, SafeDocument, render
 from app.ui.chat_model import ChatModel, ModelIndex
 
+WAITING: Final = "Waiting for the node…"
 STATUS_LABELS: Final[dict[str, str]] = {
     "interrupted": "Interrupted — the answer is incomplete",
     "error": "Failed — the answer is incomplete",
@@ -239,6 +240,11 @@ class ChatDelegate(QStyledItemDelegate):
     def status_text(self, message: Message) -> str:
         """The lines under an answer: how an interrupted, failed or cancelled one ended,
         and where it ran and what it took (its quiet footer); "" when there is neither."""
+        written = message.content.partition("\n\n")[2] if message.kind == "step" \
+            else message.content  # a step is shown under its title line
+        if message.status == "streaming" and message.role == "assistant" \
+                and not written.strip():
+            return WAITING  # from the start, until the first words arrive
         label = STATUS_LABELS.get(message.status, "")
         if label and message.status == "error" and not message.content:
             label = "Failed — no answer"  # nothing is "incomplete" when nothing came

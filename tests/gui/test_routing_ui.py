@@ -147,3 +147,20 @@ def test_the_usage_page_shows_what_the_month_came_to(qtbot: QtBot,
     page.workflow.setCurrentText("Planned tasks")
     assert page.figures["calls"].text() == "2"
     assert page.figures["local_share"].text() == "88% of tokens"  # 7,000 of 8,000
+
+
+def test_the_bubble_says_it_is_waiting_until_the_first_words(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
+    from app.ui.chat_delegate import WAITING
+
+    # The node takes the request and sends nothing yet.
+    fault_server.set_scenario("stall_mid_stream", chunks=[], stall_s=30)
+    app = build_app(node_urls=[fault_server.base_url])
+    type_and_send(qtbot, app, "Hello")
+    delegate = app.main_window.chat_view.chat_delegate
+    qtbot.waitUntil(lambda: bool(messages(app)) and messages(app)[-1].role == "assistant",
+                    timeout=10_000)
+    assert delegate.status_text(messages(app)[-1]) == WAITING
+    app.controller.stop()
+    qtbot.waitUntil(lambda: last_answer_is(app, "cancelled"), timeout=10_000)
+    assert WAITING not in delegate.status_text(messages(app)[-1])

@@ -392,3 +392,28 @@ def test_saving_settings_mid_summary_lets_the_summary_finish(
     answer = asyncio.run(main())
     assert answer.status == "complete", answer.error
     assert "Summary of known.pdf" in answer.content
+
+
+def test_a_node_stuck_after_it_was_checked_is_passed_over_in_seconds(
+        nodes: Callable[..., LlamaCppServer], tiny_model_path: pathlib.Path) -> None:
+    a = nodes(tiny_model_path)
+    b = nodes(tiny_model_path)
+    workspace = workspace_for(a.base_url, b.base_url, max_tokens=16, first_byte_timeout_s=1)
+
+    async def main() -> tuple[Message, Any]:
+        pool = await workspace.backend()
+        await pool.refresh()  # both answer now...
+        a.pause()  # ...then a gets stuck: it takes connections and sends nothing
+        chat = workspace.history.create_chat()
+        try:
+            answer = await workspace.send(chat.id, "Hello", lambda e: None)
+            return answer, pool.snapshot()
+        finally:
+            a.resume()
+            await workspace.close()
+
+    answer, health = asyncio.run(main())
+    assert answer.status == "complete" and answer.ran_on == name(b)
+    assert not health.nodes[0].answering
+    (call,) = recorded()
+    assert call.fallback_from == name(a)

@@ -63,7 +63,7 @@ class NodeLoad:
 async def discover(client: OpenAIClient, model: str = "") -> NodeInfo:
     """Ask the node what it serves; raises the typed error when `/v1/models` fails (the
     node is down, refuses the token, or is no OpenAI-compatible server)."""
-    entries = await client.model_list()
+    entries = await client.model_list(timeout=DISCOVERY_TIMEOUT_S)
     models = tuple(str(m["id"]) for m in entries)
     entry = next((m for m in entries if m["id"] == model), entries[0] if entries else {})
     owner = str(entry.get("owned_by", "")).lower()

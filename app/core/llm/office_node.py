@@ -27,6 +27,7 @@ class OfficeNode:
             self.url,
             token=token,
             timeouts=Timeouts(connect=settings.connect_timeout_s,
+                              first_byte=settings.first_byte_timeout_s,
                               first_token=settings.first_token_timeout_s,
                               stall=settings.stall_timeout_s),
             ca_bundle=settings.ca_bundle,

@@ -10,6 +10,7 @@ streamed in `partial`. Cancel a stream by cancelling the task that iterates it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float = 10.0
+    # The response's headers: servers send them as soon as they take the request (the
+    # prompt is read after), so a node that sends nothing for this long is stuck.
+    first_byte: float = 30.0
     first_token: float = 180.0  # a big model on a busy node can take minutes to start
     stall: float = 60.0  # silence between two chunks after the first
     write: float = 30.0
@@ -186,10 +190,10 @@ class OpenAIClient:
         except httpx.HTTPError as e:
             raise self._transport_error(e, reply_limit=limit) from None
 
-    async def model_list(self) -> list[dict[str, Any]]:
+    async def model_list(self, timeout: float | None = None) -> list[dict[str, Any]]:
         """The server's `/models` entries as it sent them (vLLM adds `max_model_len`,
         llama.cpp a `meta` with the context of one request)."""
-        response = await self.request("GET", "/models")
+        response = await self.request("GET", "/models", timeout=timeout)
         if response.status_code != 200:
             raise self._status_error(response.status_code, response.headers, response.content)
         try:
@@ -239,7 +243,7 @@ class OpenAIClient:
         served_model = ""
         done = False
         try:
-            async with self._client().stream("POST", "/chat/completions", json=body) as response:
+            async with self._responding(body) as response:
                 if response.status_code != 200:
                     content = await response.aread()
                     raise self._status_error(response.status_code, response.headers, content)
@@ -289,6 +293,23 @@ class OpenAIClient:
             model=served_model or model,
             latency_first_token_s=(first_token_at - started) if first_token_at else None,
         )
+
+    @contextlib.asynccontextmanager
+    async def _responding(self, body: Mapping[str, Any]) -> AsyncIterator[httpx.Response]:
+        """The streamed response to a chat request, its headers awaited for at most
+        `first_byte` seconds (closed when the block ends)."""
+        client = self._client()
+        request = client.build_request("POST", "/chat/completions", json=body)
+        limit = min(self.timeouts.first_byte, self.timeouts.first_token)
+        try:
+            response = await asyncio.wait_for(client.send(request, stream=True), limit)
+        except TimeoutError:
+            raise self._error(errors.NodeUnreachable, f"it took the request but sent nothing "
+                              f"for {limit:g} s") from None
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     def _server_text(self, text: str) -> str:
         """Server text made safe and short for a detail (kept in chat history, shown in the
