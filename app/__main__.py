@@ -106,6 +106,20 @@ def _refuse_key_on_command_line() -> type[argparse.Action]:
     return RefuseKeyOnCommandLine
 
 
+def _arm_crash_report(argv: list[str]) -> None:
+    if argv[:1] == ["--extract-document"]:
+        return  # the document reader child: started often, kept lean; its parent reports
+    if "--serve-model" in argv:
+        import faulthandler
+
+        faulthandler.enable()  # to its stderr: the model runtime's log
+        return
+    from app.core import crash
+
+    verbs = {"ask", "doctor", "gpu-plan", "summarize", "budget", "key", "report", "route"}
+    crash.arm("cli" if verbs & set(argv) else "app")
+
+
 def _behave_in_pipes() -> None:
     """A command-line verb ends as other tools do when the reader of its output goes away
     (`switchboard ask … | head`): quietly, by SIGPIPE, not with a BrokenPipeError
@@ -191,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> int:
-    """The `switchboard` command: `main`, ending quietly when its output pipe closes."""
+    """The `switchboard` command: `main`, with a crash report armed from the start (see
+    `app.core.crash`), ending quietly when its output pipe closes."""
+    _arm_crash_report(sys.argv[1:])
     try:
         return main()
     except BrokenPipeError:

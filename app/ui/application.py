@@ -4,6 +4,7 @@ instance per user."""
 
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import logging
 import signal
@@ -11,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QPoint, QRect, QSize, Qt, QTimer
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QFileDialog, QSystemTrayIcon
+from PySide6.QtCore import QObject, QPoint, QRect, QSize, Qt, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSystemTrayIcon
 
 from app import __version__
-from app.core import logs
+from app.core import crash, logs
 from app.core.errors import NotConfigured
 from app.core.llm.backend import Health
 from app.core.runtime.supervisor import State, Status
@@ -52,6 +53,7 @@ class SwitchboardApp(QObject):
         self.tray = Tray()
         self.settings_dialog: SettingsDialog | None = None
         self.usage_window: UsageWindow | None = None
+        self.crash_notice: QMessageBox | None = None
         self.budget_alerts = BudgetAlerts()
 
         self.tray.quickAskRequested.connect(self.open_quick_ask)
@@ -72,12 +74,40 @@ class SwitchboardApp(QObject):
     def start(self) -> None:
         self.tray.show()
         self.controller.start()
+        # Reports of a crash last time: looked for off the GUI thread, offered when found.
+        self.bridge.run(asyncio.to_thread(crash.reports_left), on_done=self.offer_crash_reports)
         self.main_window.reload_chats()
         self._on_health(None)
         if self.workspace.problems:
             text = " ".join(self.workspace.problems)
             self.main_window.statusBar().showMessage(text, 30_000)
             self.tray.showMessage("Switchboard", text, icon("app"), 10_000)
+
+    def offer_crash_reports(self, reports: list[Path]) -> None:
+        """Say that Switchboard stopped unexpectedly last time, and offer the report."""
+        if not reports:
+            return
+        report = reports[-1]
+        box = QMessageBox(QMessageBox.Icon.Warning, "Switchboard",
+                          "Switchboard stopped unexpectedly last time. A report of what it "
+                          "was doing was saved; IT may ask you for it.",
+                          QMessageBox.StandardButton.NoButton, self.main_window)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        open_report = box.addButton("Open the report", QMessageBox.ButtonRole.ActionRole)
+        open_folder = box.addButton("Open the folder", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Close)
+
+        def clicked(button: object) -> None:
+            if button is open_report:
+                QDesktopServices.openUrl(QUrl.fromLocalFile(str(report)))
+            elif button is open_folder:
+                QDesktopServices.openUrl(QUrl.fromLocalFile(str(report.parent)))
+
+        box.buttonClicked.connect(clicked)
+        self.crash_notice = box
+        box.open()
+        self.tray.showMessage("Switchboard", "Switchboard stopped unexpectedly last time; "
+                              "a report was saved.", icon("app"), 10_000)
 
     def open_quick_ask(self) -> None:
         """Quick ask opens beside the tray icon (or in the screen's corner nearest it)."""
@@ -236,6 +266,8 @@ def run_tray_app(show_window: bool = False) -> int:
     wakeup.timeout.connect(lambda: None)
     wakeup.start()
 
+    # Said once the event loop runs: what a script (or a test) waits for before --quit.
+    QTimer.singleShot(0, lambda: log.info("ready"))
     code = qapp.exec()
     log.info("quitting (exit code %d)", code)
     app.shutdown()

@@ -22,8 +22,7 @@ def test_quit_asks_the_running_app_to_exit_and_waits_for_it(tmp_path: Path) -> N
     # QT_QPA_PLATFORM=offscreen and this test's SWITCHBOARD_HOME come from the environment.
     app = subprocess.Popen(switchboard_command(), stdout=out, stderr=out)
     try:
-        wait_for(lambda: "starting" in _log_text() or None, 60, "the app to start")
-        time.sleep(0.5)  # past start-up, into the event loop
+        wait_for(lambda: " ready" in _log_text() or None, 60, "the app's event loop to run")
         assert app.poll() is None, "the app ended by itself"
         quit_cmd = subprocess.run([*switchboard_command(), "--quit"], capture_output=True,
                                   text=True, timeout=60)

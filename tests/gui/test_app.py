@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 from pytestqt.qtbot import QtBot
@@ -236,3 +238,28 @@ def test_asking_before_a_node_is_set_up_keeps_the_question_and_says_what_to_do(
     assert "No office node is set up" in messages(app)[1].error
     qtbot.waitUntil(app.main_window.error_banner.isVisible)
     assert "Open Settings" in app.main_window.error_banner.text()
+
+
+def test_a_crash_last_time_is_offered_with_its_report(
+        qtbot: QtBot, build_app: BuildApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PySide6.QtGui import QDesktopServices
+    from PySide6.QtWidgets import QPushButton
+
+    # As a crashed process leaves it: its stacks, under a process number that is gone.
+    left = paths.log_dir() / "crash-app-4194303.txt"
+    left.write_text("Fatal Python error: Segmentation fault\n\nThread 0x1 (most recent "
+                    "call first):\n  File \"app/ui/tray.py\", line 60 in _on_activated\n")
+    opened: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl",
+                        lambda url: opened.append(url.toLocalFile()) or True)
+    app = build_app()
+    qtbot.waitUntil(lambda: app.crash_notice is not None and app.crash_notice.isVisible(),
+                    timeout=10_000)
+    notice = app.crash_notice
+    assert notice is not None and "stopped unexpectedly last time" in notice.text()
+    buttons = {b.text(): b for b in notice.findChildren(QPushButton)}
+    buttons["Open the report"].click()
+    (report,) = opened
+    assert Path(report).parent == paths.log_dir() / "crashes"
+    assert "Segmentation fault" in Path(report).read_text()
+    assert not left.exists()
