@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from app.core import paths, secrets
-from app.core.errors import KeyStoreUnavailable, PolicyForbids, SwitchboardError
+from app.core.errors import KeyStoreLocked, KeyStoreUnavailable, PolicyForbids, SwitchboardError
 from app.core.history import History
 from app.core.llm.backend import Health
 from app.core.policy import Bounded, PolicyFile, bound, read_policy
@@ -165,9 +165,10 @@ def doctor(as_json: bool = False, out: TextIO = sys.stdout) -> int:
     except OSError as e:
         report["data_dir"] = {"path": str(data), "writable": False, "error": e.strerror}
 
-    report["keyring"] = {"backend": secrets.backend_name(),
-                         "secure": secrets.secure_backend() is not None,
-                         "token_from_environment": bool(os.environ.get("SWITCHBOARD_NODE_TOKEN"))}
+    secure = secrets.secure_backend() is not None
+    report["keyring"] = {"backend": secrets.backend_name(), "secure": secure,
+                         "token_from_environment": bool(os.environ.get("SWITCHBOARD_NODE_TOKEN")),
+                         "help": None if secure else KeyStoreUnavailable().hint}
 
     node: dict[str, Any] = {"url": settings.node_url, "configured": bool(settings.node_url)}
     if settings.node_urls:
@@ -243,6 +244,8 @@ def _print_report(report: dict[str, Any], out: TextIO) -> None:
         out.write(f"      models: {', '.join(node['models']) or 'none'}\n")
     kr = report["keyring"]
     line(kr["secure"], f"key store: {kr['backend']}")
+    if kr["help"]:
+        out.write(f"      {kr['help']}\n")
     dd = report["data_dir"]
     line(dd["writable"], f"data folder: {dd['path']}"
                          + ("" if dd["writable"] else f" is not writable ({dd.get('error')})"))
@@ -484,7 +487,7 @@ def key_set(stdin: TextIO, out: TextIO, err: TextIO) -> int:
     try:
         secrets.set_secret(secrets.OPENROUTER_KEY, key)
     except KeyStoreUnavailable as e:
-        if refused:
+        if refused or isinstance(e, KeyStoreLocked):
             print(f"switchboard: {e.user_text()}", file=err)
             return EXIT_ERROR
         return _key_not_kept(key, e.detail, err)

@@ -11,6 +11,8 @@ debs=(xvfb trayer xdotool x11-utils imagemagick libegl1 libgl1 libxkbcommon-x11-
       libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
       libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libfontconfig1
       libdbus-1-3 fonts-dejavu-core
+      # A real Secret Service for the key store tests: gnome-keyring in a D-Bus session.
+      gnome-keyring dbus-daemon
       # The installer checks (tests/packaging): Inno Setup's compiler runs under wine
       # (which needs its 32-bit half), osslsigncode signs and verifies, mingw-w64 builds
       # the Windows stand-in app.

@@ -7,6 +7,8 @@ nothing the user already saw is lost.
 
 from __future__ import annotations
 
+import sys
+
 
 class SwitchboardError(Exception):
     """Base of every error the app shows to a user."""
@@ -117,8 +119,32 @@ class KeyStoreUnavailable(SwitchboardError):
     anywhere, and the cloud planner, which needs the user's key, stays off."""
 
     message = "No secure key store on this computer; cloud planning is off."
-    hint = ("Keys and tokens can't be saved, and none was written anywhere. Ask IT to "
-            "enable the system key store (Credential Manager, Keychain or Secret Service).")
+
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        return ("Keys and tokens can't be saved, and none was written anywhere. "
+                + KEY_STORE_HELP.get(sys.platform, KEY_STORE_HELP["linux"]))
+
+
+class KeyStoreLocked(KeyStoreUnavailable):
+    """The key store is there but locked (not unlocked at sign-in, or locked since)."""
+
+    message = "The system key store is locked."
+
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        return ("Unlock it (sign out and in again, or open Passwords and Keys and unlock or "
+                "create the Login keyring), then try again. Nothing was saved anywhere else.")
+
+
+# What a user without a key store can do about it, by platform, in their words.
+KEY_STORE_HELP = {
+    "win32": "Ask IT: Windows Credential Manager is turned off on this computer.",
+    "darwin": "Ask IT: the macOS Keychain can't be used on this computer.",
+    "linux": ("On Linux, install a key store and sign in to your desktop again: "
+              "gnome-keyring (GNOME and most desktops; `sudo apt install gnome-keyring`) "
+              "or KWallet (KDE). Or ask IT."),
+}
 
 
 class StorageFailed(SwitchboardError):

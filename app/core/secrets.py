@@ -15,7 +15,7 @@ import keyring.errors
 from keyring.backend import KeyringBackend
 
 from app.core import logs
-from app.core.errors import KeyStoreUnavailable
+from app.core.errors import KeyStoreLocked, KeyStoreUnavailable
 
 SERVICE = "Switchboard"
 NODE_TOKEN = "office-node-token"
@@ -72,8 +72,7 @@ def get_secret(name: str) -> str | None:
         except keyring.errors.KeyringError as e:
             # Locked, or its service is not answering: say so, rather than carry on
             # as if no token were saved (every request would then be refused).
-            raise KeyStoreUnavailable(f"the key store could not be read ({type(e).__name__})"
-                                      ) from None
+            raise _failed(e, "the key store could not be read") from None
     logs.add_secret(value)  # whatever else goes wrong, this value never reaches the log
     return value
 
@@ -87,7 +86,7 @@ def set_secret(name: str, value: str) -> None:
         kept = backend.get_password(SERVICE, name)
     except keyring.errors.KeyringError as e:
         # The backend's message can quote what it was given; never let the secret through.
-        raise KeyStoreUnavailable(type(e).__name__) from None
+        raise _failed(e) from None
     if kept != value:
         raise KeyStoreUnavailable("the key store did not keep the token")
 
@@ -99,4 +98,14 @@ def delete_secret(name: str) -> None:
     except keyring.errors.PasswordDeleteError:
         pass
     except keyring.errors.KeyringError as e:
-        raise KeyStoreUnavailable(type(e).__name__) from None
+        raise _failed(e) from None
+
+
+def _failed(e: keyring.errors.KeyringError, what: str = "") -> KeyStoreUnavailable:
+    """The error for a key store that failed; only the failure's type is named (its
+    message may quote what it was given)."""
+    detail = f"{what} ({type(e).__name__})" if what else type(e).__name__
+    # Locked, or (InitError) its keyring could not be opened or made without a prompt.
+    if isinstance(e, keyring.errors.KeyringLocked | keyring.errors.InitError):
+        return KeyStoreLocked(detail)
+    return KeyStoreUnavailable(detail)

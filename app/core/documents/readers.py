@@ -311,15 +311,17 @@ def decode(data: bytes, *, declared: str | None = None) -> str:
             return data.decode(declared, errors="replace")
         except LookupError:
             pass  # an unknown charset name: guess instead
+    text = ""
     if (wide := _wide_encoding(data)) is not None:
         try:
-            return data.decode(wide)
+            text = data.decode(wide)
         except UnicodeDecodeError:
-            pass  # zeros where UTF-16 would have them, but not UTF-16 after all
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = _guess(data)
+            text = ""  # zeros where UTF-16 would have them, but not UTF-16 after all
+    if not text:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = _guess(data)
     if text.count("\x00") > len(text) // 100:
         raise Refusal("not_text")  # zeros or binary that happens to be valid UTF-8
     return text
