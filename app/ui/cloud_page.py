@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 from app.core import logs, secrets
 from app.core.budget import Ledger, Summary, format_usd, usd_to_micro_usd
 from app.core.budget import cap as budget_cap
-from app.core.errors import KeyStoreUnavailable, SwitchboardError
+from app.core.errors import KeyStoreLocked, KeyStoreUnavailable, SwitchboardError
 from app.core.llm.openrouter import DEFAULT_BASE_URL, KeyInfo, OpenRouter
 from app.core.policy import Limit, policy_file
 from app.core.settings import Settings, describe
@@ -44,7 +44,6 @@ from app.ui.bridge import Bridge
 from app.ui.spend_chart import SpendChart
 
 URL_ENV = "SWITCHBOARD_OPENROUTER_URL"  # a stand-in server for tests, or a company proxy
-NO_KEY_STORE = "No secure key store on this computer; cloud planning is off."
 KEY_PLACEHOLDER = "Paste your OpenRouter key (sk-or-…); it is kept in the system key store"
 KEY_SAVED = "A key is saved — leave empty to keep it"
 ERROR_STYLE = "color: #b3261e;"
@@ -342,7 +341,7 @@ class CloudPage(QWidget):
 
     def _on_store_state(self, state: str) -> None:
         if state == "refused":
-            self._store_refused(NO_KEY_STORE)
+            self._store_refused(KeyStoreUnavailable())
             return
         self._key_saved = state == "saved"
         self.key.setEnabled(True)
@@ -356,13 +355,15 @@ class CloudPage(QWidget):
         self.key_result.setStyleSheet(ERROR_STYLE)
         self.key_result.setText(_text(error))
 
-    def _store_refused(self, text: str) -> None:
+    def _store_refused(self, error: KeyStoreUnavailable) -> None:
+        """No key store (or a locked one): the field is off, and the words say what the
+        user can do about it on this computer."""
         self.key.clear()
         for widget in (self.key, self.test_button, self.remove_button):
             widget.setEnabled(False)
         self.key.setPlaceholderText("Cloud planning is off")
         self.key_result.setStyleSheet(ERROR_STYLE)
-        self.key_result.setText(text)
+        self.key_result.setText(f"{error.title} {error.hint}")
 
     def _show_key_saved(self) -> None:
         self.key.setPlaceholderText(KEY_SAVED if self._key_saved else KEY_PLACEHOLDER)
@@ -386,8 +387,11 @@ class CloudPage(QWidget):
 
     def _on_test_error(self, error: BaseException) -> None:
         self.test_button.setEnabled(True)
+        if isinstance(error, KeyStoreLocked):
+            self._on_store_error(error)  # it may open again: the field stays on
+            return
         if isinstance(error, KeyStoreUnavailable):
-            self._store_refused(NO_KEY_STORE)
+            self._store_refused(error)
             return
         self._show_result(f"✘ {_text(error)}", error=True)
 

@@ -4,11 +4,13 @@ tested, saved only in the key store, and removed, from Settings."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import keyring
 import keyring.backends.fail
+import keyring.errors
 import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
@@ -16,7 +18,7 @@ from pytestqt.qtbot import QtBot
 from app.core import paths, secrets
 from app.core.budget import Ledger
 from app.ui.application import SwitchboardApp
-from app.ui.cloud_page import NO_KEY_STORE, URL_ENV, CloudPage, month_in_words
+from app.ui.cloud_page import URL_ENV, CloudPage, month_in_words
 from app.ui.tray import TOOLTIPS, Tray, TrayState
 from tests.fixtures.memory_keyring import MemoryKeyring
 from tests.fixtures.openrouter_server import API_KEY, KeyState, OpenRouterServer
@@ -239,7 +241,10 @@ def test_a_refused_key_store_turns_the_key_field_off(
     keyring.set_keyring(keyring.backends.fail.Keyring())  # the fixture puts back the old one
     app = build_app(monthly_budget_usd=20)
     page = open_cloud_page(qtbot, app)
-    qtbot.waitUntil(lambda: page.key_result.text() == NO_KEY_STORE, timeout=5000)
+    qtbot.waitUntil(lambda: "No secure key store" in page.key_result.text(), timeout=5000)
+    if sys.platform == "linux":  # what to install, in words
+        assert "install a key store" in page.key_result.text()
+        assert "gnome-keyring" in page.key_result.text()
     assert not page.key.isEnabled()
     assert not page.test_button.isEnabled() and not page.remove_button.isEnabled()
     assert page.edited_key() is None
@@ -247,3 +252,24 @@ def test_a_refused_key_store_turns_the_key_field_off(
     assert dialog is not None
     with qtbot.waitSignal(dialog.accepted, timeout=5000):  # the rest still saves
         dialog.save()
+
+
+class LockedKeyring(MemoryKeyring):
+    """A key store that is there but locked: every read and write is refused."""
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise keyring.errors.KeyringLocked("the collection is locked")
+
+    set_password = get_password  # type: ignore[assignment]
+
+
+def test_a_locked_key_store_says_how_to_unlock_it(
+        qtbot: QtBot, build_app: BuildApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(secrets, "SECURE_BACKENDS",
+                        secrets.SECURE_BACKENDS | {f"{__name__}.LockedKeyring"})
+    keyring.set_keyring(LockedKeyring())  # the fixture puts back the old one
+    app = build_app()
+    page = open_cloud_page(qtbot, app)
+    qtbot.waitUntil(lambda: "locked" in page.key_result.text(), timeout=5000)
+    assert "Unlock it" in page.key_result.text()
+    assert page.key.isEnabled()  # it may be unlocked while the dialog is open
