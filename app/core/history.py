@@ -149,6 +149,19 @@ def _connect(path: Path) -> sqlite3.Connection:
     return open_checked(path, what="chat history", damaged=HistoryDamaged, schema=_SCHEMA)
 
 
+def _storable(value: object) -> object:
+    """`value`, with any lone surrogate in a text made U+FFFD: a model's JSON may carry
+    an escape such as "\\udcf9" that decodes to half a character, which UTF-8 (and so
+    SQLite) can't hold, and the answer around it must still be saved."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _translated() -> AbstractContextManager[None]:
     return translated("chat history", HistoryDamaged)
 
@@ -196,7 +209,7 @@ class History:
 
     def _write(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
         with self._transaction() as db:
-            return db.execute(sql, args)
+            return db.execute(sql, tuple(_storable(a) for a in args))
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
         with _translated():
@@ -261,9 +274,11 @@ class History:
             cur = db.execute(
                 "INSERT INTO messages (chat_id, role, content, status, created_at, model, "
                 "kind, title, data, pasted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, role, content, status, now, model, kind, title, data, pasted))
+                tuple(map(_storable, (chat_id, role, content, status, now, model, kind, title,
+                                      data, pasted))))
             db.execute("UPDATE chats SET updated_at=? WHERE id=?", (now, chat_id))
-        return Message(int(cur.lastrowid or 0), chat_id, role, content, status, now, model,
+        return Message(int(cur.lastrowid or 0), chat_id, role, str(_storable(content)), status,
+                       now, model,
                        kind=kind, title=title, data=data, pasted=pasted)
 
     def update_message(self, message_id: int, *, content: str | None = None,
@@ -312,7 +327,7 @@ class History:
                 args.append(value)
         with self._transaction() as db:
             if pages is not None:
-                rows = [(document_id, int(number), str(text)) for number, text in pages]
+                rows = [(document_id, int(number), _storable(str(text))) for number, text in pages]
                 db.execute("DELETE FROM document_pages WHERE document_id=?", (document_id,))
                 db.executemany("INSERT INTO document_pages (document_id, number, text) "
                                "VALUES (?, ?, ?)", rows)

@@ -175,3 +175,18 @@ def test_a_damaged_file_that_cannot_be_moved_aside_raises_a_clear_error(
         History(db)
     assert "could not be moved aside" in caught.value.detail
     assert db.read_bytes() == b"not a database" * 100
+
+
+def test_half_a_character_from_a_model_is_saved_as_a_replacement_mark(tmp_path: Path) -> None:
+    # A model's JSON escape "\udcf9" decodes to a lone surrogate, which UTF-8 can't hold.
+    history = History(tmp_path / "history.db")
+    chat = history.create_chat()
+    message = history.add_message(chat.id, "assistant", "C7d\udcf9 and \ud83d\ude00")
+    history.update_message(message.id, content="goal: C7d\udcf9")
+    history.close()
+
+    again = History(tmp_path / "history.db")
+    [saved] = again.messages(chat.id)
+    assert saved.content == "goal: C7d\ufffd"
+    assert again.add_message(chat.id, "user", "\ud800").content == "\ufffd"
+    again.close()
