@@ -103,3 +103,20 @@ if [ "$(cat "$server_dir/VERSION" 2>/dev/null)" != "$llama_version" ] \
     echo "$llama_version" > "$server_dir/VERSION"
 fi
 "$server_dir/llama-server" --version >/dev/null 2>&1 # fail here, not in the tests
+
+# A real LiteLLM proxy, the gateway many IT teams put in front of their nodes, for the
+# gateway tests; in a virtual environment of its own (its dependencies are not the app's).
+# Where it can't be installed the tests that need it are skipped, and say why.
+litellm_version=1.108.7
+if [ "$(cat .tools/litellm/VERSION 2>/dev/null)" != "$litellm_version" ]; then
+    rm -rf .tools/litellm
+    if "$python" -m venv .tools/litellm \
+            && .tools/litellm/bin/pip install -q --disable-pip-version-check \
+                   "litellm[proxy]==$litellm_version" 2>.tools/litellm-install.log; then
+        echo "$litellm_version" > .tools/litellm/VERSION
+    else
+        tail -5 .tools/litellm-install.log >&2
+        echo "dev-setup: LiteLLM's proxy could not be installed; its tests will be skipped" >&2
+        rm -rf .tools/litellm
+    fi
+fi

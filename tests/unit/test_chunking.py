@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from app.core.documents.chunking import Chunk, chunk, estimate_tokens, format_pages
+from app.core.documents.chunking import (
+    Chunk,
+    ScaledEstimate,
+    chunk,
+    estimate_tokens,
+    format_pages,
+    sample_of,
+)
 
 
 def words(text: str) -> int:
@@ -201,3 +208,16 @@ def test_chunking_gives_up_the_gil_every_few_milliseconds(
         starts = [0.0] + [start + length for start, length in clock.pauses]
         stretches = [pause[0] - start for start, pause in zip(starts, clock.pauses, strict=False)]
         assert max(stretches) <= 3 * chunking._WORK_S
+
+
+def test_a_sample_takes_the_start_middle_and_end_of_a_long_text() -> None:
+    pages = [(1, "a" * 1000), (2, "b" * 1000), (3, "c" * 1000)]
+    sample = sample_of(pages, 300)
+    assert sample == "\n".join(("a" * 100, "b" * 100, "c" * 100))
+    assert sample_of([(1, "short")], 300) == "short"
+
+
+def test_a_measured_estimate_never_counts_fewer_than_the_estimate() -> None:
+    text = "x" * 400
+    assert ScaledEstimate(2.5)(text) == 250  # 100 estimated, the model counted 2.5 times
+    assert ScaledEstimate(0.5)(text) == estimate_tokens(text) == 100

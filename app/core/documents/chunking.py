@@ -9,6 +9,7 @@ that straddles a cut is seen whole at least once, and no chunk is longer than
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -91,6 +92,17 @@ def estimate_tokens(text: str) -> int:
     """A stated estimate for tiers without a tokenizer: one token per 4 characters,
     rounded up. It is close for English prose; code and some languages use more."""
     return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def sample_of(pages: Sequence[tuple[int, str]], chars: int) -> str:
+    """About `chars` characters of the text, from its start, middle and end: what a model's
+    count of the whole is measured on."""
+    text = "\n".join(t for _, t in pages)
+    if len(text) <= chars:
+        return text
+    third = chars // 3
+    middle = (len(text) - third) // 2
+    return "\n".join((text[:third], text[middle:middle + third], text[-third:]))
 
 
 def page_tuples(pages: Pages) -> list[tuple[int, str]]:
@@ -313,14 +325,63 @@ def _token_count(endpoint: str, reply: Any) -> int:
     return count
 
 
-async def tokenizer_for(client: Any, model: str = "") -> TokenCounter:
-    """The tokenizer of the server `client` (an OpenAIClient) speaks to, if it offers one,
-    else `estimate_tokens`. Asks once; a server without one (vLLM, Ollama, a gateway) or
-    one that can't be reached gets the estimate."""
-    from app.core.llm.openai_client import OpenAIClient, tls_context
+async def tokenizer_for(client: Any, model: str = "", sample: str = "") -> TokenCounter:
+    """The tokenizer of the server `client` (an OpenAIClient) speaks to, if it offers one.
+    A server without one (Ollama, a LiteLLM gateway) gets the estimate, scaled to what
+    the server counts for `sample` (some of the text to be counted) where one is given;
+    one that can't be reached gets the plain estimate."""
+    from app.core.llm.openai_client import OpenAIClient
 
     if not isinstance(client, OpenAIClient):
         return estimate_tokens
+    counter = await _server_tokenizer(client, model)
+    if counter is estimate_tokens and sample:
+        return await measured_estimate(client, model, sample)
+    return counter
+
+
+class ScaledEstimate:
+    """The estimate times `scale`: what a server's model counted for a sample of the text,
+    against the estimate of it. Never below the plain estimate."""
+
+    name = "an estimate measured against the model"
+
+    def __init__(self, scale: float) -> None:
+        self.scale = max(1.0, scale)
+
+    def __call__(self, text: str) -> int:
+        return math.ceil(estimate_tokens(text) * self.scale)
+
+
+async def measured_estimate(client: Any, model: str, sample: str) -> TokenCounter:
+    """The estimate, scaled by the server's own count of `sample`: one request that asks
+    for one token and reads the prompt tokens its usage reports. A model whose tokens are
+    shorter than 4 characters for this text (code, many languages, a small vocabulary)
+    would otherwise be sent parts longer than its context. The chat template's few tokens
+    are counted as the sample's, which errs on the safe side. The plain estimate where the
+    server reports no usage or refuses the request."""
+    from app.core.llm.openai_client import Finished
+
+    counted = 0
+    try:
+        stream = client.stream_chat([{"role": "user", "content": sample}], model=model,
+                                    max_tokens=1)
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                if isinstance(event, Finished) and event.usage is not None:
+                    counted = event.usage.prompt_tokens
+    except errors.SwitchboardError as e:
+        log.info("the node did not count a sample (%s); estimating", e.detail or e.title)
+        return estimate_tokens
+    if counted <= 0:
+        return estimate_tokens
+    return ScaledEstimate(counted / estimate_tokens(sample))
+
+
+async def _server_tokenizer(client: Any, model: str) -> TokenCounter:
+    """The server's own tokenizer endpoint, or `estimate_tokens` where it has none."""
+    from app.core.llm.openai_client import tls_context
+
     headers = {"Authorization": f"Bearer {client.token}"} if client.token else {}
     root = client.root_url
     try:

@@ -15,6 +15,8 @@ from app.core.documents.chunking import (
     Tokenizer,
     estimate_tokens,
     format_pages,
+    page_tuples,
+    sample_of,
     tokenizer_for,
 )
 from app.core.documents.extract import Document, extract
@@ -28,6 +30,8 @@ from app.core.documents.summarize import (
 )
 from app.core.llm.backend import Backend
 from app.core.routing.pool import Capacity
+
+SAMPLE_CHARS = 4_500  # of the document, counted by a node with no tokenizer to ask
 
 
 async def summarize_file(path: Path, backend: Backend, *,
@@ -46,7 +50,11 @@ async def summarize_file(path: Path, backend: Backend, *,
     sizes, parallel = PartSizes(), 1
     place = await capacity() if capacity is not None else None
     if place is not None:
-        counter = await tokenizer_for(place.client, place.model)
+        # A sample of at most half the context in characters fits it even at two tokens a
+        # character.
+        sample = sample_of(page_tuples(document.pages),
+                           min(SAMPLE_CHARS, place.context_tokens // 2))
+        counter = await tokenizer_for(place.client, place.model, sample)
         parallel = place.parallel
     try:
         if place is not None:

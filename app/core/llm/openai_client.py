@@ -359,6 +359,11 @@ class OpenAIClient:
                                f"to {location}; use that address")
         if status in (401, 403):
             return self._error(errors.AuthFailed, detail)
+        if code == "no_db_connection":
+            # A LiteLLM gateway with only its master key (no key database) answers any
+            # other token this way.
+            return self._error(errors.AuthFailed, f"HTTP {status}: the gateway knows only its "
+                               "master key, and this token is not it")
         if status == 404:
             if code == "model_not_found" or "model" in message.lower():
                 return self._error(errors.ModelNotFound, detail)
@@ -434,7 +439,10 @@ def _message_and_code(err: object) -> tuple[str, str]:
     if isinstance(err, str):
         return err, ""
     if isinstance(err, dict):
-        return str(err.get("message") or err.get("detail") or ""), str(err.get("code") or "")
+        code = str(err.get("code") or "")
+        if code.isdigit():  # LiteLLM's code is the HTTP status again; its type says more
+            code = str(err.get("type") or "")
+        return str(err.get("message") or err.get("detail") or ""), code
     return "", ""
 
 
