@@ -272,19 +272,23 @@ class Pool:
         # them for the others.
         await asyncio.gather(*(asyncio.shield(self._check(p)) for p in unknown),
                              *(asyncio.shield(self._read_load(p)) for p in stale))
+        chosen = self._best(nodes, prompt_tokens)
+        locals_ = [p for p in self.places if p.tier is Tier.LOCAL_GPUS and p.name not in avoid]
+        if not chosen and not locals_ and (again := [p for p in nodes if p not in unknown]):
+            # Nothing answers, and nothing else can. A node marked down moments ago (it went
+            # silent, or its answer broke off) may be back: ask it now, not refuse unasked.
+            await asyncio.gather(*(asyncio.shield(self._check(p)) for p in again))
+            chosen = self._best(nodes, prompt_tokens)
+        return chosen + locals_
+
+    def _best(self, nodes: Sequence[Place], prompt_tokens: int) -> list[Place]:
+        """The answering nodes whose context fits, least busy first (then in the order set
+        up); when none fits, the one with the largest context (its refusal says why)."""
         order = {id(p): i for i, p in enumerate(self.places)}
         answering = [p for p in nodes if p.answering]
         fitting = [p for p in answering if p.fits(prompt_tokens)]
-        # None fits: the largest context is the best chance (its refusal says why).
-        chosen = sorted(fitting, key=lambda p: (p.busy / p.slots, order[id(p)])) or sorted(
+        return sorted(fitting, key=lambda p: (p.busy / p.slots, order[id(p)])) or sorted(
             answering, key=lambda p: -(p.context_tokens or DEFAULT_CONTEXT))[:1]
-        if not chosen:
-            # Nothing answers: a node whose answer broke off (rather than one that can't
-            # be reached or went silent) may well take the next request.
-            chosen = [p for p in nodes if isinstance(p.error, errors.StreamInterrupted)
-                      and not isinstance(p.error, errors.StreamStalled)]
-        locals_ = [p for p in self.places if p.tier is Tier.LOCAL_GPUS and p.name not in avoid]
-        return chosen + locals_
 
     async def capacity(self) -> Capacity:
         """The context and free slots of the place work would go to now."""
