@@ -120,16 +120,6 @@ def _arm_crash_report(argv: list[str]) -> None:
     crash.arm("cli" if verbs & set(argv) else "app")
 
 
-def _behave_in_pipes() -> None:
-    """A command-line verb ends as other tools do when the reader of its output goes away
-    (`switchboard ask … | head`): quietly, by SIGPIPE, not with a BrokenPipeError
-    traceback. Windows has no SIGPIPE; there `main` ends quietly on BrokenPipeError."""
-    import signal
-
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--extract-document"]:
@@ -139,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return extract_child.main(argv[1:])
     args = parser().parse_args(argv)
-    if args.verb is not None:
-        _behave_in_pipes()
     if args.verb in ("ask", "summarize", "doctor", "report", "route"):
         from app.core import logs
 
@@ -211,11 +199,17 @@ def entry() -> int:
     try:
         return main()
     except BrokenPipeError:
-        # The reader went away (Windows, where there is no SIGPIPE): nothing more to say,
-        # and nowhere to say it; keep Python from complaining about stdout at exit.
+        # The reader went away (`switchboard ask … | head`): nothing more to say, and
+        # nowhere to say it. End as other tools do, by SIGPIPE, with no traceback. Not by
+        # leaving SIGPIPE at its default all along: then a node closing its connection
+        # while a request is written would end the command silently too.
         import os
+        import signal
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if hasattr(signal, "SIGPIPE"):  # not on Windows
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
         return 1
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from app.core import paths, secrets
+from app.core.cloud_account import openrouter_url
 from app.core.errors import KeyStoreLocked, KeyStoreUnavailable, PolicyForbids, SwitchboardError
 from app.core.history import History
-from app.core.llm.backend import Health
 from app.core.policy import Bounded, PolicyFile, bound, read_policy
 from app.core.runtime import gpus as gpu_inventory
 from app.core.runtime.gpu_split import plan_split, split_report
@@ -47,11 +47,16 @@ def _settings(nodes: list[str] | None, model: str | None) -> Settings:
     return bounded
 
 
-def _workspace(nodes: list[str] | None = None, model: str | None = None) -> Workspace:
-    """The user's workspace as the command line uses it (blocks on disk)."""
+def _workspace(nodes: list[str] | None = None, model: str | None = None,
+               err: TextIO = sys.stderr) -> Workspace:
+    """The user's workspace as the command line uses it (blocks on disk). What opening
+    the history found (a damaged file kept aside) is said on `err`, as the app says it."""
     settings = _settings(nodes, model)
     source = read_policy()
-    return Workspace(settings, History(paths.history_db()), [], source.policy, source)
+    history = History(paths.history_db())
+    for problem in history.problems:
+        print(f"switchboard: {problem}", file=err)
+    return Workspace(settings, history, [], source.policy, source)
 
 
 def _run[T](work: Callable[[Workspace], Coroutine[Any, Any, T]], workspace: Workspace) -> T:
@@ -82,7 +87,7 @@ def ask(prompt: str, nodes: list[str] | None = None, model: str | None = None,
             out.flush()
 
     try:
-        workspace = _workspace(nodes, model)
+        workspace = _workspace(nodes, model, err)
         if plan is None:
             _run(lambda w: w.ask(prompt, write), workspace)
         else:
@@ -159,8 +164,11 @@ def doctor(as_json: bool = False, out: TextIO = sys.stdout) -> int:
 
     data = paths.data_dir()
     try:
-        with tempfile.NamedTemporaryFile(dir=data):
-            pass
+        with tempfile.NamedTemporaryFile(dir=data) as probe:
+            # An empty file fits on a full disk: write and sync a page, as saving does.
+            probe.write(bytes(4096))
+            probe.flush()
+            os.fsync(probe.fileno())
         report["data_dir"] = {"path": str(data), "writable": True}
     except OSError as e:
         report["data_dir"] = {"path": str(data), "writable": False, "error": e.strerror}
@@ -172,11 +180,7 @@ def doctor(as_json: bool = False, out: TextIO = sys.stdout) -> int:
 
     node: dict[str, Any] = {"url": settings.node_url, "configured": bool(settings.node_url)}
     if settings.node_urls:
-        async def check() -> Health:
-            token = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
-            return await test_connection(settings, token, source.policy)
-
-        health = asyncio.run(check())
+        health = asyncio.run(test_connection(settings, None, source.policy))
         node.update(reachable=health.ok, models=health.models,
                     latency_ms=round(health.latency_ms, 1) if health.latency_ms else None,
                     error=health.error.user_text() if health.error else None)
@@ -310,6 +314,8 @@ def report(month: str | None = None, as_json: bool = False, as_csv: bool = False
         return EXIT_ERROR
     try:
         record = CallRecord()
+        for problem in record.problems:  # a damaged record kept aside, a new one started
+            print(f"switchboard: {problem}", file=err)
         try:
             calls = record.calls(month)
         finally:
@@ -412,21 +418,12 @@ def budget(as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.st
 # ---------------------------------------------------------------------------------------
 # The cloud planner's key: `key set`, `key status`, `key remove`
 
-OPENROUTER_URL_ENV = "SWITCHBOARD_OPENROUTER_URL"
 MIN_KEY_CHARS = 20  # OpenRouter's keys are "sk-or-v1-" and 64 hex digits: 73
 MAX_KEY_CHARS = 4096  # far above any real key; refused before any store sees it
 # A bearer token's characters (RFC 6750 b64token). Anything else is a paste gone wrong
 # ("Bearer sk-…", quotes, a second word) that OpenRouter would refuse anyway.
 _KEY_SHAPE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 _SHOWN_TAIL = 4  # the most of a key ever printed: its last four characters
-
-
-def openrouter_url() -> str:
-    """OpenRouter's API address: `SWITCHBOARD_OPENROUTER_URL` (a stand-in, a proxy) or
-    OpenRouter's own."""
-    from app.core.llm.openrouter import DEFAULT_BASE_URL
-
-    return os.environ.get(OPENROUTER_URL_ENV, "").strip() or DEFAULT_BASE_URL
 
 
 def _key_problem(key: str) -> str | None:
@@ -600,7 +597,7 @@ def summarize(file: str, out_path: str | None = None, nodes: list[str] | None = 
         err.flush()
 
     try:
-        workspace = _workspace(nodes, None)
+        workspace = _workspace(nodes, None, err)
         text = _run(lambda w: w.summarize_file(Path(file), progress), workspace) + "\n"
     except SwitchboardError as e:
         print(f"\nswitchboard: {e.user_text()}", file=err)

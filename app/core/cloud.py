@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,8 +20,9 @@ from typing import Any
 
 from app.core import budget, errors, secrets
 from app.core.budget import Ledger
+from app.core.cloud_account import openrouter_url
 from app.core.llm.openai_client import ChatMessages, Delta, Finished, StreamEvent
-from app.core.llm.openrouter import DEFAULT_BASE_URL, OpenRouter
+from app.core.llm.openrouter import OpenRouter
 from app.core.policy import Policy
 from app.core.privacy import LOCAL_ONLY
 from app.core.routing.cloud_access import cloud_access
@@ -32,7 +32,6 @@ from app.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-URL_ENV = "SWITCHBOARD_OPENROUTER_URL"  # tests and IT's gateways point elsewhere
 TOKENS_PER_MESSAGE = 8  # the chat template's own tokens around each message
 
 
@@ -64,7 +63,7 @@ class CloudPlanner:
     def _client(self, key: str) -> OpenRouter:
         if self.client_factory is not None:
             return self.client_factory(key)
-        return OpenRouter(key, base_url=os.environ.get(URL_ENV, DEFAULT_BASE_URL))
+        return OpenRouter(key, base_url=openrouter_url())
 
     def user_cap_micro_usd(self) -> int:
         return user_cap(self.settings, self.policy)

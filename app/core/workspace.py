@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.core import paths, secrets
-from app.core.budget import Ledger
+from app.core.budget import Ledger, Summary
 from app.core.chat import ChatEvent, ChatService
-from app.core.cloud import CloudPlanner
+from app.core.cloud import CloudPlanner, user_cap
+from app.core.cloud_account import BudgetOverview, budget_overview
 from app.core.errors import SwitchboardError
-from app.core.history import History, Message
+from app.core.history import Chat, Document, History, Message
 from app.core.llm.backend import Health
 from app.core.llm.local_gpus import LocalGPUs
 from app.core.llm.office_node import OfficeNode
@@ -80,6 +82,7 @@ class Workspace:
     _leases: dict[int, int] = field(default_factory=dict, init=False)  # id(pool) → works
     _retired: list[Pool] = field(default_factory=list, init=False)
     _ledger: Ledger | None = field(default=None, init=False)
+    _opening_ledger: threading.Lock = field(default_factory=threading.Lock, init=False)
     _record: CallRecord | None = field(default=None, init=False)
     _history_marked: bool = field(default=False, init=False)
 
@@ -118,7 +121,7 @@ class Workspace:
         return self.policy_source.problems if self.policy_source else ()
 
     @property
-    def chats(self) -> ChatService:
+    def chat_service(self) -> ChatService:
         return ChatService(self.history)
 
     # The execution pool --------------------------------------------------------------
@@ -220,11 +223,11 @@ class Workspace:
         async with self._work(workflow, route) as pool:
             if not route.planned:
                 note = f"Answered without a plan: {route.reason}." if wanted_cloud else ""
-                return await self.chats.send(chat_id, prompt, pool, emit, pasted=pasted,
+                return await self.chat_service.send(chat_id, prompt, pool, emit, pasted=pasted,
                                              note=note)
-            self.chats.add_prompt(chat_id, prompt, emit, pasted=pasted)
+            self.chat_service.add_prompt(chat_id, prompt, emit, pasted=pasted)
             request = Request(prompt, pasted, document_refs(self.history, chat_id))
-            task = PlannedTask(self.chats, pool, emit, self._parallel(pool))
+            task = PlannedTask(self.chat_service, pool, emit, self._parallel(pool))
             return await task.run(chat_id, request, self._plan_maker(route, pool),
                                   _announce(route), review)
 
@@ -238,15 +241,29 @@ class Workspace:
         route = Route(note.route == "cloud plan", "the rest of a plan, run again",
                       planned=True)
         async with self._work(Workflow.PLANNED_TASK, route) as pool:
-            return await PlannedTask(self.chats, pool, emit, self._parallel(pool)).resume(note)
+            task = PlannedTask(self.chat_service, pool, emit, self._parallel(pool))
+            return await task.resume(note)
+
+    async def _cloud_planner(self) -> Callable[[], CloudPlanner]:
+        """What makes the cloud planner. Without a ledger (damaged, or a full disk) no
+        cloud call can be charged: making it raises why, and the plan is made locally."""
+        try:
+            ledger = await asyncio.to_thread(self.ledger)
+        except SwitchboardError as e:
+            failure = e
+
+            def refused() -> CloudPlanner:
+                raise failure
+
+            return refused
+        return lambda: CloudPlanner(self.settings, self.policy, ledger)
 
     def _plan_maker(self, route: Route, pool: Pool | Unavailable) -> MakePlan:
         async def make(request: Request, on_cloud: Callable[[int], None]) -> Planned:
             cloud = None
             if route.plan_in_cloud:
                 await self._keep_history_from_cloud()
-                ledger = await asyncio.to_thread(self.ledger)
-                cloud = lambda: CloudPlanner(self.settings, self.policy, ledger)  # noqa: E731
+                cloud = await self._cloud_planner()
             planned = await make_plan(request, route, local=pool, cloud=cloud,
                                       on_cloud=on_cloud)
             work = current_work()
@@ -281,7 +298,7 @@ class Workspace:
                                  emit: Callable[[ChatEvent], None]) -> Message:
         """Summarise a file into the chat on the local tiers; the cloud is never asked."""
         async with self._work(Workflow.SUMMARY, Route(False, DOCUMENT_WORK)) as pool:
-            return await self.chats.summarize_document(
+            return await self.chat_service.summarize_document(
                 chat_id, path, pool, emit,
                 capacity=pool.capacity if isinstance(pool, Pool) else None)
 
@@ -290,7 +307,7 @@ class Workspace:
         """Answer from a document's most relevant parts on the local tiers; the cloud
         planner is never asked (document text never leaves the office)."""
         async with self._work(Workflow.DOCUMENT_QUESTION, Route(False, DOCUMENT_WORK)) as pool:
-            return await self.chats.ask_about_document(chat_id, document_id, question, pool,
+            return await self.chat_service.ask_about_document(chat_id, document_id, question, pool,
                                                        emit)
 
     async def continue_answer(self, message_id: int,
@@ -302,7 +319,7 @@ class Workspace:
         avoid = tuple(name.strip() for name in answer.ran_on.split(",") if name.strip())
         async with self._work(Workflow.CHAT, Route(False, CONTINUED)) as pool:
             options: dict[str, Any] = {"avoid": avoid} if isinstance(pool, Pool) else {}
-            return await self.chats.continue_answer(answer, pool, emit, **options)
+            return await self.chat_service.continue_answer(answer, pool, emit, **options)
 
     async def ask(self, prompt: str, on_text: Callable[[str], None]) -> Tally:
         """Answer one prompt without keeping it in a chat (the command line); what its
@@ -358,6 +375,39 @@ class Workspace:
 
     # Planning ------------------------------------------------------------------------
 
+    # The chats, as the window lists and changes them (on disk: core thread only) ---------
+
+    def chats(self) -> list[Chat]:
+        return self.history.chats()
+
+    def chat(self, chat_id: int) -> Chat | None:
+        return self.history.chat(chat_id)
+
+    def create_chat(self, title: str = "New chat") -> Chat:
+        return self.history.create_chat(title)
+
+    def rename_chat(self, chat_id: int, title: str) -> None:
+        self.history.rename_chat(chat_id, title)
+
+    def delete_chat(self, chat_id: int) -> None:
+        self.history.delete_chat(chat_id)
+
+    def messages(self, chat_id: int) -> list[Message]:
+        return self.history.messages(chat_id)
+
+    def documents(self, chat_id: int) -> list[Document]:
+        return self.history.documents(chat_id)
+
+    # The budget (on disk: core thread only) -------------------------------------------------
+
+    def month_budget(self) -> tuple[Summary, int]:
+        """This month's spend and the cap in force now."""
+        cap = user_cap(self.settings, self.policy)
+        return self.ledger().month_summary(cap_micro_usd=cap), cap
+
+    def budget_overview(self) -> BudgetOverview:
+        return budget_overview(self.ledger())
+
     # Settings and the rest -----------------------------------------------------------
 
     async def set_mode(self, mode: str) -> None:
@@ -367,10 +417,12 @@ class Workspace:
         self.settings = settings
 
     def ledger(self) -> Ledger:
-        """The budget ledger, opened on first use (blocks on disk: core thread only)."""
-        if self._ledger is None:
-            self._ledger = Ledger()
-        return self._ledger
+        """The process's one budget ledger, opened on first use (blocks on disk: from the
+        core thread, or a worker thread of its loop)."""
+        with self._opening_ledger:
+            if self._ledger is None:
+                self._ledger = Ledger()
+            return self._ledger
 
     async def _call_record(self) -> CallRecord:
         if self._record is None:
@@ -461,10 +513,13 @@ class Unavailable:
         pass
 
 
-async def test_connection(settings: Settings, token: str | None,
+async def test_connection(settings: Settings, token: str | None = None,
                           policy: Policy | None = None) -> Health:
     """Health of the office nodes as the Settings dialog has them, before anything is
-    saved: each node asked what it serves and how busy it is."""
+    saved: each node asked what it serves and how busy it is. `token` is the one to try
+    (None: the one saved)."""
+    if token is None:
+        token = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
     pool = Pool.build(settings.changed(backend="office node", local_fallback=False),
                       policy or Policy(), token)
     try:

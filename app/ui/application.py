@@ -143,7 +143,8 @@ class SwitchboardApp(QObject):
             # itself when closed.
             self.settings_dialog = SettingsDialog(self.bridge, self.workspace, self.main_window)
             self.settings_dialog.accepted.connect(self._settings_saved)
-            self.settings_dialog.destroyed.connect(self._settings_closed)
+            # Closed (deleted a moment later), it must not be shown again: a new one is.
+            self.settings_dialog.finished.connect(self._settings_closed)
         self.settings_dialog.show()
         self.settings_dialog.raise_()
         self.settings_dialog.activateWindow()
@@ -209,7 +210,6 @@ class SwitchboardApp(QObject):
         self.tray.hide()
 
         async def cleanup() -> None:
-            await self.controller.close_ledger()
             await self.workspace.close()
 
         self.core_loop.stop(cleanup=cleanup)

@@ -16,9 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from app.core.budget import Ledger
 from app.core.chat import AnswerFinished, ChatEvent, MessageAdded
-from app.core.cloud import user_cap
 from app.core.errors import NodeUnreachable, SwitchboardError
 from app.core.history import Chat
 from app.core.llm.backend import Health
@@ -87,8 +85,6 @@ class ChatController(QObject):
         self._health_timer = QTimer(self, interval=HEALTH_EVERY_MS)
         self._health_timer.timeout.connect(self.check_health)
         self.budget: BudgetReading | None = None
-        self._ledger: Ledger | None = None  # opened, used and closed on the core loop
-        self._ledger_lock = asyncio.Lock()
         self._budget_asked = 0  # readings may come back out of order; show the newest
         self._budget_shown = 0
         self._budget_timer = QTimer(self, interval=BUDGET_EVERY_MS)
@@ -105,13 +101,6 @@ class ChatController(QObject):
         self._budget_timer.stop()
         self.stop()
 
-    async def close_ledger(self) -> None:
-        """On the core loop, at shutdown."""
-        async with self._ledger_lock:
-            ledger, self._ledger = self._ledger, None
-        if ledger is not None:
-            await asyncio.to_thread(ledger.close)
-
     # Budget ----------------------------------------------------------------------------
 
     def refresh_budget(self) -> None:
@@ -122,14 +111,7 @@ class ChatController(QObject):
                         on_error=self._on_budget_error)
 
     async def _read_budget(self) -> BudgetReading:
-        # Read on the loop that changes them.
-        cap = user_cap(self.workspace.settings, self.workspace.policy)
-        async with self._ledger_lock:
-            if self._ledger is None:
-                self._ledger = await asyncio.to_thread(Ledger)
-            ledger = self._ledger
-        summary = await asyncio.to_thread(ledger.month_summary, cap_micro_usd=cap)
-        return BudgetReading(summary, cap)
+        return BudgetReading(*await asyncio.to_thread(self.workspace.month_budget))
 
     def _on_budget(self, asked: int, reading: BudgetReading) -> None:
         if asked < self._budget_shown:
@@ -178,7 +160,7 @@ class ChatController(QObject):
             self.chatsChanged.emit()
             on_done(chat)
 
-        self.call(self.workspace.history.create_chat, on_done=done)
+        self.call(self.workspace.create_chat, on_done=done)
 
     def send(self, chat_id: int, prompt: str, override: Override | None = None, *,
              pasted: tuple[str, ...] = ()) -> bool:

@@ -5,12 +5,8 @@ fixes or bounds here is shown as such (`it_note`, `choice_box`, also used by Set
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -33,77 +29,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core import logs, secrets
-from app.core.budget import Ledger, Summary, format_usd, usd_to_micro_usd
 from app.core.budget import cap as budget_cap
+from app.core.budget import format_usd, usd_to_micro_usd
+from app.core.cloud_account import BudgetOverview, check_key, key_store_state, remove_key
 from app.core.errors import KeyStoreLocked, KeyStoreUnavailable, SwitchboardError
-from app.core.llm.openrouter import DEFAULT_BASE_URL, KeyInfo, OpenRouter
+from app.core.llm.openrouter import KeyInfo
 from app.core.policy import Limit, policy_file
 from app.core.settings import Settings, describe
 from app.ui.bridge import Bridge
 from app.ui.spend_chart import SpendChart
 
-URL_ENV = "SWITCHBOARD_OPENROUTER_URL"  # a stand-in server for tests, or a company proxy
 KEY_PLACEHOLDER = "Paste your OpenRouter key (sk-or-…); it is kept in the system key store"
 KEY_SAVED = "A key is saved — leave empty to keep it"
 ERROR_STYLE = "color: #b3261e;"
 NOTE_STYLE = "color: #5f6368;"  # quieter than the field it explains
-
-
-def openrouter_url() -> str:
-    return os.environ.get(URL_ENV) or DEFAULT_BASE_URL
-
-
-# -- work for the core loop (through the bridge) ----------------------------------------
-
-
-async def key_store_state() -> str:
-    """"refused" (no secure store), "saved" or "none"."""
-    if await asyncio.to_thread(secrets.secure_backend) is None:
-        return "refused"
-    saved = await asyncio.to_thread(secrets.get_secret, secrets.OPENROUTER_KEY)
-    return "saved" if saved else "none"
-
-
-async def check_key(pasted: str | None) -> KeyInfo | None:
-    """What OpenRouter says about the pasted key, or else the saved one; None: no key."""
-    if pasted:
-        logs.add_secret(pasted)  # not saved yet, but never to reach the log either way
-    key = pasted or await asyncio.to_thread(secrets.get_secret, secrets.OPENROUTER_KEY)
-    if not key:
-        return None
-    client = OpenRouter(key, base_url=openrouter_url())
-    try:
-        return await client.key_info()
-    finally:
-        await client.aclose()
-
-
-async def save_cloud_key(key: str | None) -> None:
-    """Keep a newly pasted key (read back by `set_secret` to prove it was kept); None
-    leaves the saved one as it is."""
-    if key:
-        await asyncio.to_thread(secrets.set_secret, secrets.OPENROUTER_KEY, key)
-
-
-async def remove_cloud_key() -> None:
-    await asyncio.to_thread(secrets.delete_secret, secrets.OPENROUTER_KEY)
-
-
-class BudgetOverview(NamedTuple):
-    this_month: Summary
-    days: list[tuple[date, int]]
-    earlier: list[Summary]  # newest first
-    today: date
-
-
-def read_overview() -> BudgetOverview:
-    """Blocking (the ledger is on disk): run it through the bridge."""
-    with Ledger() as ledger:
-        month = ledger.current_month()
-        return BudgetOverview(ledger.month_summary(month), ledger.daily_spend(month),
-                              [s for s in ledger.months() if s.month != month],
-                              datetime.now(UTC).date())
 
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -178,15 +117,18 @@ class CloudPage(QWidget):
     """The key, the planner and the budget. Nothing is written until the dialog's Save,
     except Remove, which removes the saved key at once.
 
+    `overview` reads the budget (`Workspace.budget_overview`: on the core thread);
     `limits` are IT's (from `Workspace.limits`), read from the policy file `source`;
     `cloud_off` says, in words, why the policy has turned cloud planning off (None: it
     has not)."""
 
-    def __init__(self, bridge: Bridge, settings: Settings, parent: QWidget | None = None, *,
+    def __init__(self, bridge: Bridge, settings: Settings,
+                 overview: Callable[[], BudgetOverview], parent: QWidget | None = None, *,
                  limits: Mapping[str, Limit] | None = None, source: Path | None = None,
                  cloud_off: str | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
+        self._read_overview = overview
         self._overview: BudgetOverview | None = None
         limits = limits or {}
         source = source or policy_file()
@@ -397,7 +339,7 @@ class CloudPage(QWidget):
 
     def remove_key(self) -> None:
         self.remove_button.setEnabled(False)
-        self.bridge.run(remove_cloud_key(), on_done=self._on_removed,
+        self.bridge.run(remove_key(), on_done=self._on_removed,
                         on_error=self._on_remove_error)
 
     def _on_removed(self, _: object = None) -> None:
@@ -417,7 +359,7 @@ class CloudPage(QWidget):
     # -- the budget ----------------------------------------------------------------------
 
     def refresh_budget(self) -> None:
-        self.bridge.call(read_overview, on_done=self._on_overview,
+        self.bridge.call(self._read_overview, on_done=self._on_overview,
                          on_error=self._on_overview_error)
 
     def _on_overview(self, overview: BudgetOverview) -> None:

@@ -164,7 +164,7 @@ class DocumentPanel(QWidget):
             self._show(self._loads, [])
             return
         load = self._loads
-        self.controller.call(self.controller.workspace.history.documents, chat_id,
+        self.controller.call(self.controller.workspace.documents, chat_id,
                              on_done=lambda docs: self._show(load, docs))
 
     def reload(self) -> None:
@@ -242,11 +242,11 @@ class DocumentPanel(QWidget):
 
     def _with_summary(self, document: Document, then: Callable[[str], None]) -> None:
         """Read the summary's text on the core thread, then call `then(text)` here."""
-        history = self.controller.workspace.history
+        workspace = self.controller.workspace
         message_id = document.summary_message_id
 
         def read() -> str:
-            return next((m.content for m in history.messages(document.chat_id)
+            return next((m.content for m in workspace.messages(document.chat_id)
                          if m.id == message_id), "")
 
         self.controller.call(read, on_done=then)
@@ -273,11 +273,11 @@ class DocumentPanel(QWidget):
 
     def export_to(self, document: Document, target: Path) -> None:
         """Write `document`'s summary to `target` (atomically, on the core thread)."""
-        history = self.controller.workspace.history
+        workspace = self.controller.workspace
         message_id = document.summary_message_id
 
         def write() -> Path:
-            text = next((m.content for m in history.messages(document.chat_id)
+            text = next((m.content for m in workspace.messages(document.chat_id)
                          if m.id == message_id), "")
             paths.atomic_write_text(target, text.rstrip("\n") + "\n")
             return target
@@ -298,4 +298,5 @@ class DocumentPanel(QWidget):
             action = menu.addAction(text, self.buttons[key].click)
             action.setEnabled(self.buttons[key].isEnabled())
         menu.exec(self.list.viewport().mapToGlobal(pos))
+        menu.deleteLater()
 

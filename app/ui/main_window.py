@@ -219,7 +219,7 @@ class MainWindow(QMainWindow):
         self.mode.setToolTip(f"{limit.why}; work is planned on this computer (Local only).")
 
     def reload_chats(self) -> None:
-        self.controller.call(self.controller.workspace.history.chats, on_done=self._show_chats)
+        self.controller.call(self.controller.workspace.chats, on_done=self._show_chats)
 
     def _show_chats(self, chats: list[Chat]) -> None:
         self.chat_list.blockSignals(True)  # rebuilding the list is not the user choosing
@@ -249,7 +249,7 @@ class MainWindow(QMainWindow):
                 self.chat_list.blockSignals(True)
                 self.chat_list.setCurrentRow(row)
                 self.chat_list.blockSignals(False)
-        self.controller.call(self.controller.workspace.history.messages, chat_id,
+        self.controller.call(self.controller.workspace.messages, chat_id,
                              on_done=lambda messages: self._show_messages(chat_id, messages))
 
     def _show_messages(self, chat_id: int, messages: list[Message]) -> None:
@@ -277,7 +277,7 @@ class MainWindow(QMainWindow):
             return
         title, ok = QInputDialog.getText(self, "Rename chat", "Name:", text=item.text())
         if ok and title.strip():
-            self.controller.call(self.controller.workspace.history.rename_chat,
+            self.controller.call(self.controller.workspace.rename_chat,
                                  int(item.data(CHAT_ID)), title.strip(),
                                  on_done=lambda _: self.reload_chats())
 
@@ -295,7 +295,7 @@ class MainWindow(QMainWindow):
             self.chat_view.chat_model.clear()
             self.ask_about(None)
             self.document_panel.set_chat(None)
-        self.controller.call(self.controller.workspace.history.delete_chat, chat_id,
+        self.controller.call(self.controller.workspace.delete_chat, chat_id,
                              on_done=lambda _: self.reload_chats())
 
     def _chat_menu(self, pos: QPoint) -> None:
@@ -305,6 +305,7 @@ class MainWindow(QMainWindow):
         menu.addAction("Rename…", self.rename_chat)
         menu.addAction("Delete…", self.delete_chat)
         menu.exec(self.chat_list.viewport().mapToGlobal(pos))
+        menu.deleteLater()  # a child of the window: else one more kept at every right-click
 
     # Sending ---------------------------------------------------------------------------
 

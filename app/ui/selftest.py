@@ -43,8 +43,8 @@ def _run() -> None:
         app.start()
         app.show_main()
         app.quick_ask.open()
-        chat = app.bridge.call(app.workspace.history.create_chat, "selftest").result(10)
-        if app.bridge.call(app.workspace.history.chat, chat.id).result(10) != chat:
+        chat = app.bridge.call(app.workspace.create_chat, "selftest").result(10)
+        if app.bridge.call(app.workspace.chat, chat.id).result(10) != chat:
             raise RuntimeError("the chat store did not keep a chat")
         qapp.processEvents()
         if app.tray.icon().isNull():

@@ -11,7 +11,6 @@ keeps the limits."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Any
 
@@ -36,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core import secrets
+from app.core.cloud_account import node_token_saved, save_key
 from app.core.errors import SettingsError, SwitchboardError
 from app.core.llm.backend import Health, NodeHealth
 from app.core.policy import policy_file
@@ -48,7 +47,6 @@ from app.ui.cloud_page import (
     CloudPage,
     it_note,
     policy_tooltip,
-    save_cloud_key,
 )
 from app.ui.local_gpus_page import LocalGpusPage
 
@@ -173,8 +171,8 @@ class SettingsDialog(QDialog):
         cloud_off = None
         if not workspace.policy.cloud_allowed:
             cloud_off = " ".join(policy_problems) or CLOUD_OFF_BY_IT
-        self.cloud_page = CloudPage(bridge, settings, limits=limits, source=source,
-                                    cloud_off=cloud_off)
+        self.cloud_page = CloudPage(bridge, settings, workspace.budget_overview,
+                                    limits=limits, source=source, cloud_off=cloud_off)
         self.pages = QTabWidget()
         self.pages.addTab(chats, "Chats")
         self.pages.addTab(self.cloud_page, "Cloud planning")
@@ -191,8 +189,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.buttons)
 
         self._show_backend()
-        bridge.run(asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN),
-                   on_done=self._on_token_known)
+        bridge.run(node_token_saved(), on_done=self._on_token_known)
 
     def _show_backend(self) -> None:
         local = self.backend.currentIndex() == BACKENDS.index("local GPUs")
@@ -200,8 +197,8 @@ class SettingsDialog(QDialog):
         self.local_page.setVisible(local)
         self.adjustSize()
 
-    def _on_token_known(self, token: str | None) -> None:
-        if token:
+    def _on_token_known(self, saved: bool) -> None:
+        if saved:
             self.token.setPlaceholderText("A token is saved — leave empty to keep it")
 
     def _browse_ca(self) -> None:
@@ -235,14 +232,10 @@ class SettingsDialog(QDialog):
             return
         token = self.edited_token()
 
-        async def check() -> Health:
-            stored = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
-            return await test_connection(settings, token if token is not None else stored,
-                                         self.workspace.policy)
-
         self.test_button.setEnabled(False)
         self.test_result.setText("Testing…")
-        self.bridge.run(check(), on_done=self._on_tested, on_error=self._on_test_error)
+        self.bridge.run(test_connection(settings, token, self.workspace.policy),
+                        on_done=self._on_tested, on_error=self._on_test_error)
 
     def _on_tested(self, health: Health) -> None:
         self.test_button.setEnabled(True)
@@ -276,12 +269,20 @@ class SettingsDialog(QDialog):
         async def save_all() -> None:
             # The key first: if the key store refuses it, nothing is saved and the dialog
             # stays open saying why.
-            await save_cloud_key(cloud_key)
+            await save_key(cloud_key)
             await self.workspace.apply_settings(settings, token)
 
         self.buttons.setEnabled(False)
-        self.bridge.run(save_all(), on_done=lambda _: self.accept(),
-                        on_error=self._on_save_error)
+        self.bridge.run(save_all(), on_done=self._on_saved, on_error=self._on_save_error)
+
+    def _on_saved(self, _: object) -> None:
+        self.accept()
+
+    def reject(self) -> None:
+        """Cancel, Escape or the window's close button: not while saving. The dialog
+        closes when the save has finished, so the app hears of the new settings."""
+        if self.buttons.isEnabled():
+            super().reject()
 
     def _on_save_error(self, error: BaseException) -> None:
         self.buttons.setEnabled(True)

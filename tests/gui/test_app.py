@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -159,6 +160,37 @@ def test_settings_round_trip_keeps_the_token_only_in_the_key_store(
     assert again.numeric["max_tokens"].value() == 333
     assert again.token.text() == ""  # never shown back
     qtbot.waitUntil(lambda: "saved" in again.token.placeholderText())
+
+
+def test_closing_settings_while_it_saves_waits_for_the_save(
+        qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer,
+        memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A key store that takes its time (one asking the user to unlock it, say).
+    release = threading.Event()
+    keep = memory_keyring.set_password
+
+    def slow_set(service: str, username: str, password: str) -> None:
+        release.wait(timeout=60)
+        keep(service, username, password)
+
+    monkeypatch.setattr(memory_keyring, "set_password", slow_set)
+    app = build_app()
+    app.open_settings()
+    dialog = app.settings_dialog
+    assert dialog is not None
+    qtbot.waitUntil(dialog.cloud_page.key.isEnabled)  # the key store has answered
+    dialog.cloud_page.key.setText("sk-or-v1-" + "a" * 64)
+    dialog.numeric["max_tokens"].setValue(444)
+    dialog.save()
+    qtbot.keyClick(dialog, Qt.Key.Key_Escape)  # closed while the key is being kept
+    assert dialog.isVisible()
+    with qtbot.waitSignal(dialog.accepted, timeout=10_000):
+        release.set()
+    qtbot.waitUntil(lambda: app.settings_dialog is None)
+    assert json.loads(paths.settings_file().read_text())["settings"]["max_tokens"] == 444
+    app.open_settings()  # a new dialog, showing what was saved
+    assert app.settings_dialog is not None and app.settings_dialog is not dialog
+    assert app.settings_dialog.numeric["max_tokens"].value() == 444
 
 
 def test_settings_refuses_a_bad_address_with_a_clear_message(

@@ -17,8 +17,9 @@ from pytestqt.qtbot import QtBot
 
 from app.core import paths, secrets
 from app.core.budget import Ledger
+from app.core.cloud_account import URL_ENV
 from app.ui.application import SwitchboardApp
-from app.ui.cloud_page import URL_ENV, CloudPage, month_in_words
+from app.ui.cloud_page import CloudPage, month_in_words
 from app.ui.tray import TOOLTIPS, Tray, TrayState
 from tests.fixtures.memory_keyring import MemoryKeyring
 from tests.fixtures.openrouter_server import API_KEY, KeyState, OpenRouterServer

@@ -219,3 +219,12 @@ def test_ask_interrupted_exits_130_without_a_traceback(fault_server: FaultServer
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert b"Traceback" not in err and b"Task" not in err
+
+
+def test_a_verb_leaves_sigpipe_ignored_for_its_connections() -> None:
+    # With SIGPIPE at its default, a node closing the connection while a request is being
+    # written would end the command (or a test run calling main) silently with 141.
+    from app.__main__ import main
+
+    assert main(["budget", "--json"]) == 0
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN

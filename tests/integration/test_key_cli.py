@@ -25,7 +25,7 @@ from keyrings.alt.file import PlaintextKeyring
 
 from app import cli
 from app.__main__ import main
-from app.core import secrets
+from app.core import cloud_account, secrets
 from tests.fixtures.memory_keyring import MemoryKeyring
 from tests.fixtures.openrouter_server import API_KEY, KeyState, OpenRouterServer
 
@@ -121,7 +121,7 @@ def test_main_dispatches_and_status_finds_openrouter_through_the_environment(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(API_KEY + "\n"))
     assert main(["key", "set"]) == 0
-    monkeypatch.setenv(cli.OPENROUTER_URL_ENV, openrouter.base_url)
+    monkeypatch.setenv(cloud_account.URL_ENV, openrouter.base_url)
     assert main(["key", "status"]) == 0
     assert "Finance planning" in capsys.readouterr().out
     assert main(["key", "remove"]) == 0

@@ -123,7 +123,7 @@ def test_a_plan_belongs_to_its_turn(llama_cpp_node: LlamaCppServer,
         chat = workspace.history.create_chat()
         try:
             await workspace.send(chat.id, REQUEST, lambda e: None)
-            return workspace.chats.context(chat.id)
+            return workspace.chat_service.context(chat.id)
         finally:
             await workspace.close()
 

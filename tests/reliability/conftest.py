@@ -26,7 +26,7 @@ def app_env(**extra: str) -> dict[str, str]:
     """The environment of a Switchboard process: this test's home (set by the root
     conftest), the node token, and no keyring backend forced."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHON_KEYRING_BACKEND"}
-    env.update(SWITCHBOARD_NODE_TOKEN=NODE_TOKEN, **extra)
+    env.update({"SWITCHBOARD_NODE_TOKEN": NODE_TOKEN, **extra})
     return env
 
 

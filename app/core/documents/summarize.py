@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core import errors, paths
+from app.core.db import DAMAGED_CODES, keep_aside, primary_code
 from app.core.documents.chunking import (
     Chunk,
     PageRange,
@@ -254,6 +255,7 @@ class SummaryCache:
                 ).fetchone()
         except sqlite3.Error as e:
             log.warning("the summary cache can't be read (%s); asking the model", e)
+            self._keep_aside_if_damaged(e)
             return None
         return None if row is None else str(row[0])
 
@@ -265,6 +267,19 @@ class SummaryCache:
                             text, time.time()))
         except sqlite3.Error as e:
             log.warning("the summary cache can't be written (%s); this step isn't kept", e)
+            self._keep_aside_if_damaged(e)
+
+    def _keep_aside_if_damaged(self, error: sqlite3.Error) -> None:
+        """A damaged cache is moved aside (kept, not deleted) and the next step starts a
+        new one; else every later summary would ask the model for every part again."""
+        if isinstance(error, sqlite3.DatabaseError) and primary_code(error) in DAMAGED_CODES:
+            try:
+                aside = keep_aside(self.path)
+            except OSError as e:
+                log.warning("the damaged summary cache can't be moved aside: %s", e)
+                return
+            log.warning("the summary cache was damaged; it was kept as %s and a new one "
+                        "started", aside.name)
 
     def forget(self, sha256: str) -> None:
         """Drop everything cached for a file ("Summarise again")."""
