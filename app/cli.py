@@ -303,7 +303,7 @@ def report(month: str | None = None, as_json: bool = False, as_csv: bool = False
            out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """What a month's model calls came to (default: this month, UTC); exit 2 for a month
     written wrong or a record that can't be read."""
-    from app.core.budget import format_usd
+    from app.core.money import format_usd
     from app.core.routing.record import CallRecord
     from app.core.routing.report import month_report, this_month, write_csv
 
@@ -382,6 +382,7 @@ def budget(as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.st
 
     from app.core import budget as ledger_module
     from app.core.cloud import user_cap
+    from app.core.money import format_usd
 
     settings, _problems = Settings.load()
     policy = read_policy().policy
@@ -401,7 +402,7 @@ def budget(as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.st
         json.dump({**summary.to_json(), "ledger": str(path)}, out, indent=2)
         out.write("\n")
         return 0
-    usd = ledger_module.format_usd
+    usd = format_usd
     out.write(f"Cloud planning, {summary.month} (UTC)\n"
               f"  spent:      {usd(summary.spent_micro_usd)}\n"
               f"  reserved:   {usd(summary.reserved_micro_usd)}"
@@ -516,8 +517,8 @@ def key_status(out: TextIO, err: TextIO, *, base_url: str | None = None) -> int:
 
     Exit 0 when a key is stored and OpenRouter answers, 1 when none is stored, 2 when the
     key store or OpenRouter fails. `base_url` defaults to `openrouter_url()`."""
-    from app.core.budget import format_usd
     from app.core.llm.openrouter import KeyInfo, OpenRouter
+    from app.core.money import format_usd
 
     try:
         _require_key_store()

@@ -1,7 +1,7 @@
 """The cloud planning budget: a ledger in SQLite (WAL) that reserves before a cloud call and
 settles after it, so the user's monthly budget is never overspent.
 
-Money is integer micro-dollars (1 USD = 1,000,000); budget months are UTC calendar months.
+Money is integer micro-dollars (see `money`); budget months are UTC calendar months.
 Every reservation counts against its month from the moment it is written until it is
 settled with the real cost; a call cut off before its cost arrived stays charged at the
 reserved amount and is flagged for reconciliation, and so does one left open by a process
@@ -23,17 +23,17 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, Inexact, localcontext
+from decimal import ROUND_CEILING, Decimal, Inexact, localcontext
 from pathlib import Path
 from typing import Any, Literal
 
 from app.core import paths
 from app.core.db import open_checked, translated
 from app.core.errors import BudgetExhausted, LedgerBusy, LedgerDamaged
+from app.core.money import MICRO_PER_USD, format_usd
 
 log = logging.getLogger(__name__)
 
-MICRO_PER_USD = 1_000_000
 LEDGER_FILE = "ledger.sqlite3"
 
 # An open reservation older than this when a ledger is opened was left by a process that
@@ -163,29 +163,6 @@ def cap(user_budget_micro_usd: int, policy_ceiling_micro_usd: int | None = None,
     policy and what the OpenRouter key has left (None: no such limit). Never below zero."""
     limits = [user_budget_micro_usd, policy_ceiling_micro_usd, key_remaining_micro_usd]
     return max(0, min(limit for limit in limits if limit is not None))
-
-
-def usd_to_micro_usd(usd: Decimal | str | int | float) -> int:
-    """A budget in dollars (a setting, a policy value, a key's limit) in micro-dollars,
-    rounded down: a limit is never rounded up into money the user did not allow."""
-    amount = Decimal(str(usd)) if isinstance(usd, float) else Decimal(usd)
-    if not amount.is_finite():
-        raise ValueError(f"{usd!r} is not an amount of money")
-    return int((amount * MICRO_PER_USD).to_integral_value(rounding=ROUND_FLOOR))
-
-
-def format_usd(micro_usd: int) -> str:
-    """"$3.12" for the tray, the status bar and the CLI (to the nearest cent)."""
-    cents = (Decimal(micro_usd) / MICRO_PER_USD).quantize(Decimal("0.01"), ROUND_HALF_UP)
-    return f"-${-cents:,}" if cents < 0 else f"${cents:,}"
-
-
-def format_cost(micro_usd: int) -> str:
-    """What one call cost: "$0.0028" below a cent (a plan usually costs less), else as
-    `format_usd`."""
-    if 0 < micro_usd < 10_000:
-        return f"${Decimal(micro_usd) / MICRO_PER_USD:.4f}"
-    return format_usd(micro_usd)
 
 
 # ---------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def footer(message: Message) -> str:
     ran and what it took, in a quiet line under it; "" when nothing was recorded."""
     if not message.ran_on and not message.tokens:
         return ""
-    from app.core.budget import format_cost
+    from app.core.money import format_cost
 
     if message.kind == "step":
         seconds = json.loads(message.data or "{}").get("seconds")

@@ -23,6 +23,7 @@ from app.core.budget import Ledger
 from app.core.cloud_account import openrouter_url
 from app.core.llm.openai_client import ChatMessages, Delta, Finished, StreamEvent
 from app.core.llm.openrouter import OpenRouter
+from app.core.money import micro_usd
 from app.core.policy import Policy
 from app.core.privacy import LOCAL_ONLY
 from app.core.routing.cloud_access import cloud_access
@@ -49,8 +50,8 @@ def user_cap(settings: Settings, policy: Policy) -> int:
     """The month's cap known without the network: the user's budget, bounded by IT's
     ceiling. The key's remaining credit lowers it further when a call is made."""
     ceiling = policy.budget_ceiling_usd
-    return budget.cap(budget.usd_to_micro_usd(str(settings.monthly_budget_usd)),
-                      None if ceiling is None else budget.usd_to_micro_usd(str(ceiling)))
+    return budget.cap(micro_usd(str(settings.monthly_budget_usd), spend=False),
+                      None if ceiling is None else micro_usd(str(ceiling), spend=False))
 
 
 @dataclass

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core import errors
-from app.core.budget import format_cost
 from app.core.chat import (
     AnswerFinished,
     ChatEvent,
@@ -30,6 +29,7 @@ from app.core.chat import (
 )
 from app.core.history import History, Message
 from app.core.llm.backend import Backend
+from app.core.money import format_cost
 from app.core.privacy import LOCAL_ONLY
 from app.core.routing import record
 from app.core.routing.executor import (

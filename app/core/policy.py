@@ -27,8 +27,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from app.core.budget import format_usd, usd_to_micro_usd
 from app.core.errors import SettingsError
+from app.core.money import format_usd, micro_usd
 from app.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def bound(settings: Settings, policy: Policy) -> Bounded:
             values["node_urls"] = chosen or urls
     if (ceiling := policy.budget_ceiling_usd) is not None:
         limits["monthly_budget_usd"] = Limit(
-            f"{SET_BY_IT}: at most {format_usd(usd_to_micro_usd(ceiling))} a month",
+            f"{SET_BY_IT}: at most {format_usd(micro_usd(ceiling, spend=False))} a month",
             maximum=ceiling)
         if settings.monthly_budget_usd > ceiling:
             values["monthly_budget_usd"] = float(ceiling)

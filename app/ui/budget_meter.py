@@ -9,7 +9,8 @@ from typing import NamedTuple
 from PySide6.QtCore import Property
 from PySide6.QtWidgets import QProgressBar, QWidget
 
-from app.core.budget import Summary, format_usd
+from app.core.budget import Summary
+from app.core.money import format_usd
 
 AMBER_AT = 0.8
 RED_AT = 1.0

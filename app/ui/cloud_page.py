@@ -30,10 +30,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.budget import cap as budget_cap
-from app.core.budget import format_usd, usd_to_micro_usd
 from app.core.cloud_account import BudgetOverview, check_key, key_store_state, remove_key
 from app.core.errors import KeyStoreLocked, KeyStoreUnavailable, SwitchboardError
 from app.core.llm.openrouter import KeyInfo
+from app.core.money import format_usd, micro_usd
 from app.core.policy import Limit, policy_file
 from app.core.settings import Settings, describe
 from app.ui.bridge import Bridge
@@ -374,8 +374,8 @@ class CloudPage(QWidget):
     def cap_micro_usd(self) -> int:
         """The cap as this page's budget field stands, within IT's ceiling (the key's
         credit is not known here without asking OpenRouter)."""
-        ceiling = None if self.ceiling_usd is None else usd_to_micro_usd(self.ceiling_usd)
-        return budget_cap(usd_to_micro_usd(self.budget_usd.value()), ceiling, None)
+        ceiling = None if self.ceiling_usd is None else micro_usd(self.ceiling_usd, spend=False)
+        return budget_cap(micro_usd(self.budget_usd.value(), spend=False), ceiling, None)
 
     def _show_overview(self) -> None:
         overview = self._overview

@@ -9,7 +9,7 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from app.core.budget import format_usd
+from app.core.money import format_usd
 
 BAR_COLOUR = QColor("#4f7fbf")
 TODAY_COLOUR = QColor("#2f5f9f")

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.budget import format_usd
+from app.core.money import format_usd
 from app.core.routing.report import MonthReport
 from app.core.routing.tiers import Tier, Workflow
 from app.core.workspace import Usage, Workspace

@@ -49,7 +49,8 @@ os.environ.setdefault("SWITCHBOARD_POLICY", "/nonexistent/policy.json")
 import keyring  # noqa: E402
 
 from app.core import secrets  # noqa: E402
-from app.core.budget import Ledger, format_usd  # noqa: E402
+from app.core.budget import Ledger  # noqa: E402
+from app.core.money import format_usd  # noqa: E402
 from app.core.privacy import LOCAL_ONLY, LocalOnly  # noqa: E402
 from app.core.routing.record import CallRecord  # noqa: E402
 from app.core.settings import Settings  # noqa: E402

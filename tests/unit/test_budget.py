@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app import cli
-from app.core import budget
+from app.core import budget, money
 from app.core.budget import Ledger, cap, worst_case_micro_usd
 from app.core.errors import BudgetExhausted, LedgerBusy, LedgerDamaged, StorageFailed
 from tests.fixtures.policy_files import write_policy
@@ -84,12 +84,18 @@ def test_the_cap_is_the_smallest_limit_that_applies() -> None:
 
 
 def test_dollars_and_micro_dollars() -> None:
-    assert budget.usd_to_micro_usd(20) == 20 * USD
-    assert budget.usd_to_micro_usd(12.5) == 12_500_000
-    assert budget.usd_to_micro_usd("0.0000019") == 1  # a limit rounds down
-    assert budget.format_usd(3_115_000) == "$3.12"
-    assert budget.format_usd(20 * USD) == "$20.00"
-    assert budget.format_usd(1234 * USD) == "$1,234.00"
+    assert money.micro_usd(20, spend=False) == 20 * USD
+    assert money.micro_usd(12.5, spend=False) == 12_500_000
+    assert money.micro_usd("0.0000019", spend=False) == 1  # a limit rounds down
+    assert money.micro_usd("0.0000011", spend=True) == 2  # a spend rounds up
+    assert money.micro_usd(0.0012345, spend=True) == 1235  # through the text, not the float
+    for not_money in (True, "n/a", "NaN", float("inf"), None):
+        with pytest.raises(ValueError):
+            money.micro_usd(not_money, spend=True)  # type: ignore[arg-type]
+    assert money.format_usd(3_115_000) == "$3.12"
+    assert money.format_usd(20 * USD) == "$20.00"
+    assert money.format_usd(1234 * USD) == "$1,234.00"
+    assert money.format_cost(2_800) == "$0.0028"
 
 
 # -- reserving and settling ----------------------------------------------------------------

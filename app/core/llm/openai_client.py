@@ -18,7 +18,6 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +26,7 @@ import truststore
 
 from app import __version__
 from app.core import errors, logs
+from app.core.money import micro_usd
 
 log = logging.getLogger(__name__)
 
@@ -393,11 +393,10 @@ def _micro_usd(usd: object) -> int | None:
     """USD → integer micro-dollars, rounded up so spend is never under-counted; None if the
     server's figure can't be read (logged, since that spend then goes uncounted).
 
-    Through Decimal of the text, because 0.0012345 * 1e6 is 1234.4999… in binary floats.
     """
     try:
-        return int((Decimal(str(usd)) * 1_000_000).to_integral_value(ROUND_CEILING))
-    except (ArithmeticError, ValueError):  # "n/a" (InvalidOperation), NaN, Infinity
+        return micro_usd(usd, spend=True)  # type: ignore[arg-type]
+    except ValueError:  # "n/a", NaN, Infinity
         log.warning("the server reported a cost Switchboard can't read: %.40r", usd)
         return None
 

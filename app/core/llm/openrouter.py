@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -29,6 +29,7 @@ from app.core.llm.openai_client import (
     Timeouts,
     _retry_after,
 )
+from app.core.money import MICRO_PER_USD, micro_usd
 from app.core.privacy import LOCAL_ONLY
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ MAX_RETRY_WAIT_S = 10.0  # a longer Retry-After fails at once: planning then run
 DEFAULT_RETRY_WAIT_S = 1.0  # doubled per retry when the server names no wait
 PRICE_TTL_S = 3600.0
 
-_MICRO = Decimal(1_000_000)
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
@@ -265,9 +265,9 @@ class OpenRouter:
             data = doc["data"]
             return KeyInfo(
                 label=str(data.get("label") or ""),
-                limit_micro_usd=_usd_to_micro(data.get("limit"), ROUND_FLOOR),
-                remaining_micro_usd=_usd_to_micro(data.get("limit_remaining"), ROUND_FLOOR),
-                usage_monthly_micro_usd=_usd_to_micro(data.get("usage_monthly"), ROUND_CEILING),
+                limit_micro_usd=_micro(data.get("limit"), spend=False),
+                remaining_micro_usd=_micro(data.get("limit_remaining"), spend=False),
+                usage_monthly_micro_usd=_micro(data.get("usage_monthly"), spend=True),
                 is_free_tier=bool(data.get("is_free_tier", False)),
             )
         except (KeyError, TypeError, AttributeError, ArithmeticError, ValueError):
@@ -326,7 +326,7 @@ def _price(text: object) -> Decimal:
     if not isinstance(text, str | int | Decimal) or isinstance(text, bool):
         raise ValueError(f"a price is a {type(text).__name__}")
     try:
-        value = Decimal(text) * _MICRO
+        value = Decimal(text) * MICRO_PER_USD
     except InvalidOperation:
         raise ValueError(f"{text!r} is not a price") from None
     if not value.is_finite():
@@ -334,14 +334,13 @@ def _price(text: object) -> Decimal:
     return value
 
 
-def _usd_to_micro(usd: object, rounding: str) -> int | None:
-    """A USD amount (number, parsed as Decimal) as integer micro-dollars; None stays None."""
+def _micro(usd: object, *, spend: bool) -> int | None:
+    """A USD amount from OpenRouter (parsed as Decimal) in micro-dollars; None stays None."""
     if usd is None:
         return None
-    if isinstance(usd, bool) or not isinstance(usd, int | Decimal | str):
-        raise ValueError(f"an amount is a {type(usd).__name__}")
-    value = Decimal(usd) * _MICRO
-    return int(value.to_integral_value(rounding))
+    if isinstance(usd, float):
+        raise ValueError("an amount is a float")  # the JSON is read with Decimals
+    return micro_usd(usd, spend=spend)  # type: ignore[arg-type]
 
 
 def _openrouter_error(content: bytes) -> tuple[str, Mapping[str, Any]]:

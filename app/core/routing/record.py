@@ -27,13 +27,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import astuple, dataclass, field, fields
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 from app.core import paths
 from app.core.db import keep_aside, open_checked, translated
 from app.core.errors import StorageFailed
 from app.core.llm.openai_client import Delta, Finished, StreamEvent
+from app.core.money import micro_usd
 from app.core.routing.router import Override, Route
 from app.core.routing.tiers import Tier, Workflow
 
@@ -243,7 +244,7 @@ class BaselinePrices:
     def micro_usd(self, prompt_tokens: int, completion_tokens: int) -> int:
         usd = self.prompt_per_token * prompt_tokens \
             + self.completion_per_token * completion_tokens
-        return int((usd * 1_000_000).to_integral_value(ROUND_CEILING))
+        return micro_usd(usd, spend=True)
 
 
 def reference_prices(model: str) -> BaselinePrices:
