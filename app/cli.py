@@ -22,7 +22,7 @@ from app.core.history import History
 from app.core.policy import Bounded, PolicyFile, bound, read_policy
 from app.core.runtime import gpus as gpu_inventory
 from app.core.runtime.gpu_split import plan_split, split_report
-from app.core.settings import Settings
+from app.core.settings import RunOn, Settings
 from app.core.workspace import Workspace, test_connection
 
 EXIT_ERROR = 2
@@ -35,7 +35,7 @@ def _settings(nodes: list[str] | None, model: str | None) -> Settings:
     changes: dict[str, Any] = {k: v for k, v in (("node_urls", nodes), ("model", model))
                                if v is not None}
     if nodes:
-        changes["backend"] = "office node"  # `--node` names where to ask
+        changes["backend"] = RunOn.OFFICE_NODE  # `--node` names where to ask
     if changes:
         settings = settings.changed(**changes)
     policy = read_policy().policy

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.core.documents.summarize import Progress
-from app.core.errors import StorageFailed, SwitchboardError
+from app.core.errors import NothingToAsk, StorageFailed, SwitchboardError
 from app.core.history import Document, DocumentStatus, History, Message, Status
 from app.core.llm.backend import Backend
 from app.core.llm.openai_client import Delta, Finished
@@ -80,9 +80,6 @@ class DocumentChanged:
     document: Document
 
 
-class NothingToAsk(SwitchboardError):
-    message = "This document has no text to answer from."
-    hint = "Wait until it has been read, or drop the file again."
 
 
 ChatEvent = (MessageAdded | MessageChanged | MessageRemoved | TextAppended | AnswerFinished

@@ -303,3 +303,31 @@ class DocumentRejected(SwitchboardError):
     @property
     def title(self) -> str:
         return self.reason or self.message
+
+
+class LocalOnlyRefused(SwitchboardError):
+    """A request to the cloud carried text marked local-only; nothing was sent."""
+
+    message = "Switchboard kept document or pasted text from going to the cloud."
+    hint = "The request is handled on the office's hardware instead; nothing was sent."
+
+
+class NothingToAsk(SwitchboardError):
+    message = "This document has no text to answer from."
+    hint = "Wait until it has been read, or drop the file again."
+
+
+class StepFailed(SwitchboardError):
+    message = "A step of the plan did not finish."
+    hint = "Retry it: the steps that finished are kept."
+
+
+class PlanNotRun(SwitchboardError):
+    message = "You stopped the plan before it ran."
+    hint = "Send the request again to plan it anew."
+
+
+class NothingToSummarise(SwitchboardError):
+    message = "This document has no text to summarise."
+    hint = ("If it is a scan, it needs text recognition (OCR) first; otherwise check that it "
+            "opens and shows text.")

@@ -49,14 +49,8 @@ MakePlan = Callable[[Request, Callable[[int], None]], Awaitable[Planned]]
 ReviewPlan = Callable[[Plan], Awaitable[Plan | None]]
 
 
-class StepFailed(errors.SwitchboardError):
-    message = "A step of the plan did not finish."
-    hint = "Retry it: the steps that finished are kept."
 
 
-class PlanNotRun(errors.SwitchboardError):
-    message = "You stopped the plan before it ran."
-    hint = "Send the request again to plan it anew."
 
 
 @dataclass
@@ -98,7 +92,7 @@ class PlannedTask:
             if reviewed is None:
                 answer = history.add_message(chat_id, "assistant", "", status="streaming")
                 self.emit(MessageAdded(answer))
-                return self.chats.end_answer(answer, "", "cancelled", PlanNotRun(), "",
+                return self.chats.end_answer(answer, "", "cancelled", errors.PlanNotRun(), "",
                                              self.emit)
             if reviewed != plan:
                 plan = reviewed
@@ -168,8 +162,8 @@ class PlannedTask:
         self.emit(MessageAdded(answer))
         failed = [s.id for s in plan.steps if not results[s.id].ok]
         if failed:
-            return self.chats.end_answer(answer, "", "error",
-                                         StepFailed(f"step {', '.join(failed)}"), "", self.emit)
+            failure = errors.StepFailed(f"step {', '.join(failed)}")
+            return self.chats.end_answer(answer, "", "error", failure, "", self.emit)
         with record.purpose("assembly"):
             return await self.chats.stream_answer(
                 answer, assemble_messages(plan, request.text,

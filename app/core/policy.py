@@ -29,6 +29,7 @@ from typing import Any
 
 from app.core.errors import SettingsError
 from app.core.money import format_usd, micro_usd
+from app.core.routing.router import Mode
 from app.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ POLICY_VERSION = 1  # the format this Switchboard writes its guide for
 KNOWN_KEYS = ("version", "office_node_urls", "cloud_allowed", "budget_ceiling_usd",
               "allowed_planner_models")
 SET_BY_IT = "Set by your IT department"
-CLOUD_MODES = ("auto", "plan with cloud")  # the planning modes that may call the cloud
+CLOUD_MODES = (Mode.AUTO, Mode.PLAN_WITH_CLOUD)  # the planning modes that may call the cloud
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,9 +252,9 @@ def bound(settings: Settings, policy: Policy) -> Bounded:
             values["planner_model"] = models[0]
     if not policy.cloud_allowed:
         limits["mode"] = Limit(f"{SET_BY_IT}: cloud planning is off",
-                               choices=("local only",))
+                               choices=(Mode.LOCAL_ONLY,))
         if settings.mode in CLOUD_MODES:
-            values["mode"] = "local only"
+            values["mode"] = Mode.LOCAL_ONLY
     changes = tuple(f"{_label(name)}: IT's policy puts {value!r} in place of "
                     f"{getattr(settings, name)!r}" for name, value in values.items())
     return Bounded(dataclasses.replace(settings, **values), limits, changes)

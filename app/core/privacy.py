@@ -29,11 +29,6 @@ MIN_NAME_CHARS = 6  # a shorter name is a common word: refusing it would refuse 
 _WORD = re.compile(r"\w+")
 
 
-class LocalOnlyRefused(errors.SwitchboardError):
-    """A request to the cloud carried text marked local-only; nothing was sent."""
-
-    message = "Switchboard kept document or pasted text from going to the cloud."
-    hint = "The request is handled on the office's hardware instead; nothing was sent."
 
 
 def _words(text: str) -> list[str]:
@@ -87,7 +82,7 @@ class LocalOnly:
             if self.found_in(str(message.get("content", ""))):
                 log.error("a request to the cloud carried local-only text; it was refused "
                           "and nothing was sent")
-                raise LocalOnlyRefused(tier="cloud planner")
+                raise errors.LocalOnlyRefused(tier="cloud planner")
 
     def clear(self) -> None:
         with self._lock:

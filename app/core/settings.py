@@ -14,6 +14,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,14 +32,21 @@ def _setting(default: Any, label: str, *, min: float | None = None, max: float |
                                             "choices": choices})
 
 
-BACKENDS = ("office node", "local GPUs")
+class RunOn(StrEnum):
+    """Where chats run: the office's nodes, or this computer's GPUs."""
+
+    OFFICE_NODE = "office node"
+    LOCAL_GPUS = "local GPUs"
+
+
+BACKENDS = tuple(RunOn)
 MODES = tuple(Mode)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    backend: str = _setting("office node", "Run chats on", choices=BACKENDS)
-    mode: str = _setting("auto", "Planning", choices=MODES)
+    backend: str = _setting(RunOn.OFFICE_NODE, "Run chats on", choices=BACKENDS)
+    mode: str = _setting(Mode.AUTO, "Planning", choices=MODES)
     # The office nodes, in the order to prefer when they are equally busy.
     node_urls: tuple[str, ...] = _setting((), "Office node addresses", kind="url")
     # When no office node answers, run on the Local GPUs (if a model is chosen).
@@ -170,6 +178,9 @@ def _field(name: str) -> dataclasses.Field[Any]:
 def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     label = f.metadata["label"]
     want = type(f.default)
+    choice = want if issubclass(want, StrEnum) else None  # a mode, where chats run
+    if choice is not None:
+        want = str
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(value, str) and want is str:
@@ -182,7 +193,7 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
         raise SettingsError(f"{label}: expected {want.__name__}, got {value!r}")
     _check(f, value)
-    return value
+    return choice(value) if choice is not None else value
 
 
 def _string_list(label: str, value: Any) -> tuple[str, ...]:

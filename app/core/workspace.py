@@ -40,7 +40,7 @@ from app.core.routing.report import MonthReport, month_report, this_month
 from app.core.routing.router import Mode, Override, Route, decide
 from app.core.routing.tiers import Workflow
 from app.core.runtime.supervisor import Status
-from app.core.settings import Settings
+from app.core.settings import RunOn, Settings
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +136,10 @@ class Workspace:
             if self._pool is None:
                 settings = self.settings
                 token = None
-                if settings.backend != "local GPUs" and settings.node_urls:
+                if settings.backend != RunOn.LOCAL_GPUS and settings.node_urls:
                     token = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
                 local = None
-                if settings.backend == "local GPUs" or settings.local_fallback:
+                if settings.backend == RunOn.LOCAL_GPUS or settings.local_fallback:
                     local = LocalGPUs(settings, on_status=self.on_runtime_status)
                 self._pool = Pool.build(settings, self.policy, token, local=local)
             return self._pool
@@ -147,7 +147,7 @@ class Workspace:
     def backend_label(self) -> str:
         """ "Office node · host:port · model", from what is in memory (no I/O)."""
         pool = self._pool  # read once: the core thread may replace it meanwhile
-        if self.settings.backend == "local GPUs":
+        if self.settings.backend == RunOn.LOCAL_GPUS:
             name = Path(self.settings.model_path).name or "no model chosen"
             return f"Local GPUs · {name}"
         if not self.settings.node_urls:
@@ -520,7 +520,7 @@ async def test_connection(settings: Settings, token: str | None = None,
     (None: the one saved)."""
     if token is None:
         token = await asyncio.to_thread(secrets.get_secret, secrets.NODE_TOKEN)
-    pool = Pool.build(settings.changed(backend="office node", local_fallback=False),
+    pool = Pool.build(settings.changed(backend=RunOn.OFFICE_NODE, local_fallback=False),
                       policy or Policy(), token)
     try:
         return await pool.health()

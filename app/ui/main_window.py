@@ -35,12 +35,11 @@ from app.core.chat import (
     MessageRemoved,
     TextAppended,
 )
-from app.core.errors import SwitchboardError
+from app.core.errors import StepFailed, SwitchboardError
 from app.core.history import Chat, Document, Message
 from app.core.llm.backend import Health
-from app.core.planned_task import StepFailed
 from app.core.routing.plan import Plan
-from app.core.routing.router import Override
+from app.core.routing.router import Mode, Override
 from app.core.runtime.supervisor import State, Status
 from app.core.settings import MODES
 from app.ui.budget_meter import BudgetMeter
@@ -52,7 +51,8 @@ from app.ui.resources import icon
 from app.ui.widgets import Composer, ErrorBanner, FileDrops
 
 CHAT_ID = Qt.ItemDataRole.UserRole
-MODE_LABELS = {"auto": "Auto", "local only": "Local only", "plan with cloud": "Plan with cloud"}
+MODE_LABELS = {Mode.AUTO: "Auto", Mode.LOCAL_ONLY: "Local only",
+               Mode.PLAN_WITH_CLOUD: "Plan with cloud"}
 
 
 class MainWindow(QMainWindow):

@@ -39,7 +39,7 @@ from app.core.cloud_account import node_token_saved, save_key
 from app.core.errors import SettingsError, SwitchboardError
 from app.core.llm.backend import Health, NodeHealth
 from app.core.policy import policy_file
-from app.core.settings import BACKENDS, Settings
+from app.core.settings import BACKENDS, RunOn, Settings
 from app.core.workspace import Workspace, test_connection
 from app.ui.bridge import Bridge
 from app.ui.cloud_page import (
@@ -192,7 +192,7 @@ class SettingsDialog(QDialog):
         bridge.run(node_token_saved(), on_done=self._on_token_known)
 
     def _show_backend(self) -> None:
-        local = self.backend.currentIndex() == BACKENDS.index("local GPUs")
+        local = self.backend.currentIndex() == BACKENDS.index(RunOn.LOCAL_GPUS)
         self.node_box.setVisible(not local)
         self.local_page.setVisible(local)
         self.adjustSize()

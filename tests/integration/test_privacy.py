@@ -18,7 +18,8 @@ import pytest
 
 from app.core import secrets
 from app.core.cloud import CloudPlanner
-from app.core.privacy import LOCAL_ONLY, LocalOnlyRefused
+from app.core.errors import LocalOnlyRefused
+from app.core.privacy import LOCAL_ONLY
 from app.core.routing.router import Override
 from app.core.settings import Settings
 from app.core.workspace import Workspace

@@ -27,7 +27,6 @@ from app.core.documents.chunking import (
 from app.core.documents.summarize import (
     MAP_SYSTEM,
     SOURCES,
-    NothingToSummarise,
     Progress,
     Summary,
     SummaryCache,
@@ -356,7 +355,7 @@ def test_a_failed_chunk_raises_the_typed_error_and_keeps_those_before(
 
 
 def test_an_empty_document_is_refused_without_asking(stand_in: Scripted) -> None:
-    with pytest.raises(NothingToSummarise):
+    with pytest.raises(errors.NothingToSummarise):
         run([(1, ""), (2, "  ")], node(stand_in))
     assert stand_in.requests == []
 

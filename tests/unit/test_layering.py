@@ -43,11 +43,10 @@ UI_MAY_IMPORT = {
     "app.core.history": {"Chat", "Document", "Message", "Status"},  # records, not the store
     "app.core.llm.backend": {"Health", "NodeHealth"},
     "app.core.llm.openrouter": {"KeyInfo"},
-    "app.core.planned_task": {"StepFailed"},
     "app.core.policy": {"Limit", "policy_file"},
     "app.core.routing.plan": {"Plan"},
     "app.core.routing.report": {"MonthReport"},
-    "app.core.routing.router": {"Override"},
+    "app.core.routing.router": {"Mode", "Override"},
     "app.core.routing.tiers": {"Tier", "Workflow"},
     "app.core.runtime.downloads": {"RECOMMENDED_MODELS", "RecommendedModel", "download_model"},
     "app.core.runtime.gguf_inspect": {"inspect_model"},
@@ -55,7 +54,7 @@ UI_MAY_IMPORT = {
     "app.core.runtime.gpus": {"inventory"},
     "app.core.runtime.serve": {"PORT_LINE", "TOKEN_ENV"},  # --selftest starts a runtime
     "app.core.runtime.supervisor": {"State", "Status", "serve_command"},
-    "app.core.settings": {"BACKENDS", "MODES", "Settings", "describe"},
+    "app.core.settings": {"BACKENDS", "MODES", "RunOn", "Settings", "describe"},
     "app.core.workspace": {"Usage", "Workspace", "test_connection"},
 }
 UI_MUST_NOT_TOUCH = {"history", "ledger", "_ledger", "_record", "secrets", "keyring"}

@@ -94,10 +94,6 @@ CITATION = re.compile(r"\b(pp?)\.?[ \t]*(\d{1,6})(?:[ \t]*[-\u2010-\u2015][ \t]*
 _FENCE = re.compile(r"<(\s*/?\s*(?:document|notes)\b)", re.IGNORECASE)
 
 
-class NothingToSummarise(errors.SwitchboardError):
-    message = "This document has no text to summarise."
-    hint = ("If it is a scan, it needs text recognition (OCR) first; otherwise check that it "
-            "opens and shows text.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +413,7 @@ async def summarize(
     chunks = await asyncio.to_thread(chunk, pages, max_tokens=chunk_tokens,
                                      overlap_tokens=overlap_tokens, count_tokens=count_tokens)
     if not chunks:
-        raise NothingToSummarise()
+        raise errors.NothingToSummarise()
     tracker = _Tracker(chunks, len(pages), parallel, progress)
     parts: dict[int, Part] = {}
     pending: list[tuple[Chunk, list[dict[str, str]], str]] = []

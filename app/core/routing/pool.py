@@ -37,7 +37,7 @@ from app.core.llm.openai_client import ChatMessages, Finished, OpenAIClient, Str
 from app.core.policy import Policy
 from app.core.routing.record import CallTrace, Outcome, record_call
 from app.core.routing.tiers import Tier
-from app.core.settings import Settings
+from app.core.settings import RunOn, Settings
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Pool:
               local: LocalGPUs | None = None) -> Pool:
         """The places the settings name: Local GPUs alone when chats run there; else the
         office nodes in order, then Local GPUs when the user allows the fallback."""
-        if settings.backend == "local GPUs":
+        if settings.backend == RunOn.LOCAL_GPUS:
             assert local is not None, "Local GPUs needs its backend"
             return cls(settings, [Place("Local GPUs", Tier.LOCAL_GPUS, local)], "Local GPUs")
         places = [Place(node_name(url, policy), Tier.OFFICE_NODE,

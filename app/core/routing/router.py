@@ -68,7 +68,7 @@ def decide(prompt: str, *, mode: Mode, cloud: CloudAccess,
     Auto when not given: a caller may have asked the local model on a borderline case)."""
     route = _decide(prompt, Mode(mode), cloud, override, verdict)
     log.info("route: %s, because %s", "plan in the cloud" if route.plan_in_cloud
-             else "local only", route.reason)
+             else "planned here", route.reason)
     return route
 
 
