@@ -1,13 +1,14 @@
 """Opening Switchboard's SQLite files one way: checked before anything writes, WAL,
-sqlite3's failures translated into the app's typed errors, and a damaged file kept aside
-where starting a new one loses nothing that matters (never for the budget ledger)."""
+brought up to date by numbered migrations (`user_version` counts those done), sqlite3's
+failures translated into the app's typed errors, and a damaged file kept aside where
+starting a new one loses nothing that matters (never for the budget ledger)."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +21,9 @@ log = logging.getLogger(__name__)
 # disk is full", "disk I/O error") is a problem with the disk, not with the file.
 DAMAGED_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+# One step from a file saved by an earlier version towards today's, in a transaction.
+Migration = Callable[[sqlite3.Connection], None]
 
 
 def primary_code(e: sqlite3.DatabaseError) -> int:
@@ -48,9 +52,14 @@ def translated(what: str, damaged: type[StorageFailed],
 
 def open_checked(path: Path, *, what: str, damaged: type[StorageFailed], schema: str,
                  busy: type[SwitchboardError] | None = None, synchronous: str = "NORMAL",
-                 timeout: float = 10.0) -> sqlite3.Connection:
-    """An open connection to `path` with `schema` applied, or `damaged` when the file is
-    not a sound database (checked before anything writes, so it is left as found).
+                 timeout: float = 10.0, migrations: Sequence[Migration] = ()
+                 ) -> sqlite3.Connection:
+    """An open connection to `path` with `schema` applied and brought up to date by
+    `migrations`, or `damaged` when the file is not a sound database (checked before
+    anything writes, so it is left as found).
+
+    `schema` creates what is missing as today's version has it; `migrations` change what
+    an earlier version made, in order, each once. A new migration goes at the end.
 
     Transactions are opened explicitly (isolation_level=None); the connection may be used
     from another thread than the one that opened it, by one thread at a time.
@@ -67,10 +76,22 @@ def open_checked(path: Path, *, what: str, damaged: type[StorageFailed], schema:
             db.execute("PRAGMA foreign_keys=ON")
             db.execute(f"PRAGMA synchronous={synchronous}")
             db.executescript(schema)
+            _migrate(db, migrations)
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _migrate(db: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
+    """Run the migrations this file has not had, each in its own transaction with the
+    count that records it. A file from a newer version (a higher count) is left alone."""
+    done = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number, step in enumerate(migrations[done:], done + 1):
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            step(db)
+            db.execute(f"PRAGMA user_version={number}")
 
 
 def keep_aside(path: Path) -> Path:

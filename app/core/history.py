@@ -144,9 +144,22 @@ CREATE TABLE IF NOT EXISTS document_pages (
 """
 
 
+def _add_message_columns(db: sqlite3.Connection) -> None:
+    """A history saved before migrations were counted gets the columns added since (it
+    may have some already)."""
+    have = {str(row[1]) for row in db.execute("PRAGMA table_info(messages)")}
+    for column, declaration in _ADDED_MESSAGE_COLUMNS.items():
+        if column not in have:
+            db.execute(f"ALTER TABLE messages ADD COLUMN {column} {declaration}")
+
+
+_MIGRATIONS = (_add_message_columns,)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """An open, checked history at `path`; raises HistoryDamaged or StorageFailed."""
-    return open_checked(path, what="chat history", damaged=HistoryDamaged, schema=_SCHEMA)
+    return open_checked(path, what="chat history", damaged=HistoryDamaged, schema=_SCHEMA,
+                        migrations=_MIGRATIONS)
 
 
 def _storable(value: object) -> object:
@@ -190,7 +203,6 @@ class History:
             kept = HistoryDamaged(damaged.detail, kept_as=str(aside))
             self.problems.append(f"{kept.title} {kept.hint}")
             self._db = _connect(path)
-        self._add_columns()
         self.recovered = self._recover_interrupted()
 
     def close(self) -> None:
@@ -214,14 +226,6 @@ class History:
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
         with _translated():
             return self._db.execute(sql, args).fetchall()
-
-    def _add_columns(self) -> None:
-        """Give a history saved by an earlier version the columns added since."""
-        have = {str(row[1]) for row in self._read("PRAGMA table_info(messages)")}
-        with self._transaction() as db:
-            for column, declaration in _ADDED_MESSAGE_COLUMNS.items():
-                if column not in have:
-                    db.execute(f"ALTER TABLE messages ADD COLUMN {column} {declaration}")
 
     def _recover_interrupted(self) -> int:
         """Answers left streaming by a process that died are kept and marked interrupted;

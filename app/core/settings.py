@@ -193,7 +193,7 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
         raise SettingsError(f"{label}: expected {want.__name__}, got {value!r}")
     _check(f, value)
-    return choice(value) if choice is not None else value
+    return choice(str(value)) if choice is not None else value
 
 
 def _string_list(label: str, value: Any) -> tuple[str, ...]:

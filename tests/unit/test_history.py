@@ -1,5 +1,6 @@
 """Chats and messages survive restarts; an answer cut off by a kill is kept, marked."""
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -190,3 +191,29 @@ def test_half_a_character_from_a_model_is_saved_as_a_replacement_mark(tmp_path: 
     assert saved.content == "goal: C7d\ufffd"
     assert again.add_message(chat.id, "user", "\ud800").content == "\ufffd"
     again.close()
+
+
+def test_a_history_from_before_migrations_were_counted_gets_the_new_columns(
+        tmp_path: Path) -> None:
+    # The first release's messages table: none of the columns added since.
+    db = tmp_path / "h.sqlite3"
+    with contextlib.closing(sqlite3.connect(db)) as old:
+        old.executescript("""
+            CREATE TABLE chats (id INTEGER PRIMARY KEY, title TEXT NOT NULL,
+                                created_at REAL NOT NULL, updated_at REAL NOT NULL);
+            CREATE TABLE messages (id INTEGER PRIMARY KEY, chat_id INTEGER NOT NULL
+                REFERENCES chats(id) ON DELETE CASCADE, role TEXT NOT NULL,
+                content TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
+                model TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '');
+            INSERT INTO chats VALUES (1, 'Old chat', 1.0, 1.0);
+            INSERT INTO messages (chat_id, role, content, status, created_at)
+                VALUES (1, 'user', 'Kept from the first release', 'complete', 1.0);
+        """)
+    history = History(db)
+    [kept] = history.messages(1)
+    assert (kept.content, kept.ran_on, kept.pasted) == ("Kept from the first release", "", "")
+    answer = history.add_message(1, "assistant", "new", kind="summary", data="{}")
+    assert history.message(answer.id) == answer
+    history.close()
+    with contextlib.closing(sqlite3.connect(db)) as again:
+        assert again.execute("PRAGMA user_version").fetchone()[0] == 1
