@@ -77,7 +77,7 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
-class Summary:
+class MonthSummary:
     """One budget month. Everything charged = settled + reserved + flagged.
 
     `cap_micro_usd` is the cap passed to `month_summary`, or else the cap in force at the
@@ -383,20 +383,20 @@ class Ledger:
         return month_of(self._now())
 
     def month_summary(self, month: str | None = None, *,
-                      cap_micro_usd: int | None = None) -> Summary:
+                      cap_micro_usd: int | None = None) -> MonthSummary:
         """This month's (or `month`'s, "YYYY-MM") spend, reservations and flags."""
         month = month or self.current_month()
         _parse_month(month)
         [summary] = self._summaries("WHERE month = ?", (month,), cap_micro_usd) or [
-            Summary(month, 0, 0, 0, 0, 0, cap_micro_usd)]
+            MonthSummary(month, 0, 0, 0, 0, 0, cap_micro_usd)]
         return summary
 
-    def months(self) -> list[Summary]:
+    def months(self) -> list[MonthSummary]:
         """Every month with a cloud call, newest first, each with the cap of its last call."""
         return self._summaries("", (), None)
 
     def _summaries(self, where: str, args: tuple[object, ...],
-                   cap_micro_usd: int | None) -> list[Summary]:
+                   cap_micro_usd: int | None) -> list[MonthSummary]:
         rows = self._read(
             "SELECT month, "
             "  COALESCE(SUM(CASE WHEN state = 'settled' THEN cost_micro_usd END), 0), "
@@ -406,7 +406,7 @@ class Ledger:
             "  (SELECT r.cap_micro_usd FROM reservations r WHERE r.month = reservations.month "
             "   ORDER BY r.id DESC LIMIT 1) "
             f"FROM reservations {where} GROUP BY month ORDER BY month DESC", args)
-        return [Summary(m, s, r, f, n, c, cap_micro_usd if cap_micro_usd is not None else last)
+        return [MonthSummary(m, s, r, f, n, c, cap_micro_usd if cap_micro_usd is not None else last)
                 for m, s, r, f, n, c, last in rows]
 
     def daily_spend(self, month: str | None = None) -> list[tuple[date, int]]:

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import NamedTuple
 
 from app.core import logs, secrets
-from app.core.budget import Ledger, Summary
+from app.core.budget import Ledger, MonthSummary
 from app.core.llm.openrouter import DEFAULT_BASE_URL, KeyInfo, OpenRouter
 
 URL_ENV = "SWITCHBOARD_OPENROUTER_URL"  # a stand-in for tests, or IT's gateway or proxy
@@ -64,9 +64,9 @@ async def node_token_saved() -> bool:
 
 
 class BudgetOverview(NamedTuple):
-    this_month: Summary
+    this_month: MonthSummary
     days: list[tuple[date, int]]
-    earlier: list[Summary]  # newest first
+    earlier: list[MonthSummary]  # newest first
     today: date
 
 

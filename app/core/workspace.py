@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core import paths, secrets
-from app.core.budget import Ledger, Summary
+from app.core.budget import Ledger, MonthSummary
 from app.core.chat import ChatEvent, ChatService
 from app.core.cloud import CloudPlanner, user_cap
 from app.core.cloud_account import BudgetOverview, budget_overview
@@ -39,7 +39,7 @@ from app.core.routing.record import CallRecord, Tally, Work, current_work, worki
 from app.core.routing.report import MonthReport, month_report, this_month
 from app.core.routing.router import Mode, Override, Route, decide
 from app.core.routing.tiers import Workflow
-from app.core.runtime.supervisor import Status
+from app.core.runtime.supervisor import RuntimeStatus
 from app.core.settings import RunOn, Settings
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Workspace:
     # Where the policy came from and what was wrong with it (None: not read from a file).
     policy_source: PolicyFile | None = None
     # Told of the local runtime's loading, readiness and crashes (on the core's loop).
-    on_runtime_status: Callable[[Status], None] = lambda status: None
+    on_runtime_status: Callable[[RuntimeStatus], None] = lambda status: None
     _pool: Pool | None = field(default=None, init=False)
     _building: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _leases: dict[int, int] = field(default_factory=dict, init=False)  # id(pool) → works
@@ -400,7 +400,7 @@ class Workspace:
 
     # The budget (on disk: core thread only) -------------------------------------------------
 
-    def month_budget(self) -> tuple[Summary, int]:
+    def month_budget(self) -> tuple[MonthSummary, int]:
         """This month's spend and the cap in force now."""
         cap = user_cap(self.settings, self.policy)
         return self.ledger().month_summary(cap_micro_usd=cap), cap

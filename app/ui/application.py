@@ -20,7 +20,7 @@ from app import __version__
 from app.core import crash, logs
 from app.core.errors import NotConfigured
 from app.core.llm.backend import Health
-from app.core.runtime.supervisor import State, Status
+from app.core.runtime.supervisor import RuntimeStatus, State
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge, CoreLoop
 from app.ui.budget_meter import BudgetAlerts, BudgetReading, budget_level, tray_line
@@ -182,7 +182,7 @@ class SwitchboardApp(QObject):
         self.tray.set_status_line(health.summary(label) if health else f"{label}: checking…")
         self._update_tray()
 
-    def _on_runtime(self, status: Status) -> None:
+    def _on_runtime(self, status: RuntimeStatus) -> None:
         self.tray.set_status_line(runtime_line(status))
         self._update_tray()
 

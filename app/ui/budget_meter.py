@@ -9,7 +9,7 @@ from typing import NamedTuple
 from PySide6.QtCore import Property
 from PySide6.QtWidgets import QProgressBar, QWidget
 
-from app.core.budget import Summary
+from app.core.budget import MonthSummary
 from app.core.money import format_usd
 
 AMBER_AT = 0.8
@@ -23,7 +23,7 @@ _SCALE = 1000  # the bar's resolution: tenths of a percent
 class BudgetReading(NamedTuple):
     """This month's ledger summary and the cap it is measured against (0: planning off)."""
 
-    summary: Summary
+    summary: MonthSummary
     cap_micro_usd: int
 
 

@@ -22,7 +22,7 @@ from app.core.history import Chat
 from app.core.llm.backend import Health
 from app.core.routing.plan import Plan
 from app.core.routing.router import Override
-from app.core.runtime.supervisor import State, Status
+from app.core.runtime.supervisor import RuntimeStatus, State
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge
 from app.ui.budget_meter import BudgetReading
@@ -41,7 +41,7 @@ RUNTIME_WORDS = {
 }
 
 
-def runtime_line(status: Status) -> str:
+def runtime_line(status: RuntimeStatus) -> str:
     """ "Local GPUs: loading the model… 45%", for the status bar and the tray menu."""
     words = RUNTIME_WORDS[status.state]
     if status.state is State.LOADING and status.progress:
@@ -56,10 +56,10 @@ class ChatController(QObject):
     failed(object): a SwitchboardError to show the user.
     healthChanged(object): the office node's latest Health.
     chatsChanged(): chats were created, renamed or deleted.
-    runtimeChanged(object): the local runtime's Status (loading, ready, crashed…).
+    runtimeChanged(object): the local runtime's RuntimeStatus (loading, ready, crashed…).
     planReview(object, object): a Plan to show before it runs, and the function to call
         with the plan as the user left it (or None: don't run it).
-    budgetChanged(object): a BudgetReading, (Summary, cap_micro_usd), of this month's
+    budgetChanged(object): a BudgetReading, (MonthSummary, cap_micro_usd), of this month's
         cloud planning budget; read at start, after each answer, after settings are saved
         (`refresh_budget`) and every minute.
     """
@@ -79,7 +79,7 @@ class ChatController(QObject):
         self.bridge = bridge
         self.workspace = workspace
         self.health: Health | None = None
-        self.runtime: Status | None = None
+        self.runtime: RuntimeStatus | None = None
         workspace.on_runtime_status = lambda status: bridge.post(self._on_runtime, status)
         self._stream: concurrent.futures.Future[Any] | None = None
         self._health_timer = QTimer(self, interval=HEALTH_EVERY_MS)
@@ -139,7 +139,7 @@ class ChatController(QObject):
         self.health = health
         self.healthChanged.emit(health)
 
-    def _on_runtime(self, status: Status) -> None:
+    def _on_runtime(self, status: RuntimeStatus) -> None:
         self.runtime = status
         self.runtimeChanged.emit(status)
 

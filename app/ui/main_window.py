@@ -40,7 +40,7 @@ from app.core.history import Chat, Document, Message
 from app.core.llm.backend import Health
 from app.core.routing.plan import Plan
 from app.core.routing.router import Mode, Override
-from app.core.runtime.supervisor import State, Status
+from app.core.runtime.supervisor import RuntimeStatus, State
 from app.core.settings import MODES
 from app.ui.budget_meter import BudgetMeter
 from app.ui.chat_controller import ChatController, runtime_line
@@ -448,7 +448,7 @@ class MainWindow(QMainWindow):
     def _on_health(self, health: Health) -> None:
         self.node_label.setText(health.summary(self.controller.workspace.backend_label()))
 
-    def _on_runtime(self, status: Status) -> None:
+    def _on_runtime(self, status: RuntimeStatus) -> None:
         self.node_label.setText(runtime_line(status))
         loading = status.state is State.LOADING
         self.runtime_progress.setVisible(loading)

@@ -16,13 +16,13 @@ import pytest
 
 from app.core import errors
 from app.core.llm.openai_client import Delta, Finished, OpenAIClient
-from app.core.runtime.supervisor import State, Status, Supervisor, serve_command
+from app.core.runtime.supervisor import RuntimeStatus, State, Supervisor, serve_command
 
 HELLO = [{"role": "user", "content": "hi"}]
 ROOT = Path(__file__).parents[2]
 
 
-def supervisor_for(model: Path, tmp_path: Path, statuses: list[Status] | None = None,
+def supervisor_for(model: Path, tmp_path: Path, statuses: list[RuntimeStatus] | None = None,
                    **kw: object) -> Supervisor:
     return Supervisor(serve_command(model, ["--alias", "local", "--n-ctx", "512",
                                             "--n-threads", "1"]),
@@ -57,7 +57,7 @@ def gone(pid: int) -> bool:
 
 
 def test_loads_serves_and_stops_without_a_zombie(tiny_model_path: Path, tmp_path: Path) -> None:
-    statuses: list[Status] = []
+    statuses: list[RuntimeStatus] = []
 
     async def main() -> tuple[Finished, int]:
         supervisor = supervisor_for(tiny_model_path, tmp_path, statuses)
@@ -94,9 +94,10 @@ def test_two_requests_queue_instead_of_cutting_each_other(tiny_model_path: Path,
         assert len(finished.text) >= 150
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL, and its exit code -9")
 def test_a_killed_child_is_a_crash_with_its_log_then_it_restarts(tiny_model_path: Path,
                                                                 tmp_path: Path) -> None:
-    statuses: list[Status] = []
+    statuses: list[RuntimeStatus] = []
 
     async def main() -> tuple[str, Finished]:
         supervisor = supervisor_for(tiny_model_path, tmp_path, statuses)
@@ -132,7 +133,7 @@ def test_a_killed_child_is_a_crash_with_its_log_then_it_restarts(tiny_model_path
 
 
 def test_three_crashes_in_a_minute_and_it_gives_up_with_advice(tmp_path: Path) -> None:
-    statuses: list[Status] = []
+    statuses: list[RuntimeStatus] = []
     crashing = [sys.executable, "-c", "import sys; print('CUDA error: out of memory', "
                 "file=sys.stderr); sys.exit(1)"]
 
@@ -193,6 +194,7 @@ ORPHANING_PARENT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process state in /proc")
 def test_the_runtime_exits_when_the_app_is_killed(tiny_model_path: Path, tmp_path: Path) -> None:
     app = subprocess.Popen([sys.executable, "-c", ORPHANING_PARENT, str(tiny_model_path),
                             str(tmp_path / "runtime.log")], cwd=ROOT, stdout=subprocess.PIPE,
@@ -216,6 +218,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="reads CPU time in /proc")
 def test_a_cancelled_stream_stops_generating_and_the_next_request_is_served(
         tiny_model_path: Path, tmp_path: Path) -> None:
     async def main() -> tuple[float, Finished]:

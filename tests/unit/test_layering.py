@@ -33,7 +33,7 @@ def test_importing_all_of_core_loads_no_qt() -> None:
 # A store, the key store or a network client reached from app/ui is a back door.
 UI_MAY_IMPORT = {
     "app.core": {"crash", "logs", "paths"},
-    "app.core.budget": {"Summary", "cap"},
+    "app.core.budget": {"MonthSummary", "cap"},
     "app.core.money": {"format_usd", "micro_usd"},
     "app.core.chat": None,  # the events a chat sends, and their footer
     "app.core.cloud_account": {"BudgetOverview", "check_key", "key_store_state",
@@ -53,7 +53,7 @@ UI_MAY_IMPORT = {
     "app.core.runtime.gpu_split": {"plan_split", "split_report"},
     "app.core.runtime.gpus": {"inventory"},
     "app.core.runtime.serve": {"PORT_LINE", "TOKEN_ENV"},  # --selftest starts a runtime
-    "app.core.runtime.supervisor": {"State", "Status", "serve_command"},
+    "app.core.runtime.supervisor": {"RuntimeStatus", "State", "serve_command"},
     "app.core.settings": {"BACKENDS", "MODES", "RunOn", "Settings", "describe"},
     "app.core.workspace": {"Usage", "Workspace", "test_connection"},
 }

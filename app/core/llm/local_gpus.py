@@ -15,7 +15,7 @@ from app.core.llm.openai_client import ChatMessages, OpenAIClient, StreamEvent, 
 from app.core.runtime.gguf_inspect import inspect_model
 from app.core.runtime.gpu_split import SplitPlan, plan_split
 from app.core.runtime.gpus import inventory
-from app.core.runtime.supervisor import Status, Supervisor, serve_command
+from app.core.runtime.supervisor import RuntimeStatus, Supervisor, serve_command
 from app.core.settings import Settings
 
 ALIAS = "local"
@@ -38,7 +38,7 @@ class LocalGPUs:
     name = "Local GPUs"
 
     def __init__(self, settings: Settings,
-                 on_status: Callable[[Status], None] = lambda status: None) -> None:
+                 on_status: Callable[[RuntimeStatus], None] = lambda status: None) -> None:
         self.settings = settings
         self.on_status = on_status
         self.split: SplitPlan | None = None

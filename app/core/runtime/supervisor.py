@@ -43,7 +43,7 @@ class State(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Status:
+class RuntimeStatus:
     state: State
     progress: float = 0.0  # 0..1 while loading
     error: errors.SwitchboardError | None = None
@@ -61,13 +61,13 @@ class Supervisor:
 
     def __init__(self, command: Sequence[str], log_path: Path, *,
                  idle_unload_s: float = 0.0, load_timeout_s: float = 600.0,
-                 on_status: Callable[[Status], None] = lambda status: None) -> None:
+                 on_status: Callable[[RuntimeStatus], None] = lambda status: None) -> None:
         self.command = list(command)
         self.log_path = log_path
         self.idle_unload_s = idle_unload_s
         self.load_timeout_s = load_timeout_s
         self.on_status = on_status
-        self.status = Status(State.STOPPED)
+        self.status = RuntimeStatus(State.STOPPED)
         self.base_url = ""
         self.token = ""
         self._process: asyncio.subprocess.Process | None = None
@@ -149,11 +149,11 @@ class Supervisor:
         self._ready = None
         self._stopping = False
         if self.status.state is not State.GAVE_UP:
-            self._set(Status(State.STOPPED))
+            self._set(RuntimeStatus(State.STOPPED))
 
     # Child process --------------------------------------------------------------------
 
-    def _set(self, status: Status) -> None:
+    def _set(self, status: RuntimeStatus) -> None:
         self.status = status
         self.on_status(status)
 
@@ -168,7 +168,7 @@ class Supervisor:
         self.token = secrets.token_urlsafe(32)
         logs.add_secret(self.token)
         self._tail.clear()
-        self._set(Status(State.LOADING, 0.0))
+        self._set(RuntimeStatus(State.LOADING, 0.0))
         self._spawn(self._run())
 
     async def _run(self) -> None:
@@ -191,7 +191,7 @@ class Supervisor:
             if line.startswith(PORT_LINE):
                 self.base_url = f"http://127.0.0.1:{int(line.split()[1])}/v1"
             elif line == READY_LINE:
-                self._set(Status(State.READY, 1.0))
+                self._set(RuntimeStatus(State.READY, 1.0))
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(None)
                 self._arm_idle_timer()
@@ -217,7 +217,7 @@ class Supervisor:
                               if (s := line.strip()) and set(s) == {"."})
                     if new:
                         dots += new
-                        self._set(Status(State.LOADING, min(dots, 99) / 100))
+                        self._set(RuntimeStatus(State.LOADING, min(dots, 99) / 100))
 
     def _crashed(self, why: str) -> None:
         now = time.monotonic()
@@ -228,12 +228,12 @@ class Supervisor:
         self._process = None
         if len(self._crashes) >= MAX_CRASHES:
             error: errors.SwitchboardError = errors.RuntimeGaveUp(detail, tier="local GPUs")
-            self._set(Status(State.GAVE_UP, error=error))
+            self._set(RuntimeStatus(State.GAVE_UP, error=error))
             self._fail_waiters(error)
             self._ready = None
             return
         error = errors.RuntimeCrashed(detail, tier="local GPUs")
-        self._set(Status(State.CRASHED, error=error))
+        self._set(RuntimeStatus(State.CRASHED, error=error))
         self._fail_waiters(error)
         delay = BACKOFF_S[min(len(self._crashes), len(BACKOFF_S)) - 1]
         self._ready = None
