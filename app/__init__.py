@@ -56,8 +56,8 @@ def _version() -> str:
 
 def __getattr__(name: str) -> str:
     # Worked out on first use, not at import: every child process (the document reader,
-    # the model runtime) imports this package, and reading package metadata costs them
-    # ~50-100 ms of start-up each.
+    # the model runtime) imports this package, and reading package metadata would slow
+    # each one's start.
     if name == "__version__":
         version = _version()
         globals()["__version__"] = version

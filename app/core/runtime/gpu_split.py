@@ -5,9 +5,9 @@ llama.cpp will allocate on each GPU. A pure function: no I/O, no driver calls.
 The memory model follows llama.cpp's `llama_model::load_tensors` and its KV cache:
 
 * Layers. llama.cpp counts n_layers + 1 offloadable "layers": the repeating blocks and
-  the output layer (output_norm + output.weight). Since llama.cpp PR #18148 (Dec 2025;
-  the llama-cpp-python we ship bundles a later llama.cpp) `n_gpu_layers = k` offloads the
-  output layer first, then the last k-1 blocks; n_layers + 1 offloads everything. Token
+  the output layer (output_norm + output.weight). In the llama.cpp that the
+  llama-cpp-python we ship bundles, `n_gpu_layers = k` offloads the output layer first,
+  then the last k-1 blocks; n_layers + 1 offloads everything. Token
   embeddings always stay in system memory ("very little benefit to offloading the input
   layer"). Older builds offloaded the last k blocks and the output only at n_layers + 1;
   for them this plan errs on the safe side (a block is smaller than the output layer).
