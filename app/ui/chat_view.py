@@ -51,8 +51,8 @@ class ChatView(QListView):
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         # One pass, not Batched: between batches QListView paints with only part of the rows
         # placed and clamps the scroll position to them, so the end of a streaming chat
-        # flickered on every new line. A pass over cached heights is cheap (~15 ms at 2,000
-        # rows), and layout_pass() needs the whole pass inside doItemsLayout().
+        # flickered on every new line. A pass over cached heights is cheap, and layout_pass()
+        # needs the whole pass inside doItemsLayout().
         self.setLayoutMode(QListView.LayoutMode.SinglePass)
         self.setMouseTracking(True)  # a hand cursor over Copy buttons and links
 
@@ -124,9 +124,9 @@ class ChatView(QListView):
             self._delegate.layout_pass(False)
 
     def dataChanged(self, top_left: ModelIndex, bottom_right: ModelIndex, roles: Any = ()) -> None:
-        # QListView answers every dataChanged by re-laying out all rows (QListModeViewBase), which
-        # at 60 streamed chunks a second and thousands of rows is most of a core. Skip it: the
-        # delegate measures the changed row and asks for a re-layout only if its height changed.
+        # QListView answers every dataChanged by re-laying out all rows (QListModeViewBase): for
+        # every streamed chunk, at thousands of rows. Skip it: the delegate measures the changed
+        # row and asks for a re-layout only if its height changed.
         QAbstractItemView.dataChanged(self, top_left, bottom_right, list(roles))
         for row in range(top_left.row(), bottom_right.row() + 1):
             self._delegate.message_changed(row)

@@ -1,7 +1,7 @@
 """The Cloud planning part of Settings: the user's OpenRouter key (pasted, tested, removed;
 kept only in the OS key store), the planner model and the monthly budget, and the budget
 itself: this month's cap, spend by day, and earlier months. What IT's machine policy
-fixes or bounds here is shown as such (`it_note`, `choice_box`, also used by Settings)."""
+fixes or bounds here is shown as such (with `widgets.it_note` and `widgets.choice_box`)."""
 
 from __future__ import annotations
 
@@ -38,11 +38,16 @@ from app.core.policy import Limit, policy_file
 from app.core.settings import Settings, describe
 from app.ui.bridge import Bridge
 from app.ui.spend_chart import SpendChart
+from app.ui.widgets import (
+    ERROR_STYLE,
+    add_setting_row,
+    choice_box,
+    it_note,
+    policy_tooltip,
+)
 
 KEY_PLACEHOLDER = "Paste your OpenRouter key (sk-or-…); it is kept in the system key store"
 KEY_SAVED = "A key is saved — leave empty to keep it"
-ERROR_STYLE = "color: #b3261e;"
-NOTE_STYLE = "color: #5f6368;"  # quieter than the field it explains
 
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -65,49 +70,6 @@ def key_info_text(info: KeyInfo) -> str:
                  else f", {format_usd(info.remaining_micro_usd)} remaining")
     free = " (free tier)" if info.is_free_tier else ""
     return f"✔ Key “{label}”{free}: {limit}{remaining}."
-
-
-# -- what IT's policy fixes ---------------------------------------------------------------
-
-
-def policy_tooltip(limit: Limit, source: Path) -> str:
-    return f"{limit.why}, in the computer's policy file {source}"
-
-
-def it_note(limit: Limit, source: Path) -> QLabel:
-    """The words under a field that IT's policy fixes or bounds; the tooltip says which
-    file the rule comes from, so a user can tell IT what they see."""
-    note = QLabel(limit.why)
-    note.setWordWrap(True)
-    note.setTextFormat(Qt.TextFormat.PlainText)
-    note.setStyleSheet(NOTE_STYLE)
-    note.setToolTip(policy_tooltip(limit, source))
-    return note
-
-
-def add_setting_row(form: QFormLayout, label: str, field: QWidget,
-                    choice: QComboBox | None, limit: Limit | None, source: Path) -> None:
-    """A setting's row: IT's choice of values with its note where the policy limits it,
-    else the free field. A replaced field is kept hidden (owned by the form's widget), so
-    code may still read it, but it is never shown."""
-    if choice is None or limit is None:
-        form.addRow(label, field)
-        return
-    field.setParent(form.parentWidget())
-    field.hide()
-    form.addRow(label, choice)
-    form.addRow("", it_note(limit, source))
-
-
-def choice_box(limit: Limit, current: str, source: Path) -> QComboBox:
-    """A field IT allows only some values of: just those, the one in force chosen; shown
-    but not changeable when IT allows only one."""
-    box = QComboBox()
-    box.addItems(list(limit.choices))
-    box.setCurrentText(current)  # bounded settings: always one of the choices
-    box.setEnabled(not limit.fixed)
-    box.setToolTip(policy_tooltip(limit, source))
-    return box
 
 
 # -- the page ----------------------------------------------------------------------------

@@ -42,13 +42,9 @@ from app.core.policy import policy_file
 from app.core.settings import BACKENDS, RunOn, Settings
 from app.core.workspace import Workspace, test_connection
 from app.ui.bridge import Bridge
-from app.ui.cloud_page import (
-    ERROR_STYLE,
-    CloudPage,
-    it_note,
-    policy_tooltip,
-)
+from app.ui.cloud_page import CloudPage
 from app.ui.local_gpus_page import LocalGpusPage
+from app.ui.widgets import ERROR_STYLE, it_note, policy_tooltip
 
 # Shown on their own pages (Local GPUs, Cloud planning), not under Answers.
 PAGED_FIELDS = ("local_ctx", "idle_unload_min", "monthly_budget_usd", "planner_max_tokens")

@@ -1,5 +1,6 @@
-"""Small widgets shared by the main window and quick ask: the composer and the error
-banner."""
+"""Small widgets shared by the windows: the composer and the error banner (the main
+window and quick ask), and how a setting that IT's policy fixes or bounds is shown
+(Settings and its Cloud planning page)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent
-from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
+from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QPlainTextEdit, QWidget
 
 from app.core.errors import SwitchboardError
+from app.core.policy import Limit
 
 
 class Composer(QPlainTextEdit):
@@ -139,3 +141,50 @@ class FileDrops(QObject):
             self.on_file(files[0])
             return True
         return False
+
+
+ERROR_STYLE = "color: #b3261e;"
+NOTE_STYLE = "color: #5f6368;"  # quieter than the field it explains
+
+
+# -- what IT's policy fixes ---------------------------------------------------------------
+
+
+def policy_tooltip(limit: Limit, source: Path) -> str:
+    return f"{limit.why}, in the computer's policy file {source}"
+
+
+def it_note(limit: Limit, source: Path) -> QLabel:
+    """The words under a field that IT's policy fixes or bounds; the tooltip says which
+    file the rule comes from, so a user can tell IT what they see."""
+    note = QLabel(limit.why)
+    note.setWordWrap(True)
+    note.setTextFormat(Qt.TextFormat.PlainText)
+    note.setStyleSheet(NOTE_STYLE)
+    note.setToolTip(policy_tooltip(limit, source))
+    return note
+
+
+def add_setting_row(form: QFormLayout, label: str, field: QWidget,
+                    choice: QComboBox | None, limit: Limit | None, source: Path) -> None:
+    """A setting's row: IT's choice of values with its note where the policy limits it,
+    else the free field. A replaced field is kept hidden (owned by the form's widget), so
+    code may still read it, but it is never shown."""
+    if choice is None or limit is None:
+        form.addRow(label, field)
+        return
+    field.setParent(form.parentWidget())
+    field.hide()
+    form.addRow(label, choice)
+    form.addRow("", it_note(limit, source))
+
+
+def choice_box(limit: Limit, current: str, source: Path) -> QComboBox:
+    """A field IT allows only some values of: just those, the one in force chosen; shown
+    but not changeable when IT allows only one."""
+    box = QComboBox()
+    box.addItems(list(limit.choices))
+    box.setCurrentText(current)  # bounded settings: always one of the choices
+    box.setEnabled(not limit.fixed)
+    box.setToolTip(policy_tooltip(limit, source))
+    return box

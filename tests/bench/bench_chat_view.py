@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PySide6.QtWidgets import QApplication, QTextBrowser  # noqa: E402
 
 from app.core.history import Message  # noqa: E402
+from app.ui.chat_refinement import RefinementScheduler  # noqa: E402
 from app.ui.chat_view import ChatView  # noqa: E402
 
 WIDTHS = (600, 420)
@@ -116,27 +117,27 @@ def main() -> None:
             view.executeDelayedItemsLayout()  # the 100 ms delay QListView waits on a resize
             settle()
 
-    layouts_before = delegate.layouts_done
+    layouts_before = delegate.stats.layouts_done
     ours_resize = timed(resize_ours)
-    resize_layouts = delegate.layouts_done - layouts_before
+    resize_layouts = delegate.stats.layouts_done - layouts_before
 
     # Background refinement after the last resize, in CPU seconds (it runs on idle ticks).
     delegate.refine_delay_ms = 0
     delegate.restart_refinement()
     cpu = time.process_time()
-    layouts_before = delegate.layouts_done
+    layouts_before = delegate.stats.layouts_done
     deadline = time.perf_counter() + 20
     QApplication.processEvents()
     while delegate.refining and time.perf_counter() < deadline:
         QApplication.processEvents()
         time.sleep(0.001)
     refine_cpu = time.process_time() - cpu
-    refine_layouts = delegate.layouts_done - layouts_before
+    refine_layouts = delegate.stats.layouts_done - layouts_before
     delegate.refine_delay_ms = 10**9
 
     relayouts = [0]
     delegate.sizeHintChanged.connect(lambda _index: relayouts.__setitem__(0, relayouts[0] + 1))
-    renders_before = delegate.full_renders
+    renders_before = delegate.stats.full_renders
     answer_id = len(chat) + 1
 
     def stream_ours() -> None:
@@ -150,7 +151,7 @@ def main() -> None:
         settle()
 
     ours_stream = timed(stream_ours)
-    stream_renders = delegate.full_renders - renders_before
+    stream_renders = delegate.stats.full_renders - renders_before
     view.close()
 
     # -- baseline: one QTextBrowser, the whole chat as one Markdown document -------------------
@@ -235,7 +236,7 @@ def main() -> None:
     print(
         f"\nours, background refinement after the resizes: {refine_cpu:.3f} CPU s, "
         f"{refine_layouts} layouts on idle ticks (rows within "
-        f"{delegate.REFINE_RADIUS} of the screen; no baseline equivalent)"
+        f"{RefinementScheduler.RADIUS} of the screen; no baseline equivalent)"
     )
     print(
         f"per streamed chunk: baseline {base_stream / c * 1000:.2f} ms, "

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QPoint, QPointF, QRect, Qt
+from PySide6.QtCore import QCoreApplication, QPoint, QPointF, QRect, Qt
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -16,9 +16,14 @@ from PySide6.QtGui import (
     QTextDocument,
     QTextFormat,
 )
+from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from app.core.history import Message
+from app.ui.chat_colours import status_colour
+from app.ui.chat_documents import DocumentCache
+from app.ui.chat_refinement import RefinementScheduler
+from app.ui.chat_stats import LayoutStats
 from app.ui.chat_view import ChatModel, ChatView
 
 pytestmark = pytest.mark.gui
@@ -68,17 +73,29 @@ def view(qtbot: QtBot) -> ChatView:
 
 
 def settle(qtbot: QtBot, view: ChatView) -> None:
-    """Wait until every row is placed at the viewport's current width."""
-    model = view.chat_model
+    """Wait until every row is placed at the viewport's current width, and the rows on screen
+    and the last row (where streamed text goes) at their exact heights."""
+    model, delegate = view.chat_model, view.chat_delegate
 
-    def laid_out() -> bool:
-        if model.rowCount() == 0:
+    def placed_exactly(row: int) -> bool:
+        index = model.index(row, 0)
+        return delegate.exact_height(index) == view.visualRect(index).height()
+
+    def settled() -> bool:
+        view.executeDelayedItemsLayout()  # a layout pass QListView has scheduled runs now
+        rows = model.rowCount()
+        if rows == 0:
             return True
-        rect = view.visualRect(model.index(model.rowCount() - 1, 0))
-        return rect.isValid() and rect.width() == view.viewport().width()
+        last = view.visualRect(model.index(rows - 1, 0))
+        if not last.isValid() or last.width() != view.viewport().width():
+            return False
+        middle, bottom = view.viewport().width() // 2, view.viewport().height() - 1
+        top_row = view.indexAt(QPoint(middle, 0)).row()
+        bottom_row = view.indexAt(QPoint(middle, bottom)).row()
+        on_screen = range(max(top_row, 0), bottom_row + 1 if bottom_row >= 0 else rows)
+        return all(placed_exactly(row) for row in [*on_screen, rows - 1])
 
-    qtbot.waitUntil(laid_out, timeout=3000)
-    qtbot.wait(10)  # let the paint that follows the layout happen
+    qtbot.waitUntil(settled, timeout=5000)
 
 
 def test_model_changes_only_the_streamed_row(qtbot: QtBot) -> None:
@@ -165,26 +182,50 @@ def test_streaming_appends_without_rerendering(view: ChatView, qtbot: QtBot) -> 
     settle(qtbot, view)
     index = model.index(1, 0)
     doc = delegate.document(index)
-    renders = delegate.full_renders
+    renders = delegate.stats.full_renders
 
     chunks = [f"**part {i}** " + ("\n" if i % 25 == 24 else "") for i in range(200)]
     for i, chunk in enumerate(chunks):
         model.append_text(2, chunk)
         if i % 20 == 0:
-            qtbot.wait(1)  # paints and re-layouts happen in between, as in the app
+            QCoreApplication.processEvents()  # paints and re-layouts in between, as in the app
     settle(qtbot, view)
 
     assert delegate.document(index) is doc  # the same document, grown
     assert doc.toPlainText() == "".join(chunks)
-    assert delegate.full_renders == renders
+    assert delegate.stats.full_renders == renders
 
     model.finish_message(2, status="complete")
-    qtbot.wait(10)
-    assert delegate.full_renders == renders + 1
+    settle(qtbot, view)  # the finished answer placed at its new height
+    assert delegate.stats.full_renders == renders + 1
     rendered = delegate.document(index)
     assert "**" not in rendered.toPlainText()  # Markdown now, rendered once
     delegate.document(index)
-    assert delegate.full_renders == renders + 1
+    assert delegate.stats.full_renders == renders + 1
+
+
+def test_document_cache_is_bounded_but_keeps_streaming_answers(qtbot: QtBot) -> None:
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    stats = LayoutStats()
+    cache = DocumentCache(widget, stats)
+    streaming = cache.document_for(msg(0, content="Hel", status="streaming"), 1, keep=True)
+    last = DocumentCache.DOCUMENTS + 20
+    for i in range(1, last + 1):
+        cache.document_for(msg(i, content=f"Answer {i}"), 1, keep=True)
+
+    grown = cache.document_for(msg(0, content="Hello", status="streaming"), 2, keep=True)
+    assert grown is streaming and grown.doc.toPlainText() == "Hello"  # appended, not evicted
+    renders = stats.full_renders
+    cache.document_for(msg(last, content=f"Answer {last}"), 1, keep=True)  # recent: kept
+    assert stats.full_renders == renders
+    cache.document_for(msg(1, content="Answer 1"), 1, keep=True)  # oldest: made way
+    assert stats.full_renders == renders + 1
+
+    # Built only to measure a row off screen: not kept, so it pushes nothing out.
+    cache.document_for(msg(9999, content="Far above"), 1, keep=False)
+    cache.document_for(msg(9999, content="Far above"), 1, keep=False)
+    assert stats.full_renders == renders + 3
 
 
 def test_a_chunk_that_adds_no_line_does_not_relayout(view: ChatView, qtbot: QtBot) -> None:
@@ -193,15 +234,14 @@ def test_a_chunk_that_adds_no_line_does_not_relayout(view: ChatView, qtbot: QtBo
     model.set_messages(many_messages(300))
     model.append_message(msg(1000, content="Short", status="streaming"))
     settle(qtbot, view)
-    qtbot.wait(120)  # past the streaming re-layout throttle
-    passes = delegate.layout_passes
+    passes = delegate.stats.layout_passes
     with qtbot.assertNotEmitted(delegate.sizeHintChanged, wait=120):
         model.append_text(1000, " answer")
     # Not even QListView's own re-layout of all rows on dataChanged.
-    assert delegate.layout_passes == passes
+    assert delegate.stats.layout_passes == passes
     with qtbot.waitSignal(delegate.sizeHintChanged, timeout=1000):
         model.append_text(1000, "\nand a second line")
-    qtbot.waitUntil(lambda: delegate.layout_passes == passes + 1, timeout=1000)
+    qtbot.waitUntil(lambda: delegate.stats.layout_passes == passes + 1, timeout=1000)
 
 
 def test_copy_button_click_copies_exactly_the_code(view: ChatView, qtbot: QtBot) -> None:
@@ -252,18 +292,18 @@ def test_resizing_2000_messages_lays_out_only_rows_in_view(view: ChatView, qtbot
     settle(qtbot, view)
     assert view.verticalScrollBar().value() == view.verticalScrollBar().maximum()
 
-    before = delegate.layouts_done
+    before = delegate.stats.layouts_done
     view.resize(450, 400)
     settle(qtbot, view)
-    assert delegate.layouts_done - before < 200
+    assert delegate.stats.layouts_done - before < 200
     last = model.index(1999, 0)
     assert delegate.exact_height(last) == view.visualRect(last).height()  # on screen: exact
     assert delegate.exact_height(model.index(5, 0)) is None  # far off screen: an estimate
 
-    before = delegate.layouts_done
+    before = delegate.stats.layouts_done
     view.resize(600, 400)  # back to a width seen before: cached heights, hardly any layout
     settle(qtbot, view)
-    assert delegate.layouts_done - before < 100
+    assert delegate.stats.layouts_done - before < 100
 
 
 def test_background_refinement_is_lazy_and_bounded(view: ChatView, qtbot: QtBot) -> None:
@@ -276,16 +316,16 @@ def test_background_refinement_is_lazy_and_bounded(view: ChatView, qtbot: QtBot)
     near, far = model.index(1900, 0), model.index(5, 0)
     assert delegate.exact_height(near) is None
 
-    before = delegate.layouts_done
+    before = delegate.stats.layouts_done
     delegate.refine_delay_ms = 0
     delegate.set_focus_rows(range(1990, 2000))  # (re)start refinement around the screen
     relayouts: list[object] = []
     delegate.sizeHintChanged.connect(relayouts.append)
     qtbot.waitUntil(lambda: delegate.exact_height(near) is not None, timeout=5000)
     assert len(relayouts) >= 2  # more than one tick: the work is spread out
-    qtbot.wait(300)
+    qtbot.waitUntil(lambda: not delegate.refining, timeout=5000)
     assert delegate.exact_height(far) is None  # beyond the refine radius: stays estimated
-    assert delegate.layouts_done - before <= delegate.REFINE_RADIUS + 30
+    assert delegate.stats.layouts_done - before <= RefinementScheduler.RADIUS + 30
 
 
 def test_status_line_is_measured_and_painted(view: ChatView, qtbot: QtBot) -> None:
@@ -305,7 +345,7 @@ def test_status_line_is_measured_and_painted(view: ChatView, qtbot: QtBot) -> No
     assert "The office node stopped answering." in status
 
     image = view.viewport().grab().toImage()
-    warning = QColor(delegate._status_colour("interrupted", view.palette()))
+    warning = QColor(status_colour("interrupted", view.palette()))
 
     def warm_pixels(rect: QRect) -> int:
         hits = 0
@@ -332,20 +372,19 @@ def test_follows_the_stream_only_from_the_bottom(view: ChatView, qtbot: QtBot) -
 
     for i in range(30):
         model.append_text(1000, f"Line {i} of the answer.\n")
-        qtbot.wait(2)
-    qtbot.waitUntil(lambda: bar.value() == bar.maximum() and bar.maximum() > 0, timeout=2000)
-    qtbot.wait(120)
-    assert bar.value() == bar.maximum()  # followed the growing answer
+        QCoreApplication.processEvents()
+    settle(qtbot, view)  # the answer's row at its full height
+    assert bar.maximum() > 0 and bar.value() == bar.maximum()  # followed the growing answer
 
     bar.setValue(bar.maximum() // 2)  # the user scrolls up to read
-    qtbot.wait(20)
     assert not view.is_at_bottom()
+    settle(qtbot, view)
     anchor = view.indexAt(QPoint(view.viewport().width() // 2, 0))
     top_before = view.visualRect(anchor).top()
     for i in range(30):
         model.append_text(1000, f"More {i}.\n")
-        qtbot.wait(2)
-    qtbot.wait(150)
+        QCoreApplication.processEvents()
+    settle(qtbot, view)
     assert bar.value() < bar.maximum()
     assert abs(view.visualRect(anchor).top() - top_before) <= 1  # the reader's row stays put
 
@@ -364,7 +403,7 @@ def test_the_row_being_read_stays_put_while_rows_above_are_measured(
     settle(qtbot, view)
     bar = view.verticalScrollBar()
     bar.setValue(bar.maximum() // 2)  # the user scrolls up to read
-    qtbot.wait(50)
+    settle(qtbot, view)
     reading = view.indexAt(QPoint(view.viewport().width() // 2, 0))
     top = view.visualRect(reading).top()
     above = model.index(reading.row() - 60, 0)
@@ -373,7 +412,8 @@ def test_the_row_being_read_stays_put_while_rows_above_are_measured(
     delegate.refine_delay_ms = 0
     delegate.set_focus_rows(range(reading.row(), reading.row() + 8))
     qtbot.waitUntil(lambda: delegate.exact_height(above) is not None, timeout=5000)
-    qtbot.wait(50)
+    qtbot.waitUntil(lambda: not delegate.refining, timeout=5000)
+    settle(qtbot, view)
     assert abs(view.visualRect(reading).top() - top) <= 1
     assert not view.is_at_bottom()
 
