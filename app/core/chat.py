@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.core.documents.summarize import Progress
 from app.core.errors import NothingToAsk, StorageFailed, SwitchboardError
-from app.core.history import Document, DocumentStatus, History, Message, Status
+from app.core.history import Document, DocumentStatus, History, Message, MessageStatus
 from app.core.llm.backend import Backend
 from app.core.llm.openai_client import Delta, Finished
 from app.core.privacy import LOCAL_ONLY
@@ -185,7 +185,7 @@ class ChatService:
             fraction = p.chunks_done / p.chunks_total if p.chunks_total else 0.0
             emit(DocumentProgress(answer.id, what + left, fraction))
 
-        def end(text: str, status: Status, error: SwitchboardError | None = None) -> Message:
+        def end(text: str, status: MessageStatus, error: SwitchboardError | None = None) -> Message:
             return self.end_answer(answer, text, status, error, backend.describe(), emit)
 
         try:
@@ -283,7 +283,7 @@ class ChatService:
         return await self.stream_answer(resumed, messages, backend, emit,
                                         already=answer.content, **stream_options)
 
-    def end_answer(self, answer: Message, text: str, status: Status,
+    def end_answer(self, answer: Message, text: str, status: MessageStatus,
                     error: SwitchboardError | None, model: str,
                     emit: Callable[[ChatEvent], None]) -> Message:
         """Save how an answer ended and tell the UI; every way an answer ends comes here."""
@@ -322,7 +322,7 @@ class ChatService:
         saved_at = time.monotonic()
         model = ""
 
-        def finish(status: Status, error: SwitchboardError | None = None) -> Message:
+        def finish(status: MessageStatus, error: SwitchboardError | None = None) -> Message:
             return self.end_answer(answer, "".join(parts), status, error, model, emit)
 
         try:

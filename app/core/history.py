@@ -24,7 +24,7 @@ from app.core.errors import HistoryDamaged
 log = logging.getLogger(__name__)
 
 Role = Literal["user", "assistant", "system"]
-Status = Literal["complete", "streaming", "interrupted", "error", "cancelled"]
+MessageStatus = Literal["complete", "streaming", "interrupted", "error", "cancelled"]
 DocumentStatus = Literal["reading", "ready", "error", "cancelled"]
 
 
@@ -34,7 +34,7 @@ class Message:
     chat_id: int
     role: Role
     content: str
-    status: Status = "complete"
+    status: MessageStatus = "complete"
     created_at: float = 0.0  # seconds since the epoch, UTC
     model: str = ""
     error: str = ""  # the user-facing message of the fault that ended it, if any
@@ -271,7 +271,7 @@ class History:
         return Message(*rows[0]) if rows else None
 
     def add_message(self, chat_id: int, role: Role, content: str, *,
-                    status: Status = "complete", model: str = "", kind: str = "",
+                    status: MessageStatus = "complete", model: str = "", kind: str = "",
                     title: str = "", data: str = "", pasted: str = "") -> Message:
         now = time.time()
         with self._transaction() as db:
@@ -286,7 +286,7 @@ class History:
                        kind=kind, title=title, data=data, pasted=pasted)
 
     def update_message(self, message_id: int, *, content: str | None = None,
-                       status: Status | None = None, error: str | None = None,
+                       status: MessageStatus | None = None, error: str | None = None,
                        model: str | None = None, ran_on: str | None = None,
                        route: str | None = None, tokens: int | None = None,
                        cost_micro_usd: int | None = None, data: str | None = None) -> None:

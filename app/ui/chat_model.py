@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
-from app.core.history import Message, Status
+from app.core.history import Message, MessageStatus
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 
@@ -125,7 +125,7 @@ class ChatModel(QAbstractListModel):
             self._set_row(row, replace(old, content=old.content + text))
 
     def finish_message(
-        self, message_id: int, *, content: str | None = None, status: Status, error: str = ""
+        self, message_id: int, *, content: str | None = None, status: MessageStatus, error: str = ""
     ) -> None:
         """End a streamed message with its final status (and final text, if the caller has it)."""
         row = self._row_or_raise(message_id)

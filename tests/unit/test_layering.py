@@ -40,7 +40,7 @@ UI_MAY_IMPORT = {
                                "remove_key", "node_token_saved", "save_key"},
     "app.core.documents.extract": {"extract"},  # --selftest reads a document
     "app.core.errors": None,
-    "app.core.history": {"Chat", "Document", "Message", "Status"},  # records, not the store
+    "app.core.history": {"Chat", "Document", "Message", "MessageStatus"},  # records, not the store
     "app.core.llm.backend": {"Health", "NodeHealth"},
     "app.core.llm.openrouter": {"KeyInfo"},
     "app.core.policy": {"Limit", "policy_file"},
