@@ -4,6 +4,7 @@ store for every test, and the servers the tests talk to."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.gui)
         elif parts[0] == "e2e":
             item.add_marker(pytest.mark.e2e)
+            if sys.platform != "linux":
+                item.add_marker(pytest.mark.skip(reason="runs the app under Xvfb with an X11 tray"))
 
 
 @pytest.fixture(autouse=True)

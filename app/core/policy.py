@@ -24,6 +24,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +256,8 @@ def bound(settings: Settings, policy: Policy) -> Bounded:
                                choices=(Mode.LOCAL_ONLY,))
         if settings.mode in CLOUD_MODES:
             values["mode"] = Mode.LOCAL_ONLY
-    changes = tuple(f"{_label(name)}: IT's policy puts {value!r} in place of "
-                    f"{getattr(settings, name)!r}" for name, value in values.items())
+    changes = tuple(f"{_label(name)}: IT's policy puts {_shown(value)} in place of "
+                    f"{_shown(getattr(settings, name))}" for name, value in values.items())
     return Bounded(dataclasses.replace(settings, **values), limits, changes)
 
 
@@ -266,6 +267,11 @@ def _match(url: str, allowed: tuple[str, ...]) -> str:
         if candidate.rstrip("/") == url.rstrip("/"):
             return candidate
     return ""
+
+
+def _shown(value: object) -> str:
+    """A setting's value as the user wrote it: a mode by its words, not its enum."""
+    return repr(str(value) if isinstance(value, StrEnum) else value)
 
 
 def _label(name: str) -> str:

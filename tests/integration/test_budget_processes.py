@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -136,20 +135,25 @@ def test_two_processes_racing_for_the_last_cent_exactly_one_wins(tmp_path: Path)
 def test_a_second_process_waits_for_the_first_ones_write(tmp_path: Path) -> None:
     """BEGIN IMMEDIATE in another process makes reserve wait (the busy timeout), not fail."""
     db = tmp_path / "ledger.sqlite3"
+    go = tmp_path / "go"
     Ledger(db).close()
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sqlite3, sys, time\n"
+         "import pathlib, sqlite3, sys, time\n"
          "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
          "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True)\n"
-         "time.sleep(0.5); db.execute('COMMIT')\n", str(db)],
+         "while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.01)\n"
+         "db.execute('COMMIT')\n", str(db), str(go)],
         stdout=subprocess.PIPE, text=True)
+    release = threading.Timer(0.3, go.touch)  # lets the holder commit while we wait
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        started = time.monotonic()
+        release.start()
         with Ledger(db) as ledger:  # opening writes too (flags stale reservations)
             ledger.reserve(1, USD, purpose="plan", model="m")
-        assert time.monotonic() - started >= 0.2
+        assert go.exists()  # it got the write only once the holder let go
         assert holder.wait(timeout=30) == 0
     finally:
+        release.cancel()
+        go.touch()
         holder.communicate(timeout=30)

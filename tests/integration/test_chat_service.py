@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -103,18 +101,19 @@ def test_stop_keeps_the_partial_answer_as_cancelled(tmp_path: Path,
     chat = history.create_chat()
     events: list[ChatEvent] = []
 
-    async def main() -> float:
+    async def main() -> None:
         task = asyncio.create_task(ChatService(history).send(chat.id, "go", node, events.append))
         while sum(isinstance(e, TextAppended) for e in events) < 5:
             await asyncio.sleep(0.01)
-        started = time.monotonic()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         await node.aclose()
-        return time.monotonic() - started
+        # The node sees the client hang up; a stream left open would run to its end.
+        while not fault_server.hung_up:
+            await asyncio.sleep(0.01)
 
-    assert asyncio.run(main()) < 0.1
+    asyncio.run(main())
     finished = events[-1]
     assert isinstance(finished, AnswerFinished) and finished.message.status == "cancelled"
     answer = history.messages(chat.id)[-1]
@@ -153,7 +152,7 @@ def test_a_killed_process_leaves_its_partial_answer_marked_interrupted(
                     row = con.execute("SELECT content FROM messages WHERE role='assistant'"
                                       ).fetchone()
                 saved = row[0] if row else ""
-        os.kill(child.pid, signal.SIGKILL)
+        child.kill()  # SIGKILL; TerminateProcess on Windows
     finally:
         child.wait(10)
     assert len(saved) >= 50, "the answer was not saved while it streamed"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import secrets as token_maker
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -194,6 +195,7 @@ def test_a_node_killed_mid_answer_keeps_the_partial_and_the_work_moves_on(
     assert outcomes[2][:2] == (name(b), "ok")
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="pauses a node with SIGSTOP (POSIX)")
 def test_a_stuck_node_is_passed_over_and_counts_as_not_answering(
         nodes: Callable[..., LlamaCppServer], tiny_model_path: pathlib.Path) -> None:
     a = nodes(tiny_model_path)
@@ -394,6 +396,7 @@ def test_saving_settings_mid_summary_lets_the_summary_finish(
     assert "Summary of known.pdf" in answer.content
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="pauses a node with SIGSTOP (POSIX)")
 def test_a_node_stuck_after_it_was_checked_is_passed_over_in_seconds(
         nodes: Callable[..., LlamaCppServer], tiny_model_path: pathlib.Path) -> None:
     a = nodes(tiny_model_path)

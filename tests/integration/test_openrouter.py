@@ -332,11 +332,9 @@ def test_the_stand_in_serves_concurrent_planners_with_latency() -> None:
             await client.aclose()
 
     with OpenRouterServer(latency_s=0.3, key=KeyState(limit="1")) as server:
-        started = time.monotonic()
         results = asyncio.run(many(server))
-        elapsed = time.monotonic() - started
     assert len(results) == 20 and len(server.chat_requests()) == 20
-    assert elapsed < 2.0  # concurrent, not one after another (20 × 0.3 s = 6 s)
+    assert server.most_at_once > 1  # concurrent, not one after another
     # Each: 11 × $0.000003 + 8 × $0.000015 = $0.000153, taken from the key.
     assert all(r.usage is not None and r.usage.cost_micro_usd == 153 for r in results)
     assert server.remaining() == Decimal(1) - 20 * Decimal("0.000153")
@@ -356,7 +354,7 @@ def test_the_stand_in_stops_promptly_while_a_request_waits() -> None:
         while not server.chat_requests() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server.chat_requests()  # the handler is now waiting out its latency
-        started = time.monotonic()
         server.stop()
-        assert time.monotonic() - started < 1.0
-        assert conn.recv(1024) == b""  # dropped without an answer
+        # Dropped without an answer: had stop() waited out the latency, the answer would
+        # come (or, with stop() giving up first, the read would time out).
+        assert conn.recv(1024) == b""

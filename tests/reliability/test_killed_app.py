@@ -16,6 +16,8 @@ import textwrap
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from app.core.budget import LEDGER_FILE, Ledger
 from app.core.history import History, Message
 from app.core.settings import Settings
@@ -31,6 +33,9 @@ from tests.reliability.conftest import (
     document_pdf,
     wait_for,
 )
+
+# SIGKILL, and what the killed process had running is read from /proc.
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL and /proc: Linux's")
 
 # The app's core in a process: `send PROMPT` or `summarize FILE` in a new chat.
 APP_CORE = textwrap.dedent("""

@@ -11,6 +11,7 @@ import asyncio
 import os
 import pathlib
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -92,6 +93,7 @@ def test_node_killed_mid_answer_then_restarted(switchboard_home: pathlib.Path,
                           argv=command_lines([os.getpid()], but=[node.process.pid]))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="SIGSTOP, SIGKILL and /proc: Linux's")
 def test_node_stopped_mid_answer(switchboard_home: pathlib.Path,
                                  node: LlamaCppServer) -> None:
     workspace = open_workspace(node.base_url, max_tokens=800, stall_timeout_s=2)
@@ -145,6 +147,7 @@ def test_node_answering_garbage_or_closing_mid_stream(switchboard_home: pathlib.
     assert_nothing_leaked(switchboard_home, secrets=[NODE_TOKEN])
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="SIGSTOP, SIGKILL and /proc: Linux's")
 def test_runtime_child_killed_mid_answer(switchboard_home: pathlib.Path,
                                          slow_model_path: pathlib.Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
