@@ -165,7 +165,7 @@ def test_idle_unload_frees_the_model_and_the_next_request_reloads(tiny_model_pat
                 await answer(supervisor, 4)
             first = supervisor.pid
             assert first is not None
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 120  # only turns a hang into a failure
             while supervisor.status.state is not State.STOPPED:
                 assert time.monotonic() < deadline, "it was not unloaded"
                 await asyncio.sleep(0.05)
