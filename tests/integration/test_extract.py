@@ -1,7 +1,6 @@
 """Real files through the real extraction child: each format's text on the right pages,
-and every hostile file refused in plain words, quickly, with the child reaped, no
-temporary files left and the app's own memory untouched; a long PDF read by several
-children at once reads the same as one child reads it."""
+and every hostile file refused in plain words, with the child reaped, no temporary
+files left and the app's own memory untouched."""
 
 from __future__ import annotations
 
@@ -10,17 +9,15 @@ import os
 import resource
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pypdfium2 as pdfium
 import pytest
 
 from app.core import errors
 from app.core.documents import extract as extract_module
-from app.core.documents import extract_child, pdfium_text
+from app.core.documents import extract_child
 from app.core.documents.extract import DEFAULT_LIMITS, Document, Limits, extract
 from tests.fixtures import documents
 from tests.fixtures.documents import MIB, _deflate_repeated, _pdf
@@ -39,10 +36,11 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Children:
-    """Records every extraction child started, and the temporary folder it was given."""
+    """Records every extraction child started; `on_start` is called as each starts."""
 
     def __init__(self) -> None:
         self.pids: list[int] = []
+        self.on_start: Callable[[], None] = lambda: None
 
 
 @pytest.fixture
@@ -53,6 +51,7 @@ def children(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Childr
     async def spy(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
         process = await real(*args, **kwargs)
         record.pids.append(process.pid)
+        record.on_start()
         return process
 
     monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
@@ -90,11 +89,22 @@ def read(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     return asyncio.run(extract(path, limits=limits))
 
 
-def refused(path: Path, limits: Limits = DEFAULT_LIMITS) -> tuple[errors.DocumentRejected, float]:
-    start = time.monotonic()
+def refused(path: Path, limits: Limits = DEFAULT_LIMITS) -> errors.DocumentRejected:
     with pytest.raises(errors.DocumentRejected) as caught:
         read(path, limits)
-    return caught.value, time.monotonic() - start
+    return caught.value
+
+
+async def cancel_once_started(path: Path, children: Children,
+                              limits: Limits = DEFAULT_LIMITS) -> None:
+    """Starts reading `path`, and cancels the reading as soon as its child runs."""
+    started = asyncio.Event()
+    children.on_start = started.set
+    task = asyncio.create_task(extract(path, limits=limits))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 # ---------------------------------------------------------------------------- formats
@@ -118,6 +128,38 @@ def test_pdf_reading_stops_at_the_page_cap(tmp_path: Path, children: Children) -
     document = read(documents.pdf_with_pages(tmp_path, 10), Limits(max_pages=3))
     assert len(document.pages) == 3 and document.truncated
     assert documents.marker(3) in document.pages[2].text
+
+
+def test_pdf_reading_stops_at_the_character_cap(tmp_path: Path, children: Children) -> None:
+    path = documents.pdf_with_pages(tmp_path, 10)
+    whole = read(path).pages
+    cap = sum(len(page.text) for page in whole[:4]) + len(whole[4].text) // 2  # mid page 5
+    document = read(path, Limits(max_chars=cap))
+    assert len(document.pages) == 5 and document.truncated
+    assert sum(len(page.text) for page in document.pages) == cap
+    assert document.pages[:4] == whole[:4] and whole[4].text.startswith(document.pages[4].text)
+
+
+def test_pdf_text_outside_the_basic_plane_is_kept(tmp_path: Path, children: Children) -> None:
+    """PDFium's text API once gave one UTF-16 unit a character: an emoji (or a rare CJK
+    character) would have been cut in half."""
+    cmap = (b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap "
+            b"/CMapName /Adobe-Identity-UCS def /CMapType 2 def "
+            b"1 begincodespacerange <00> <FF> endcodespacerange "
+            b"2 beginbfchar <41> <D83DDE00> <42> <00E9> endbfchar "
+            b"endcmap CMapName currentdict /CMap defineresource pop end end")
+    line = b"BT /F1 12 Tf 72 720 Td (ABAB done) Tj ET"
+    path = tmp_path / "emoji.pdf"
+    path.write_bytes(_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(line) + line + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(cmap) + cmap + b"\nendstream",
+    ]))
+    assert read(path).pages[0].text == "\U0001f600\u00e9\U0001f600\u00e9 done"
 
 
 def test_docx_text_tables_and_page_break(tmp_path: Path, children: Children) -> None:
@@ -197,78 +239,66 @@ def test_a_link_within_its_folder_is_followed(tmp_path: Path, children: Children
 
 
 def test_a_docx_zip_bomb_is_refused_before_unpacking(bombs: Path, children: Children) -> None:
-    error, took = refused(bombs / "bomb.docx")
+    error = refused(bombs / "bomb.docx")
     assert error.code == "zip_bomb"
     assert error.title == ("bomb.docx looks like a zip bomb: it would unpack to 3,223 MB "
                            "(the limit is 500 MB).")
-    assert took < 5
 
 
 def test_a_zip_bomb_under_a_higher_size_cap_is_caught_by_its_ratio(
         bombs: Path, children: Children) -> None:
-    error, _ = refused(bombs / "bomb.docx", Limits(max_unpacked_bytes=10**10))
+    error = refused(bombs / "bomb.docx", Limits(max_unpacked_bytes=10**10))
     assert error.code == "zip_bomb" and "would grow" in error.title
 
 
 def test_a_zip_bomb_that_lies_about_its_size_is_damaged(bombs: Path, children: Children) -> None:
-    error, took = refused(bombs / "lying.docx")
-    assert error.code == "damaged" and took < 5
+    assert refused(bombs / "lying.docx").code == "damaged"
 
 
 def test_a_docx_with_too_many_parts_is_refused(tmp_path: Path, children: Children) -> None:
-    error, _ = refused(documents.docx_many_parts(tmp_path))
+    error = refused(documents.docx_many_parts(tmp_path))
     assert error.code == "zip_bomb" and "5,017 parts" in error.title
 
 
 @pytest.mark.parametrize("maker", [documents.docx_billion_laughs,
                                    documents.docx_external_entity])
 def test_a_docx_with_a_dtd_is_refused(tmp_path: Path, maker: Any, children: Children) -> None:
-    error, took = refused(maker(tmp_path))
+    error = refused(maker(tmp_path))
     assert error.code == "unsafe_xml" and "has an unsafe XML declaration" in error.title
-    assert "root:" not in error.user_text() and took < 5
+    assert "root:" not in error.user_text()
 
 
 def test_a_pdf_stream_inflating_to_gigabytes_is_stopped_by_the_childs_memory_limit(
         bombs: Path, children: Children) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    error, took = refused(bombs / "bomb.pdf", Limits(memory_bytes=768 << 20))
+    # "too_slow" would mean that the limit never bit and the timeout stopped it.
+    error = refused(bombs / "bomb.pdf", Limits(memory_bytes=768 << 20))
     assert error.code in ("crashed", "too_much_memory")
     assert "memory allowance" in error.title or "more memory" in error.title
-    assert took < 20
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 100 * 1024, "the app's own memory grew"
 
 
 def test_a_slow_file_is_killed_at_the_timeout(bombs: Path, children: Children) -> None:
-    error, took = refused(bombs / "bomb.pdf", Limits(timeout_s=0.5))
+    error = refused(bombs / "bomb.pdf", Limits(timeout_s=0.5))
     assert error.code == "too_slow"
     assert error.title == "bomb.pdf took too long to read (over 0.5 seconds)."
-    assert took < 3
 
 
 def test_cancelling_kills_and_reaps_the_child(bombs: Path, children: Children) -> None:
-    async def cancel_soon() -> None:
-        task = asyncio.create_task(extract(bombs / "bomb.pdf"))
-        await asyncio.sleep(0.5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(cancel_soon())
-    # One child, or several: this bomb is big enough to be read by several (its one page
-    # goes to one of them). The fixture checks that every one of them was reaped.
-    assert 1 <= len(children.pids) <= DEFAULT_LIMITS.max_readers
+    asyncio.run(cancel_once_started(bombs / "bomb.pdf", children))
+    assert len(children.pids) == 1  # the fixture checks that it was reaped
 
 
 def test_a_truncated_pdf_is_refused(tmp_path: Path, children: Children) -> None:
-    error, _ = refused(documents.truncated_pdf(tmp_path))
+    error = refused(documents.truncated_pdf(tmp_path))
     assert error.code == "damaged" and "ends too early" in error.title
 
 
 def test_a_pdf_of_garbage_is_damaged(tmp_path: Path, children: Children) -> None:
     path = tmp_path / "garbage.pdf"
     path.write_bytes(b"%PDF-1.7\n" + os.urandom(5_000) + b"\n%%EOF\n")
-    error, _ = refused(path)
+    error = refused(path)
     assert error.code == "damaged" and error.title == (
         "garbage.pdf is damaged and can't be read as a PDF.")
 
@@ -276,7 +306,7 @@ def test_a_pdf_of_garbage_is_damaged(tmp_path: Path, children: Children) -> None
 def test_binary_named_txt_is_not_text(tmp_path: Path, children: Children) -> None:
     path = tmp_path / "data.txt"
     path.write_bytes(bytes(range(256)) * 40)
-    assert refused(path)[0].code == "not_text"
+    assert refused(path).code == "not_text"
 
 
 def test_the_child_limits_itself() -> None:
@@ -327,58 +357,7 @@ def test_a_password_protected_pdf_is_refused_with_its_own_words(tmp_path: Path) 
     assert "protected by a password" in caught.value.reason
 
 
-# ------------------------------------------------------------------ several children
-# A long PDF read by several children at once, each reading the runs of pages it is
-# handed: the same document as one child reads, caps included; a bomb on one page still
-# stops the whole document at that child's memory limit; every child is reaped. And the
-# PDFium binding the children use (`pdfium_text`), against pypdfium2's own.
-
-PAGES = 130
-
-
-@pytest.fixture(scope="module")
-def long_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return documents.pdf_with_pages(tmp_path_factory.mktemp("long"), PAGES, filler_lines=3)
-
-
-@pytest.fixture
-def shared_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any PDF is read by up to three children at once, whatever this machine is."""
-    monkeypatch.setattr(extract_module, "SPLIT_MIN_BYTES", 0)
-    monkeypatch.setattr(extract_module, "_cores", lambda: 3)
-
-
-def test_a_long_pdf_read_by_three_children_is_the_pdf_read_by_one(
-        long_pdf: Path, shared_out: None, children: Children) -> None:
-    whole = read(long_pdf, Limits(max_readers=1))
-    assert len(children.pids) == 1
-    shared = read(long_pdf, Limits(max_readers=3))
-    assert len(children.pids) == 1 + 3
-    assert shared == whole
-    assert [page.number for page in shared.pages] == list(range(1, PAGES + 1))
-    for page in shared.pages:  # each child's pages where they belong, none twice
-        assert documents.marker(page.number) in page.text
-        assert page.text.count("MARKER") == 1
-
-
-@pytest.mark.parametrize(("cap", "at"), [
-    ("max_pages", 100),  # stops before the end
-    ("max_pages", 30),
-    ("max_chars", 60),  # stops inside page 60: the runs asked for after it don't count
-    ("max_chars", 5),  # stops inside the first page
-])
-def test_caps_hold_for_the_whole_document_however_many_children_read_it(
-        long_pdf: Path, shared_out: None, children: Children, cap: str, at: int) -> None:
-    if cap == "max_chars":  # the characters up to the middle of page `at`
-        pages = read(long_pdf, Limits(max_readers=1)).pages
-        at = sum(len(page.text) for page in pages[: at - 1]) + len(pages[at - 1].text) // 2
-    whole = read(long_pdf, Limits(max_readers=1, **{cap: at}))
-    shared = read(long_pdf, Limits(max_readers=3, **{cap: at}))
-    assert shared == whole and shared.truncated
-    if cap == "max_pages":
-        assert len(shared.pages) == at
-    else:
-        assert sum(len(page.text) for page in shared.pages) == at
+# ------------------------------------------------------------------ a bomb further in
 
 
 def _long_pdf_with_a_bomb(folder: Path, pages: int, bomb_page: int) -> Path:
@@ -405,88 +384,23 @@ def _long_pdf_with_a_bomb(folder: Path, pages: int, bomb_page: int) -> Path:
     return path
 
 
-def test_a_bomb_on_one_page_stops_the_whole_document(
-        tmp_path: Path, shared_out: None, children: Children) -> None:
+def test_a_bomb_on_a_later_page_refuses_the_whole_document(
+        tmp_path: Path, children: Children) -> None:
+    """The pages before it read well; the document is still refused, not cut short."""
     path = _long_pdf_with_a_bomb(tmp_path, pages=120, bomb_page=110)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.monotonic()
     with pytest.raises(errors.DocumentRejected) as caught:
-        read(path, Limits(max_readers=3, memory_bytes=768 << 20))
+        read(path, Limits(memory_bytes=768 << 20))
     assert caught.value.code in ("crashed", "too_much_memory")
-    assert time.monotonic() - start < 20
-    assert len(children.pids) == 3  # all reaped: the fixture checks
+    assert len(children.pids) == 1  # reaped: the fixture checks
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 100 * 1024, "the app's own memory grew"
 
 
-def test_cancelling_kills_and_reaps_every_child(
-        tmp_path: Path, shared_out: None, children: Children) -> None:
-    path = _long_pdf_with_a_bomb(tmp_path, pages=120, bomb_page=1)
-
-    async def cancel_soon() -> None:
-        # Memory enough for the bomb to keep its child busy until it is cancelled.
-        task = asyncio.create_task(extract(path, limits=Limits(max_readers=3)))
-        await asyncio.sleep(0.5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(cancel_soon())
-    assert len(children.pids) == 3
-
-
-@pytest.mark.parametrize("first_buffer", ["sized by the page", "too short"])
-def test_the_childrens_pdfium_reads_what_pypdfium2_reads(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_buffer: str) -> None:
-    asked_for_length: list[object] = []
-    if first_buffer == "too short":  # as if a page's text outgrew the first buffer
-        library = pdfium_text.library()
-        monkeypatch.setattr(library, "FPDFText_CountChars", lambda _: 0)
-        bounded = library.FPDFText_GetBoundedText
-
-        def counting(textpage: int, *args: Any) -> int:
-            asked_for_length.append(args[4] is None)  # (bounds..., buffer, units)
-            return int(bounded(textpage, *args))
-
-        monkeypatch.setattr(library, "FPDFText_GetBoundedText", counting)
-    # A page cropped so that one line is outside what a viewer shows: both leave it out.
-    line = b"BT /F1 12 Tf 72 720 Td (Inside the box) Tj 0 -700 Td (Cropped away) Tj ET"
-    cropped = tmp_path / "cropped.pdf"
-    cropped.write_bytes(_pdf([
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /CropBox [0 300 612 792] "
-        b"/Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(line) + line + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]))
-    for path in (documents.pdf_with_pages(tmp_path, 4, filler_lines=5), cropped):
-        expected = []
-        pdf = pdfium.PdfDocument(path)
-        for index in range(len(pdf)):
-            page = pdf[index]
-            textpage = page.get_textpage()
-            expected.append(textpage.get_text_bounded())
-            textpage.close()
-            page.close()
-        pdf.close()
-        with open(path, "rb") as file, pdfium_text.Document(file, os.path.getsize(path)) as ours:
-            assert [ours.page_text(index) for index in range(len(ours))] == expected
-    assert "Inside the box" in expected[0] and "Cropped" not in expected[0]
-    assert any(asked_for_length) == (first_buffer == "too short")  # the fallback ran
-
-
-def test_pdfium_errors_carry_pdfiums_code(tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage.pdf"
-    garbage.write_bytes(b"%PDF-1.7\n" + bytes(2_000) + b"\n%%EOF\n")
-    with open(garbage, "rb") as file, pytest.raises(pdfium_text.PdfiumError) as caught:
-        pdfium_text.Document(file, garbage.stat().st_size)
-    assert caught.value.code not in (0, pdfium_text.ERR_PASSWORD)
-
-
 # ------------------------------------------------------------------ a child gone wrong
 # What a compromised or broken child might write, from a stand-in child process: each is
-# refused as damage (or a crash) in plain words, soon, with the child reaped.
+# refused as damage (or a crash) in plain words, not at the timeout, with the child
+# reaped.
 
 GONE_WRONG = r"""
 import os, sys, time
@@ -502,13 +416,9 @@ elif mode == "closes_output":
 elif mode == "too_long":
     sys.stdout.write("x" * 300_000)
     sys.stdout.flush()
-elif mode == "wrong_run":
-    line('{"ok": true, "count": 5}')
-    sys.stdin.readline()
-    line('{"ok": true, "first": 3, "pages": ["x"], "truncated": false}')
+elif mode == "not_pages":
+    line('{"ok": true, "pages": ["one", 2], "truncated": false}')
 elif mode == "exits":
-    line('{"ok": true, "count": 5}')
-    sys.stdin.readline()
     sys.exit(0)
 elif mode == "bad_facts":
     line('{"ok": false, "code": "zip_bomb", "facts": {"entries": "many", "limit": 1}}')
@@ -516,24 +426,24 @@ time.sleep(60)  # and stays alive, unless it exited above
 """
 
 
-@pytest.mark.parametrize(("mode", "code", "within_s"), [
-    ("junk", "damaged", 5),
-    ("closes_output", "damaged", 2 + 5),  # the grace it is given to exit, then killed
-    ("too_long", "damaged", 5),
-    ("wrong_run", "damaged", 5),
-    ("exits", "crashed", 5),
-    ("bad_facts", "damaged", 5),
+@pytest.mark.parametrize(("mode", "code"), [
+    ("junk", "damaged"),
+    ("closes_output", "damaged"),  # given a moment to exit, then killed
+    ("too_long", "damaged"),
+    ("not_pages", "damaged"),
+    ("exits", "crashed"),
+    ("bad_facts", "damaged"),
 ])
-def test_a_child_gone_wrong_is_refused_soon(
+def test_a_child_gone_wrong_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, children: Children, mode: str,
-        code: str, within_s: float) -> None:
+        code: str) -> None:
     script = tmp_path / "gone_wrong.py"
     script.write_text(GONE_WRONG, encoding="utf-8")
     monkeypatch.setattr(extract_module, "child_command",
                         lambda: [sys.executable, str(script), mode])
     pdf = documents.pdf_with_pages(tmp_path, 2)
-    error, took = refused(pdf, Limits(max_pages=10, max_chars=10, timeout_s=30))
+    # Its stand-in sleeps for a minute: "too_slow" would mean it was waited for.
+    error = refused(pdf, Limits(max_pages=10, max_chars=10, timeout_s=30))
     assert error.code == code
     assert error.title.startswith("known.pdf ")
-    assert took < within_s
     assert len(children.pids) == 1  # reaped: the fixture checks

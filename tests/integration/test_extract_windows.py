@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -63,13 +62,11 @@ def test_the_child_can_start_no_process() -> None:
 
 def test_a_pdf_bomb_is_stopped_by_the_childs_memory_limit(tmp_path: Path) -> None:
     bomb = documents.pdf_flate_bomb(tmp_path)  # 4 GiB once inflated
-    start = time.monotonic()
     with pytest.raises(errors.DocumentRejected) as caught:
         asyncio.run(extract(bomb, limits=Limits(memory_bytes=512 * MIB, timeout_s=60)))
     # The same words as on POSIX; "too_slow" would mean the limit never bit.
     assert caught.value.code in ("crashed", "too_much_memory")
     assert "memory allowance" in caught.value.title or "more memory" in caught.value.title
-    assert time.monotonic() - start < 45
 
 
 def test_the_limit_structure_has_the_sdks_layout() -> None:

@@ -167,47 +167,21 @@ def test_bad_sizes_are_refused(max_tokens: int, overlap: int) -> None:
         chunk(document(), max_tokens=max_tokens, overlap_tokens=overlap)
 
 
-class FakeClock:
-    """`perf_counter` moves 1 ms a reading (the work between readings); `sleep` takes
-    what it is asked for, or `granularity` if that is coarser."""
+def test_chunking_is_linear_in_the_text() -> None:
+    """It runs beside the GUI thread, holding the GIL: the counter is asked once a
+    sentence and about once a chunk, however long the document, and nothing is re-read
+    for each sentence added to a chunk."""
+    calls = 0
 
-    def __init__(self, granularity: float = 0.0) -> None:
-        self.now, self.granularity = 0.0, granularity
-        self.pauses: list[tuple[float, float]] = []  # (start, length)
-        self._woke = False
+    def counting(text: str) -> int:
+        nonlocal calls
+        calls += 1
+        return estimate_tokens(text)
 
-    def perf_counter(self) -> float:
-        if not self._woke:
-            self.now += 0.001
-        self._woke = False
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        length = max(seconds, self.granularity)
-        self.pauses.append((self.now, length))
-        self.now += length
-        self._woke = True
-
-
-@pytest.mark.parametrize("granularity", [0.0, 0.0156])  # 15.6 ms: older Windows' sleeps
-def test_chunking_gives_up_the_gil_every_few_milliseconds(
-        monkeypatch: pytest.MonkeyPatch, granularity: float) -> None:
-    """It runs on a worker thread beside the GUI thread: it sleeps a moment (letting the
-    GUI thread take the GIL) after every couple of milliseconds of work; where sleeps
-    are coarse, the work between them grows so that pausing stays ~10% of the time."""
-    from app.core.documents import chunking
-
-    clock = FakeClock(granularity)
-    monkeypatch.setattr(chunking, "perf_counter", clock.perf_counter)
-    monkeypatch.setattr(chunking, "sleep", clock.sleep)
-    pages = [(page, sentences_on(page, 40, paragraph_every=4)) for page in range(1, 51)]
-    assert chunk(pages, max_tokens=200, overlap_tokens=20)
-    paused = sum(length for _, length in clock.pauses)
-    assert len(clock.pauses) >= 3 and 0.05 < paused / clock.now < 0.15
-    if not granularity:  # never more than a few milliseconds of work between pauses
-        starts = [0.0] + [start + length for start, length in clock.pauses]
-        stretches = [pause[0] - start for start, pause in zip(starts, clock.pauses, strict=False)]
-        assert max(stretches) <= 3 * chunking._WORK_S
+    pages = [(page, sentences_on(page, 40, paragraph_every=4)) for page in range(1, 201)]
+    chunks = chunk(pages, max_tokens=200, overlap_tokens=20, count_tokens=counting)
+    assert calls <= 200 * 40 + 2 * len(chunks)
+    assert chunks == chunk(pages, max_tokens=200, overlap_tokens=20)
 
 
 def test_a_sample_takes_the_start_middle_and_end_of_a_long_text() -> None:

@@ -1,15 +1,12 @@
 """The checks made before any extraction child starts, and the readers' pure parts:
-links, folders, pipes, sizes and types refused in plain words; sniffing; pages; how a
-PDF's pages are handed out in runs to the children reading it (a faster child reads
-more), and what happens when one child fails."""
+links, folders, pipes, sizes and types refused in plain words; sniffing; pages; and how
+the parent takes what a child sends (caps held, odd facts treated as damage)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -193,215 +190,11 @@ def test_html_drops_scripts_styles_and_loads_nothing(tmp_path: Path) -> None:
     assert text == "Office news\nHeading & more\nFirst paragraph wraps.\nCell A | Cell B\nCafé €5"
 
 
-# ---------------------------------------------------------------------------- shares
-
-
-def take(plan: extract_module._Plan) -> tuple[int, int]:
-    run = plan.take()
-    assert run is not None
-    return run
-
-
-def runs_of(count: int, readers: int, limits: Limits = DEFAULT_LIMITS) -> list[tuple[int, int]]:
-    plan = extract_module._Plan(readers, limits)
-    assert plan.agree({"ok": True, "count": count})
-    runs = []
-    while (run := plan.take()) is not None:
-        runs.append(run)
-    return runs
-
-
-def test_runs_cover_every_page_once_in_order_and_shrink_towards_the_end() -> None:
-    for count in (1, 2, 7, 40, 81, 300, 5_000):
-        for readers_ in (1, 2, 3, 4):
-            runs = runs_of(count, readers_)
-            assert runs[0][0] == 0 and runs[-1][1] == min(count, DEFAULT_LIMITS.max_pages)
-            assert all(a[1] == b[0] for a, b in zip(runs, runs[1:], strict=False))
-            sizes = [stop - first for first, stop in runs]
-            assert all(1 <= size <= extract_module.MAX_RUN_PAGES for size in sizes)
-            assert sizes == sorted(sizes, reverse=True)  # the last runs are the shortest
-    assert runs_of(300, 2)[-1] == (299, 300)
-    assert runs_of(10, 1, Limits(max_pages=4)) == [(0, 1), (1, 2), (2, 3), (3, 4)]
-
-
-def test_a_plan_takes_only_pages_that_fit_together() -> None:
-    plan = extract_module._Plan(2, DEFAULT_LIMITS)
-    assert not plan.agree({"ok": True, "count": 0})
-    assert plan.agree({"ok": True, "count": 3})
-    assert not plan.agree({"ok": True, "count": 4})  # the other child counts differently
-    run = take(plan)
-    assert run == (0, 1)
-    assert not plan.put(run, {"ok": True, "first": 1, "pages": ["x"]})  # another run
-    assert not plan.put(run, {"ok": True, "first": 0, "pages": ["x", "y"]})  # too many
-    assert not plan.put(run, {"ok": True, "first": 0, "pages": []})  # too few, untruncated
-    assert not plan.put(run, {"ok": True, "first": 0, "pages": [3]})  # not text
-    assert plan.put(run, {"ok": True, "first": 0, "pages": ["one"]})
-    later = [take(plan), take(plan)]
-    assert later == [(1, 2), (2, 3)]
-    assert plan.put(later[1], {"ok": True, "first": 2, "pages": ["three"]})
-    assert plan.put(later[0], {"ok": True, "first": 1, "pages": ["two"]})  # out of order
-    assert plan.result() == {"ok": True, "pages": ["one", "two", "three"], "truncated": False}
-
-
-def test_nothing_is_asked_for_after_a_cap_and_runs_after_a_truncated_one_dont_count() -> (
-        None):
-    plan = extract_module._Plan(1, Limits(max_chars=10))
-    plan.agree({"ok": True, "count": 100})
-    first, second = take(plan), take(plan)
-    assert plan.put(first, {"ok": True, "first": first[0], "truncated": False,
-                            "pages": ["0123456789"] * (first[1] - first[0])})
-    assert plan.take() is None  # the character cap is reached: nothing more is asked
-    assert plan.put(second, {"ok": True, "first": second[0], "pages": ["late"],
-                             "truncated": True})
-    result = plan.result()
-    assert result["truncated"] and result["pages"][-1] == "late"
-
-    plan = extract_module._Plan(2, DEFAULT_LIMITS)
-    plan.agree({"ok": True, "count": 100})
-    runs = [take(plan) for _ in range(3)]
-    assert plan.put(runs[0], {"ok": True, "first": runs[0][0], "pages": ["cut"],
-                              "truncated": True})
-    assert plan.take() is None  # a truncated run ends the reading
-    for run in runs[1:]:
-        assert plan.put(run, {"ok": True, "first": run[0], "pages": ["x"] * (run[1] - run[0])})
-    assert plan.result()["pages"] == ["cut"]  # the runs after the cut one are dropped
-
-
-class PagedChild:
-    """A PDF extraction child as the parent sees it (stdin, stdout): `count` pages of
-    `text(page)`, read at `seconds_a_page` (so the parent's hand-out can be timed),
-    within the characters each run may bring; a run holding a page of `fails_on` is
-    refused. `read`: the pages it read."""
-
-    def __init__(self, count: int, text: Any, seconds_a_page: float = 0.0,
-                 fails_on: frozenset[int] = frozenset()) -> None:
-        self.count, self.text = count, text
-        self.seconds_a_page, self.fails_on = seconds_a_page, fails_on
-        self.requests: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
-        self.read: list[int] = []
-        self.stdin, self.stdout = self, self
-        self.head_sent = False
-
-    def write(self, data: bytes) -> None:  # the parent asking for a run
-        first, stop, budget = (int(number) for number in data.split())
-        self.requests.put_nowait((first, stop, budget))
-
-    def close(self) -> None:  # the parent's "no more"
-        pass
-
-    async def readline(self) -> bytes:
-        if not self.head_sent:
-            self.head_sent = True
-            return json.dumps({"ok": True, "count": self.count}).encode() + b"\n"
-        first, stop, budget = await self.requests.get()
-        await asyncio.sleep(self.seconds_a_page * (stop - first))
-        if self.fails_on & set(range(first, stop)):
-            return b'{"ok": false, "code": "too_much_memory", "facts": {}}\n'
-        pages, chars, truncated = [], 0, False
-        for page in range(first, stop):
-            text = self.text(page)
-            if chars + len(text) > budget:
-                pages.append(text[: budget - chars])
-                truncated = True
-                break
-            chars += len(text)
-            pages.append(text)
-        self.read += range(first, first + len(pages))
-        reply = {"ok": True, "first": first, "pages": pages, "truncated": truncated}
-        return json.dumps(reply).encode() + b"\n"
-
-
-def test_a_faster_child_reads_more_pages_and_the_document_is_whole() -> None:
-    """One child three times as fast as the other (a busier or slower core): it reads
-    about three quarters of the pages, and both finish close together, where fixed
-    halves would keep the fast one idle for half the time."""
-    plan = extract_module._Plan(2, DEFAULT_LIMITS)
-    def text(page: int) -> str:
-        return f"page {page + 1}"
-
-    fast, slow = PagedChild(200, text, 0.002), PagedChild(200, text, 0.006)
-
-    async def run() -> list[Any]:
-        return await asyncio.gather(*(extract_module._Reader(plan)(child)  # type: ignore[arg-type]
-                                      for child in (fast, slow)))
-
-    assert asyncio.run(run()) == [{"ok": True}, {"ok": True}]
-    assert sorted(fast.read + slow.read) == list(range(200))
-    assert 125 <= len(fast.read) <= 170  # 150 if the hand-out follows their speeds
-    result = plan.result()
-    assert result["pages"] == [f"page {n}" for n in range(1, 201)] and not result["truncated"]
+# ---------------------------------------------------------------------------- replies
 
 
 def opened(kind: extract_module.Kind, size: int) -> extract_module.Opened:
     return extract_module.Opened("x", Path("x"), None, kind, size)
-
-
-def test_only_a_long_pdf_is_shared_out_and_within_cores_and_memory(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(extract_module, "_cores", lambda: 16)
-    monkeypatch.setattr(extract_module, "_physical_memory", lambda: 64 << 30)
-    big = extract_module.SPLIT_MIN_BYTES
-    assert extract_module.reader_count(opened("pdf", big), DEFAULT_LIMITS) == 4
-    assert extract_module.reader_count(opened("pdf", big - 1), DEFAULT_LIMITS) == 1
-    assert extract_module.reader_count(opened("docx", 10 * big), DEFAULT_LIMITS) == 1
-    assert extract_module.reader_count(opened("pdf", big), Limits(max_readers=1)) == 1
-    monkeypatch.setattr(extract_module, "_cores", lambda: 2)
-    assert extract_module.reader_count(opened("pdf", big), DEFAULT_LIMITS) == 2
-    # Children at their memory limit may take at most half of the machine's memory.
-    monkeypatch.setattr(extract_module, "_cores", lambda: 16)
-    monkeypatch.setattr(extract_module, "_physical_memory", lambda: 12 << 30)
-    assert extract_module.reader_count(opened("pdf", big), DEFAULT_LIMITS) == 3  # 2 GiB
-    monkeypatch.setattr(extract_module, "_physical_memory", lambda: 3 << 30)
-    assert extract_module.reader_count(opened("pdf", big), DEFAULT_LIMITS) == 1
-
-
-def test_the_first_refusal_ends_every_other_child(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Child 1 is refused at once while children 0 and 2 would read for ever: the refusal
-    comes back without waiting for them, and they are stopped (their children killed)."""
-    stopped: list[int] = []
-    started: list[int] = []
-
-    async def child(opened: Any, limits: Limits, converse: Any) -> dict[str, Any]:
-        index = len(started)
-        started.append(index)
-        if index == 1:
-            return {"ok": False, "code": "password", "facts": {}}
-        try:
-            await asyncio.Event().wait()
-        finally:
-            stopped.append(index)
-        raise AssertionError("not reached")
-
-    monkeypatch.setattr(extract_module, "_run_child", child)
-
-    async def run() -> dict[str, Any]:
-        async with asyncio.timeout(5):
-            return await extract_module._run_children(
-                opened("pdf", 1), DEFAULT_LIMITS, extract_module._Plan(3, DEFAULT_LIMITS))
-
-    assert asyncio.run(run()) == {"ok": False, "code": "password", "facts": {}}
-    assert sorted(stopped) == [0, 2]
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="no descriptors are handed on there")
-def test_each_child_reads_the_one_open_file_at_its_own_offset(tmp_path: Path) -> None:
-    """The children reading one PDF hold the same open file (one file offset between
-    them); each reads at its own offset and leaves the shared one alone."""
-    path = tmp_path / "data.bin"
-    path.write_bytes(bytes(range(256)) * 64)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        first = io.BufferedReader(extract_child.AtOffsets(os.dup(fd)))
-        second = io.BufferedReader(extract_child.AtOffsets(os.dup(fd)))
-        with first, second:
-            first.seek(100)
-            second.seek(-10, os.SEEK_END)
-            assert first.read(3) == bytes([100, 101, 102])
-            assert second.read() == bytes(range(246, 256))
-            assert first.read(2) == bytes([103, 104])
-        assert os.lseek(fd, 0, os.SEEK_CUR) == 0
-    finally:
-        os.close(fd)
 
 
 def test_a_documents_repr_is_short_and_holds_none_of_its_text() -> None:
@@ -415,21 +208,6 @@ def test_a_documents_repr_is_short_and_holds_none_of_its_text() -> None:
     assert "pages=300" in shown and "report.pdf" in shown
 
 
-def test_the_childs_json_is_what_json_dumps_writes() -> None:
-    replies: list[object] = [
-        {"ok": True, "first": 3, "truncated": False,
-         "pages": ['quote " backslash \\ newline \n tab \t NUL \x00 \x1f \x7f', "",
-                   "é € 😀 \u2028 \ud7ff"]},
-        {"ok": False, "code": "zip_bomb",
-         "facts": {"entries": 3_000, "limit": 2_000, "ratio": 1234.5, "none": None}},
-        [["nested"], {"k": [1, 2.5, True]}],
-    ]
-    for reply in replies:
-        assert extract_child.to_json(reply) == json.dumps(reply, ensure_ascii=False)
-        assert json.loads(extract_child.to_json(reply)) == reply
-    assert extract_child.to_json(float("inf")) == "null"  # not JSON: never sent
-
-
 def test_the_childs_arguments_round_trip() -> None:
     spec: dict[str, object] = {"kind": "pdf", "path": "/a b/c=d.pdf", "memory": 1 << 30,
                                "max_zip_ratio": 100.0}
@@ -439,61 +217,38 @@ def test_the_childs_arguments_round_trip() -> None:
         extract_child.parse_spec(["kind"])
 
 
-def test_a_pdf_reading_child_imports_little() -> None:
-    """Every document, and every reader of a long PDF, pays the child's start-up: the
-    PDF path loads PDFium, but not json, re, enum, typing or collections (~20 ms)."""
+def test_the_caps_hold_whatever_the_child_sends() -> None:
+    """A child past its caps (gone wrong, or its readers wrong) still gives a document
+    within them."""
+    limits = Limits(max_pages=3, max_chars=10)
+    reply = {"ok": True, "pages": ["abcd", "efgh", "ijkl", "mnop"], "truncated": False}
+    document = extract_module._document(Path("x.pdf"), opened("pdf", 1), reply, "0" * 64,
+                                        limits)
+    assert [page.text for page in document.pages] == ["abcd", "efgh", "ij"]
+    assert [page.number for page in document.pages] == [1, 2, 3] and document.truncated
+    reply = {"ok": True, "pages": ["abcd"] * 5, "truncated": False}
+    document = extract_module._document(Path("x.pdf"), opened("pdf", 1), reply, "0" * 64,
+                                        Limits(max_pages=2))
+    assert len(document.pages) == 2 and document.truncated
+    for pages in (None, "abcd", [1], ["a", None]):
+        with pytest.raises(errors.DocumentRejected) as caught:
+            extract_module._document(Path("x.pdf"), opened("pdf", 1),
+                                     {"ok": True, "pages": pages}, "0" * 64, limits)
+        assert caught.value.code == "damaged"
+
+
+def test_the_apps_own_process_loads_no_document_parser() -> None:
+    """Parsing happens only in the child: importing extraction here loads none of the
+    parsing libraries."""
     import subprocess
-    import tempfile
+    import sys
 
-    code = ("import sys; from app.core.documents import extract_child, pdfium_text; "
-            "pdfium_text.library(); "
-            "print(sorted({'json', 're', 'enum', 'typing', 'collections'} & set(sys.modules)))")
-    with tempfile.TemporaryDirectory() as temp:
-        python = extract_module.child_command()[:2]  # with the child's own flags (-S)
-        out = subprocess.run([*python, "-c", code], capture_output=True, text=True,
-                             env=extract_module._child_env(temp), check=True, timeout=60)
+    code = ("import sys; import app.core.documents.extract; "
+            "print(sorted({'pypdfium2', 'docx', 'lxml', 'charset_normalizer'} "
+            "& set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
     assert out.stdout.strip() == "[]"
-
-
-def read_with(children_: list[PagedChild], limits: Limits,
-              monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """`_run_children` over stand-in children, in the order they are started."""
-    waiting = list(children_)
-
-    async def child(opened: Any, limits: Limits, converse: Any) -> dict[str, Any]:
-        reply = await converse(waiting.pop(0))
-        return reply if reply is not None else {"ok": False, "code": "crashed", "facts": {}}
-
-    monkeypatch.setattr(extract_module, "_run_child", child)
-    plan = extract_module._Plan(len(children_), limits)
-
-    async def run() -> dict[str, Any]:
-        async with asyncio.timeout(5):
-            result = await extract_module._run_children(opened("pdf", 1), limits, plan)
-        return plan.result() if result.get("ok") else result
-
-    return asyncio.run(run())
-
-
-def test_a_failure_past_a_cap_doesnt_refuse_the_document(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first child's first run (pages 1-12) reaches the character cap, slowly; the
-    second child's first run (pages 25-36) holds a bomb and fails at once. Read page
-    after page, the bomb would never have been reached: the document is the capped
-    pages, not a refusal."""
-    def text(page: int) -> str:
-        return f"page {page} " * 10  # 70 characters
-
-    first = PagedChild(100, text, seconds_a_page=0.005)
-    second = PagedChild(100, text, fails_on=frozenset({30}))
-    result = read_with([first, second], Limits(max_chars=150), monkeypatch)
-    assert result["ok"] and result["truncated"]
-    assert result["pages"] == [text(0), text(1), text(2)[:10]]
-    # The same bomb before the cap refuses the document.
-    first = PagedChild(100, text, seconds_a_page=0.005)
-    second = PagedChild(100, text, fails_on=frozenset({30}))
-    result = read_with([first, second], Limits(max_chars=1_000_000), monkeypatch)
-    assert result == {"ok": False, "code": "too_much_memory", "facts": {}}
 
 
 def test_a_refusal_whose_facts_dont_fit_its_code_is_damage() -> None:

@@ -9,14 +9,15 @@ that straddles a cut is seen whole at least once, and no chunk is longer than
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import logging
 import math
 import re
 import ssl
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from time import perf_counter, sleep
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -33,17 +34,8 @@ TOKENIZE_TIMEOUT_S = 10.0
 PARAGRAPH = "\n\n"
 SENTENCE = " "
 
-# Chunking is pure Python on a worker thread beside the GUI thread, and holds the GIL the
-# whole time it runs. CPython hands the GIL to a waiting thread only every switch
-# interval (5 ms) at best, and the UI-stall benchmark saw the GUI thread wait 20-30 ms
-# while 100 pages were chunked. So chunking sleeps a moment every couple of milliseconds,
-# which lets the GUI thread in at once.
-_WORK_S = 0.002
-_BREATHER_S = 0.0002
 _PARAGRAPHS = re.compile(r"\n\s*\n")
 # A sentence ends at . ! ? … (and a closing quote or bracket) followed by white space.
-# Matched forwards from the punctuation: look-behinds tried at every space were half of
-# chunking's time, which runs beside the GUI thread (the GIL is shared).
 _SENTENCE_END = re.compile(r"([.!?…][\"'”’)\]]?)\s+")
 _WORDS = re.compile(r"(?<=\s)(?=\S)")
 
@@ -117,13 +109,6 @@ def page_tuples(pages: Pages) -> list[tuple[int, str]]:
     return out
 
 
-class _Unit(NamedTuple):  # a tuple: made once a sentence, ~3x cheaper than a dataclass
-    text: str
-    page: int
-    sep: str  # what joins it to the unit before: PARAGRAPH or SENTENCE
-    tokens: int
-
-
 def _pieces(text: str, max_tokens: int, count: TokenCounter) -> list[str]:
     """A sentence longer than a chunk, cut at words, or (a very long "word") at characters."""
     if count(text) <= max_tokens:
@@ -146,58 +131,74 @@ def _pieces(text: str, max_tokens: int, count: TokenCounter) -> list[str]:
     return _pieces(text[:half], max_tokens, count) + _pieces(text[half:], max_tokens, count)
 
 
-def _breathers() -> Callable[[], None]:
-    """A call that sleeps `_BREATHER_S` once `_WORK_S` has passed since it last did.
-    Where the system's sleeps are coarser (older Windows rounds them up to ~15 ms), the
-    work between them grows to match, so the pauses stay about a tenth of the time."""
-    last = perf_counter()
-    work = _WORK_S
-
-    def breathe() -> None:
-        nonlocal last, work
-        now = perf_counter()
-        if now - last >= work:
-            sleep(_BREATHER_S)  # gives up the GIL; a waiting thread takes it
-            last = perf_counter()
-            work = max(_WORK_S, 10 * (last - now))
-
-    return breathe
-
-
-def _units(pages: list[tuple[int, str]], max_tokens: int, count: TokenCounter,
-           breathe: Callable[[], None]) -> list[_Unit]:
-    units: list[_Unit] = []
-    for number, text in pages:
-        for paragraph in _PARAGRAPHS.split(text):
-            breathe()
-            paragraph = " ".join(paragraph.split())  # line breaks inside a paragraph: spaces
-            if not paragraph:
-                continue
-            sep = PARAGRAPH
-            for sentence in _sentences(paragraph):
-                for piece in _pieces(sentence, max_tokens, count) if sentence else []:
-                    units.append(_Unit(piece, number, sep, count(piece)))
-                    sep = SENTENCE
-    return units
-
-
-def _sentences(paragraph: str) -> Iterator[str]:
+def _sentences(paragraph: str) -> list[str]:
     """The paragraph cut after each sentence's end (the spaces after it dropped)."""
-    start = 0
-    for end in _SENTENCE_END.finditer(paragraph):
-        yield paragraph[start:end.start() + len(end.group(1))]
-        start = end.end()
-    yield paragraph[start:]
+    parts = _SENTENCE_END.split(paragraph)  # text, end, text, end, …, text
+    sentences = [text + end for text, end in zip(parts[0::2], parts[1::2], strict=False)]
+    if parts[-1]:
+        sentences.append(parts[-1])
+    return sentences
 
 
-def _join(units: Sequence[_Unit]) -> str:
-    return "".join((u.sep if i else "") + u.text for i, u in enumerate(units))
+class _Units:
+    """The document cut into units (sentences, or pieces of an over-long one), as
+    parallel lists: each unit's text, page and token count, and where paragraphs start.
+    `ends[k]` is the rough size of units [0, k) (their tokens, plus one a unit for the
+    separators), so the rough size of units [a, b) is ends[b] - ends[a] - 1."""
 
+    def __init__(self, pages: list[tuple[int, str]], max_tokens: int,
+                 count: TokenCounter) -> None:
+        self.texts: list[str] = []
+        self.joined: list[str] = []  # each unit after the separator that joins it on
+        self.pages: list[int] = []
+        self.tokens: list[int] = []
+        self.paragraphs: list[int] = []  # the units that start a paragraph, in order
+        for number, text in pages:
+            for paragraph in _PARAGRAPHS.split(text):
+                paragraph = " ".join(paragraph.split())  # line breaks inside: spaces
+                if paragraph:
+                    self._add(number, _sentences(paragraph), max_tokens, count)
+        self.ends = list(itertools.accumulate((t + 1 for t in self.tokens), initial=0))
 
-def _rough(units: Sequence[_Unit]) -> int:
-    """Tokens of the joined units as the sum of the parts plus one a separator; the exact
-    count is checked once a chunk is complete."""
-    return sum(u.tokens for u in units) + max(0, len(units) - 1)
+    def _add(self, page: int, sentences: list[str], max_tokens: int,
+             count: TokenCounter) -> None:
+        tokens = list(map(count, sentences))
+        if max(tokens) > max_tokens:  # a sentence longer than a chunk: cut it up
+            sentences = [piece for sentence, size in zip(sentences, tokens, strict=True)
+                         for piece in ([sentence] if size <= max_tokens
+                                       else _pieces(sentence, max_tokens, count))]
+            tokens = list(map(count, sentences))
+        self.paragraphs.append(len(self.texts))
+        self.texts += sentences
+        self.joined.append(PARAGRAPH + sentences[0])
+        self.joined += [SENTENCE + sentence for sentence in sentences[1:]]
+        self.pages += [page] * len(sentences)
+        self.tokens += tokens
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def text(self, first: int, stop: int) -> str:
+        """Units [first, stop) joined as they are sent."""
+        return self.texts[first] + "".join(self.joined[first + 1:stop])
+
+    def rough(self, first: int, stop: int) -> int:
+        """Tokens of units [first, stop) as the sum of the parts plus one a separator;
+        the exact count is checked once a chunk is complete."""
+        return self.ends[stop] - self.ends[first] - 1
+
+    def last_fitting(self, first: int, tokens: int) -> int:
+        """The largest stop such that units [first, stop) are at most `tokens`, roughly."""
+        return bisect.bisect_right(self.ends, self.ends[first] + tokens + 1) - 1
+
+    def first_fitting(self, stop: int, tokens: int) -> int:
+        """The smallest first such that units [first, stop) are at most `tokens`, roughly."""
+        return bisect.bisect_left(self.ends, self.ends[stop] - tokens - 1)
+
+    def last_paragraph_start(self, after: int, before: int) -> int | None:
+        """The last unit strictly between `after` and `before` that starts a paragraph."""
+        k = bisect.bisect_left(self.paragraphs, before) - 1
+        return self.paragraphs[k] if k >= 0 and self.paragraphs[k] > after else None
 
 
 def chunk(pages: Pages, *, max_tokens: int, overlap_tokens: int,
@@ -206,66 +207,45 @@ def chunk(pages: Pages, *, max_tokens: int, overlap_tokens: int,
     starting with up to `overlap_tokens` of the end of the one before.
 
     Empty pages give no text; a chunk's page range is that of the text it holds.
+
+    It runs on a worker thread beside the GUI thread and holds the GIL while it runs,
+    so it is linear by construction: the sentences are split, counted and stored a
+    paragraph at a time, and each chunk is found by binary searches over the running
+    token sums and joined once.
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")
     if not 0 <= overlap_tokens < max_tokens:
         raise ValueError("overlap_tokens must be at least 0 and less than max_tokens")
-    breathe = _breathers()
-    units = _units(page_tuples(pages), max_tokens, count_tokens, breathe)
+    units = _Units(page_tuples(pages), max_tokens, count_tokens)
     chunks: list[Chunk] = []
-    overlap: list[_Unit] = []
-    i = 0
-    while i < len(units):
-        breathe()
-        new: list[_Unit] = [units[i]]  # always at least one new unit: the loop moves on
-        i += 1
-        # Kept as a running sum: re-adding the chunk for each sentence made chunking
-        # quadratic, and it runs beside the GUI thread (the GIL is shared).
-        total = _rough(overlap + new)
-        while i < len(units) and total + 1 + units[i].tokens <= max_tokens:
-            new.append(units[i])
-            total += 1 + units[i].tokens
-            i += 1
-        if i < len(units):
+    first = new = 0  # a chunk is units [first, stop): the overlap [first, new), then new ones
+    while new < len(units):
+        # As many units as fit by the rough count; always at least one new unit.
+        stop = min(len(units), max(new + 1, units.last_fitting(first, max_tokens)))
+        if stop < len(units):
             # Cut at the last paragraph start in the second half of the chunk, if any.
-            half = max_tokens // 2
-            before = total  # _rough(overlap + new[:j + 1]) as j goes down
-            for j in range(len(new) - 1, 0, -1):
-                before -= new[j].tokens + 1
-                if new[j].sep == PARAGRAPH and before >= half:
-                    i -= len(new) - j
-                    new = new[:j]
-                    break
+            cut = units.last_paragraph_start(new, stop)
+            if cut is not None and units.rough(first, cut) >= max_tokens // 2:
+                stop = cut
         # The exact check by the counter on the text as sent; the rough sum is a guide.
-        while count_tokens(_join(overlap + new)) > max_tokens:
-            if len(new) > 1:
-                new.pop()
-                i -= 1
-            elif overlap:
-                overlap = overlap[1:]
+        while count_tokens(units.text(first, stop)) > max_tokens:
+            if stop - new > 1:
+                stop -= 1
+            elif first < new:
+                first += 1
             else:
                 break  # one unit alone, already measured under max_tokens when it was cut
-        body = overlap + new
-        chunks.append(Chunk(len(chunks), _join(body), body[0].page, body[-1].page))
-        overlap = _overlap(body, overlap_tokens)
-        if i < len(units):
-            while overlap and _rough(overlap + [units[i]]) > max_tokens:
-                overlap = overlap[1:]
+        chunks.append(Chunk(len(chunks), units.text(first, stop), units.pages[first],
+                            units.pages[stop - 1]))
+        # The next overlap: the trailing units of this chunk that fit in overlap_tokens,
+        # never all of it (a chunk must not be swallowed whole by the next), and no more
+        # than leaves room for the next unit.
+        first = max(first + 1, units.first_fitting(stop, overlap_tokens))
+        if stop < len(units):
+            first = max(first, units.first_fitting(stop + 1, max_tokens))
+        first, new = min(first, stop), stop
     return chunks
-
-
-def _overlap(body: list[_Unit], overlap_tokens: int) -> list[_Unit]:
-    """The trailing sentences of `body` that fit in `overlap_tokens`, never all of it
-    (a chunk must not be swallowed whole by the next)."""
-    taken: list[_Unit] = []
-    total = -1  # _rough of the units taken so far, plus the separator before the next
-    for unit in reversed(body[1:]):
-        if total + 1 + unit.tokens > overlap_tokens:
-            break
-        total += 1 + unit.tokens
-        taken.append(unit)
-    return taken[::-1]
 
 
 # ---------------------------------------------------------------- the model's own tokenizer

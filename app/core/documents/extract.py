@@ -12,19 +12,12 @@ and downloads mislabel files, and the child's limits are the same either way); a
 named .pdf or .docx that is neither is refused as damaged. The file is opened once
 here and the child is handed that open file, so what was checked is what is read.
 
-The child (`extract_child`) limits its own address space (RLIMIT_AS; a Job Object on
-Windows) and CPU time and writes what it read as JSON lines to stdout, each read up to
-a bound. The parent kills it at the wall-clock timeout, always reaps it, and removes
-the private temporary folder it was given. Every refusal is an `errors.DocumentRejected`
+One child (`extract_child`) reads one document: it limits its own address space
+(RLIMIT_AS; a Job Object on Windows) and CPU time, and writes what it read as one line
+of JSON to stdout, which is read up to a bound. The parent kills it at the wall-clock
+timeout or when the awaiting task is cancelled, always reaps it, and removes the
+private temporary folder it was given. Every refusal is an `errors.DocumentRejected`
 in plain words.
-
-A PDF is read in runs of pages that the parent hands out (`_Plan`), and a long one by
-several such children at once from the same handed-over file, under the same limits
-(`reader_count`): PDFium's text layout, ~1.5 ms a page, is most of the time, and one
-process uses one core. Handing out short runs as children ask, instead of fixed
-shares, lets a child on a faster (or less busy) core read more: two children on two
-cores often finish 30-50% apart otherwise. A refusal or crash ends all of them (one on
-a run of pages, once the runs before it show whether its pages are in the document).
 """
 
 from __future__ import annotations
@@ -42,9 +35,7 @@ import signal
 import stat
 import sys
 import tempfile
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,17 +62,6 @@ _BINARY_MAGIC = (
 )
 _HEAD_BYTES = 8_192
 _STDERR_TAIL = 4_096
-# A PDF smaller than this is read by one child: it can't have enough pages (a page of
-# plain text takes at least ~0.7 kB) for a second child to save more than its own
-# start-up (~30-50 ms). A bigger one with few pages costs the extra children only that,
-# on other cores: they count the pages, are given none and end.
-SPLIT_MIN_BYTES = 50_000
-_CHILD_MAIN = "from app.core.documents.extract_child import main; raise SystemExit(main())"
-# A PDF reader is asked for runs of at most this many pages (~25 ms), shrinking towards
-# the end so that the children finish close together, and holds two runs at a time so
-# that it never waits for the next.
-MAX_RUN_PAGES = 16
-_RUNS_AHEAD = 2
 # A child whose output ended may take this long to exit before it counts as gone wrong.
 _EXIT_GRACE_S = 2.0
 # How a child killed at its CPU limit ends (POSIX only: Windows has neither signal, and
@@ -118,9 +98,8 @@ class Document:
     truncated: bool = False
 
     def __repr__(self) -> str:
-        # Without the text: asyncio.run formats the repr of its task's result when it
-        # ends (restoring the SIGINT handler), which for a 300-page document was a
-        # 1.3 MB string and 17 ms of the CLI's and the benchmark's time; logs stay short.
+        # Without the text: it is private, and megabytes long; asyncio.run formats the
+        # repr of its task's result when it ends, and a log line may name a document.
         return (f"Document(path={self.path!r}, kind={self.kind!r}, pages={len(self.pages)}, "
                 f"chars={sum(len(page.text) for page in self.pages)}, "
                 f"sha256={self.sha256[:12]!r}…, size_bytes={self.size_bytes}, "
@@ -139,7 +118,6 @@ class Limits:
     max_zip_entries: int = 2_000  # a DOCX with more parts is refused as a zip bomb
     max_unpacked_bytes: int = 500_000_000  # a DOCX whose parts unpack to more is too
     max_zip_ratio: float = 100.0  # …or with a part (over 1 MiB) that grows more than this
-    max_readers: int = 4  # children reading one long PDF at once, each with these limits
 
     def caps(self) -> Caps:
         return Caps(max_pages=self.max_pages, max_chars=self.max_chars,
@@ -167,16 +145,10 @@ async def extract(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Document:
     except asyncio.CancelledError:
         checking.add_done_callback(_close_when_opened)  # the thread can't be stopped
         raise
-    # Hashed here, beside the children: the hash is only read, never parsed.
+    # Hashed here, beside the child: the hash is only read, never parsed.
     hashing = asyncio.ensure_future(asyncio.to_thread(file_sha256, opened))
     try:
-        if opened.kind == "pdf":
-            plan = _Plan(reader_count(opened, limits), limits)
-            result = await _run_children(opened, limits, plan)
-            if result.get("ok"):
-                result = plan.result()
-        else:
-            result = await _run_child(opened, limits, _read_whole)
+        result = await _run_child(opened, limits)
         if not result.get("ok"):
             raise _refused(opened, result, limits)
         try:
@@ -198,7 +170,7 @@ def _close_when_hashed(fd: int | None, hashing: asyncio.Future[str]) -> None:
 
 def file_sha256(opened: Opened) -> str:
     """The SHA-256 of the opened file's bytes; blocking. Read at explicit offsets: the
-    open file's own offset is shared with the children, which could move it."""
+    open file's own offset is shared with the child, which moves it."""
     if opened.fd is None:
         with open(opened.real, "rb") as file:
             return hashlib.file_digest(file, "sha256").hexdigest()
@@ -218,35 +190,6 @@ def _refused(opened: Opened, result: Reply, limits: Limits) -> errors.DocumentRe
                          facts if isinstance(facts, dict) else {}, opened.kind, limits)
     except (TypeError, ValueError, KeyError):
         return _rejected(opened.name, "damaged", kind=opened.kind, limits=limits)
-
-
-def reader_count(opened: Opened, limits: Limits) -> int:
-    """How many children read `opened`: one, or for a PDF big enough to be long, one a
-    core up to `limits.max_readers`, and only as many as fit in half of the machine's
-    memory at their memory limit each, so that all of them at their limit (a bomb in a
-    page every child may read) still leave the rest of the machine room."""
-    if opened.kind != "pdf" or opened.size < SPLIT_MIN_BYTES:
-        return 1
-    count = min(limits.max_readers, _cores())
-    memory = _physical_memory()
-    if memory is not None:
-        count = min(count, memory // 2 // max(limits.memory_bytes, 1))
-    return max(1, count)
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))  # the cores this process may run on
-    return os.cpu_count() or 1
-
-
-def _physical_memory() -> int | None:
-    if sys.platform == "win32":
-        return None  # no sysconf: the cores and max_readers bound it
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return None
 
 
 def _close_when_opened(checking: asyncio.Future[Opened]) -> None:
@@ -347,241 +290,57 @@ def _can_pass_fds() -> bool:
 
 
 def child_command() -> list[str]:
-    """How to start the extraction child: this interpreter running extract_child.main,
-    or, frozen, the app itself (whose entry point must hand `--extract-document ARGS` to
-    extract_child.main). `-S`: no `site` (its .pth files and editable-install finders
-    were ~25 ms of each child's start-up); the child's PYTHONPATH is this process's
-    import path instead. `-c`, not `-m`: runpy's imports were another ~3 ms."""
+    """How to start the extraction child: this interpreter running extract_child, or,
+    frozen, the app itself (whose entry point must hand `--extract-document ARGS` to
+    extract_child.main)."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "--extract-document"]
     python = sys.executable
     if sys.platform == "win32":
         # A venv's python.exe there is a launcher that runs the real interpreter as its
         # own child, which killing the launcher would leave running. With the import
-        # path given explicitly, the base interpreter serves.
+        # path given explicitly (`_child_env`), the base interpreter serves.
         python = getattr(sys, "_base_executable", python)
-    return [python, "-S", "-c", _CHILD_MAIN]
+    return [python, "-m", "app.core.documents.extract_child"]
 
 
 def _child_env(temp: str) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("TMPDIR", "TEMP", "TMP"):
         env[name] = temp  # anything a library spills lands where it is removed after
-    root = str(Path(__file__).resolve().parents[3])  # the folder holding `app`
-    if getattr(sys, "frozen", False):
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
-    else:  # what `site` would have added, and anything else this process may import
+    if not getattr(sys, "frozen", False):
+        # The child imports what this process imports: this `app` and these libraries,
+        # wherever it is started from (its working folder is `temp`), and from the base
+        # interpreter on Windows (`child_command`).
+        root = str(Path(__file__).resolve().parents[3])  # the folder holding `app`
         env["PYTHONPATH"] = os.pathsep.join(
             dict.fromkeys([root, *(entry for entry in sys.path if os.path.exists(entry))]))
-    env["PYTHONIOENCODING"] = "utf-8"
     if sys.platform.startswith("linux"):
         # glibc hands freed heap back to the system at once and faults it in again for
-        # the next page: PDFium's per-page character arrays made 10-15% of a child's CPU
-        # time page faults. Growing the heap in 16 MiB steps keeps it (within the limit).
+        # the next page, and PDFium allocates and frees each page's text arrays: that
+        # churn was a large share of a PDF child's time. Growing the heap in 16 MiB
+        # steps keeps the memory (still within the child's limit).
         tunables = [env.get("GLIBC_TUNABLES", ""), "glibc.malloc.top_pad=16777216"]
         env["GLIBC_TUNABLES"] = ":".join(filter(None, tunables))
     return env
 
 
-Reply = dict[str, Any]  # one JSON line from a child, "ok" true or a refusal's code
-Conversation = Callable[[asyncio.subprocess.Process], Awaitable[Reply | None]]
+Reply = dict[str, Any]  # the child's JSON line: "ok" true with its pages, or a refusal's code
 _DAMAGED: Reply = {"ok": False, "code": "damaged", "facts": {}}
 
 
-class _Plan:
-    """The pages of one PDF, handed out in runs to the children reading it as each
-    asks, and the runs they sent back. Runs are handed out in page order and only
-    while nothing has stopped reading (a cap, a truncated run), so the runs read
-    always make up the document's first pages."""
-
-    def __init__(self, readers: int, limits: Limits) -> None:
-        self.readers = readers
-        self._limits = limits
-        self._count: int | None = None
-        self._next = 0
-        self._runs: dict[int, tuple[list[str], bool]] = {}
-        self._chars = 0
-        self._cut = False  # a run came back truncated (a cap inside the child)
-        self._failed_at: int | None = None  # the first page of the earliest failed run
-
-    def agree(self, head: Reply) -> bool:
-        """Takes a child's first line, its page count; false when that doesn't fit with
-        what the others counted."""
-        count = head.get("count")
-        if not isinstance(count, int) or count < 1:
-            return False
-        if self._count is None:
-            self._count = count
-        return count == self._count
-
-    def take(self) -> tuple[int, int] | None:
-        """The next run of pages [first, stop) to ask for, or None: nothing is left."""
-        assert self._count is not None
-        stop = min(self._count, self._limits.max_pages)
-        if (self._next >= stop or self._chars >= self._limits.max_chars or self._cut
-                or self._failed_at is not None):
-            return None
-        size = max(1, min(MAX_RUN_PAGES, (stop - self._next) // (4 * self.readers)))
-        first, self._next = self._next, self._next + size
-        return first, self._next
-
-    def budget(self) -> int:
-        """The characters a run may still bring: what the character cap leaves."""
-        return max(0, self._limits.max_chars - self._chars)
-
-    def needed(self, first_page: int) -> bool:
-        """Whether pages from `first_page` on can still be in the document: false once
-        the pages before it are known to reach a cap, or a run before it failed."""
-        if self._failed_at is not None and first_page > self._failed_at:
-            return False
-        chars = 0
-        for first, pages, truncated in self._in_order():
-            chars += sum(len(text) for text in pages)
-            if truncated or chars >= self._limits.max_chars:
-                return first_page < first + len(pages)
-        return True
-
-    def failed(self, run: tuple[int, int]) -> None:
-        """Notes that reading `run` failed; no run after it is handed out any more."""
-        if self._failed_at is None or run[0] < self._failed_at:
-            self._failed_at = run[0]
-
-    def _in_order(self) -> Iterator[tuple[int, list[str], bool]]:
-        """The runs read, from the first page on, as far as they follow each other."""
-        expected = 0
-        for first in sorted(self._runs):
-            if first != expected:
-                return  # a run before it is still being read
-            pages, truncated = self._runs[first]
-            yield first, pages, truncated
-            expected += len(pages)
-
-    def put(self, run: tuple[int, int], reply: Reply) -> bool:
-        """Keeps the pages a child sent for `run`; false when they aren't that run."""
-        pages, truncated = reply.get("pages"), reply.get("truncated") is True
-        if (reply.get("first") != run[0] or not isinstance(pages, list)
-                or not all(isinstance(text, str) for text in pages)
-                or len(pages) > run[1] - run[0]
-                or (len(pages) < run[1] - run[0] and not truncated)):
-            return False
-        self._runs[run[0]] = (pages, truncated)
-        self._chars += sum(len(text) for text in pages)
-        self._cut |= truncated
-        return True
-
-    def result(self) -> Reply:
-        """The pages read, in order, as one reply (as a child reading a whole file
-        sends it); `truncated` when a cap stopped reading before the last page."""
-        assert self._count is not None
-        texts: list[str] = []
-        truncated = False
-        for _, pages, truncated in self._in_order():
-            texts += pages
-            if truncated:
-                break  # runs asked for after a truncated one don't count
-        truncated = truncated or len(texts) < self._count
-        return {"ok": True, "pages": texts, "truncated": truncated}
-
-
-async def _run_children(opened: Opened, limits: Limits, plan: _Plan) -> Reply:
-    """Runs `plan.readers` children on the opened PDF at once, each reading the runs of
-    pages `plan` gives it; {"ok": True}, or a refusal. Every child is reaped before this
-    returns, even when it is cancelled.
-
-    A refusal before any page (a password, a damaged file) ends the others at once. A
-    failure reading a run (a bomb, a crash) ends them once the runs before it are read:
-    if those reach a cap, the failed pages aren't in the document and it is read as one
-    child reading page after page would have read it."""
-    readers = [_Reader(plan) for _ in range(plan.readers)]
-    tasks: dict[asyncio.Future[Reply], _Reader] = {
-        asyncio.ensure_future(_run_child(opened, limits, reader)): reader
-        for reader in readers}
-    try:
-        failures: list[tuple[int, Reply]] = []
-        pending: set[asyncio.Future[Reply]] = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                result, failed_at = task.result(), tasks[task].failed_at
-                if result.get("ok"):
-                    continue
-                if failed_at is None:
-                    return result
-                failures.append((failed_at, result))
-        for failed_at, result in sorted(failures, key=lambda failure: failure[0]):
-            if plan.needed(failed_at):
-                return result
-        return {"ok": True}
-    finally:
-        for task in tasks:
-            task.cancel()  # each kills and reaps its child
-        settling = asyncio.gather(*tasks, return_exceptions=True)
-        try:
-            await asyncio.shield(settling)
-        except asyncio.CancelledError:
-            await settling  # cancelled again: still reap before giving up the task
-            raise
-
-
-class _Reader:
-    """One PDF child's part (a `Conversation`): its page count, then runs of pages as
-    the plan hands them out, two asked for at a time (each with the characters it may
-    still bring); then its stdin is closed, which ends it. Runs no longer needed (past
-    a cap another run reached) are not waited for. `failed_at`: the first page of the
-    run it failed on, if it failed reading one."""
-
-    def __init__(self, plan: _Plan) -> None:
-        self.plan = plan
-        self.failed_at: int | None = None
-
-    async def __call__(self, process: asyncio.subprocess.Process) -> Reply | None:
-        plan, stdin = self.plan, process.stdin
-        assert stdin is not None
-        head = await _reply(process)
-        if head is None or not head.get("ok"):
-            return head
-        if not plan.agree(head):
-            return _DAMAGED
-        asked: deque[tuple[int, int]] = deque()
-
-        def ask() -> None:
-            if (run := plan.take()) is not None:
-                stdin.write(b"%d %d %d\n" % (*run, plan.budget()))
-                asked.append(run)
-
-        for _ in range(_RUNS_AHEAD):
-            ask()
-        while asked and plan.needed(asked[0][0]):
-            reply = await _reply(process)
-            run = asked.popleft()
-            if reply is None or not reply.get("ok") or not plan.put(run, reply):
-                self.failed_at = run[0]
-                plan.failed(run)
-                return reply if reply is None or not reply.get("ok") else _DAMAGED
-            ask()
-        stdin.close()
-        return {"ok": True}
-
-
-async def _read_whole(process: asyncio.subprocess.Process) -> Reply | None:
-    """A DOCX, text or HTML child's part: one line with all its pages."""
-    return await _reply(process)
-
-
-async def _run_child(opened: Opened, limits: Limits, converse: Conversation) -> Reply:
-    """Runs a child on the opened file, talking to it with `converse`; its last reply,
-    or a refusal's (a crash, the timeout). Once it has answered, it is stopped (it
-    would end by itself) and reaped."""
-    caps = limits.caps()
+async def _run_child(opened: Opened, limits: Limits) -> Reply:
+    """Runs a child on the opened file; its reply, or a refusal's (a crash, the timeout).
+    Once it has answered, it is stopped (it would end by itself) and reaped, also when
+    this is cancelled."""
     spec: dict[str, object] = {
         "kind": opened.kind, "memory": limits.memory_bytes,
-        "cpu": math.ceil(limits.timeout_s),
-        **{name: getattr(caps, name) for name in caps.__slots__},
+        "cpu": math.ceil(limits.timeout_s), **asdict(limits.caps()),
         **({"fd": opened.fd} if opened.fd is not None else {"path": str(opened.real)})}
     temp = tempfile.mkdtemp(prefix="switchboard-extract-")
     try:
         process = await asyncio.create_subprocess_exec(
-            *child_command(), *spec_arguments(spec), stdin=asyncio.subprocess.PIPE,
+            *child_command(), *spec_arguments(spec), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=_child_env(temp), cwd=temp, limit=limits.output_bytes(),
             pass_fds=(opened.fd,) if opened.fd is not None else ())
@@ -589,12 +348,10 @@ async def _run_child(opened: Opened, limits: Limits, converse: Conversation) -> 
         tail = asyncio.ensure_future(_read_tail(process.stderr))
         try:
             async with asyncio.timeout(limits.timeout_s):
-                reply = await converse(process)
+                reply = await _reply(process)
                 if reply is not None:
                     return reply  # its answer, or its own refusal, whatever its exit
                 # Its output ended early: it died, or closed its output and lives on.
-                assert process.stdin is not None
-                process.stdin.close()
                 try:
                     code = await asyncio.wait_for(process.wait(), _EXIT_GRACE_S)
                 except TimeoutError:
@@ -610,8 +367,8 @@ async def _run_child(opened: Opened, limits: Limits, converse: Conversation) -> 
 
 
 async def _reply(process: asyncio.subprocess.Process) -> Reply | None:
-    """The child's next line, parsed; None where its output ended first. A line that is
-    not a JSON object, or longer than any honest one, is damage (the child killed)."""
+    """The child's line, parsed; None where its output ended first. A line that is not
+    a JSON object, or longer than any honest one, is damage (the child killed)."""
     assert process.stdout is not None
     try:
         line = await process.stdout.readline()
@@ -670,12 +427,13 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
 
 def _document(path: Path, opened: Opened, result: Reply, digest: str,
               limits: Limits) -> Document:
-    """The document from the children's pages; anything malformed is damage."""
+    """The document from the child's pages; anything malformed is damage. The caps hold
+    here too, whatever the child sent."""
     texts = result.get("pages")
     if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
         raise _rejected(opened.name, "damaged")
-    truncated = result.get("truncated") is True
-    # The character cap is the whole document's, however its pages were read.
+    truncated = result.get("truncated") is True or len(texts) > limits.max_pages
+    del texts[limits.max_pages:]
     chars = 0
     for index, text in enumerate(texts):
         if chars + len(text) > limits.max_chars:

@@ -1,42 +1,26 @@
 """The extraction child: reads one document under memory and CPU limits and writes what
-it read to stdout as JSON lines. Started only by `extract.extract()`, with NAME=VALUE
-arguments naming the handed-over file (`fd`, or `path` where descriptors can't be
-passed), its `kind`, the `memory` and `cpu` limits and the readers' caps (`Caps`):
+it read to stdout as one line of JSON. Started only by `extract.extract()`, with
+NAME=VALUE arguments naming the handed-over file (`fd`, or `path` where descriptors
+can't be passed), its `kind`, the `memory` and `cpu` limits and the readers' caps
+(`Caps`):
 
-    python -S -c "from app.core.documents.extract_child import main; …" fd=5 kind=pdf …
+    python -m app.core.documents.extract_child fd=5 kind=pdf memory=2147483648 …
 
-A DOCX, text or HTML file is read whole: one line, its pages. A PDF is read in runs of
-pages the parent asks for, so that several children can read one long PDF and the
-faster ones read more: the first line gives the page count, then each line
-"FIRST STOP CHARS" on stdin is answered by one line with those pages (at most CHARS
-characters of them), until stdin ends.
-A refusal is a line too, and the last.
+The line is {"ok": true, "pages": [...], "truncated": false}, or a refusal:
+{"ok": false, "code": "zip_bomb", "facts": {...}}.
 
 It limits itself before it touches the file; if a parser still blows up (PDFium
 aborting on a failed allocation, a segfault), only this process dies.
-
-Every document, and every reader of a long PDF, pays this process's start-up again, so
-reading a PDF imports little beyond PDFium: no json (with the re and enum modules it
-brings, ~8 ms), typing or collections; `to_json` writes the replies.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import os
 import sys
+from typing import IO
 
 from app.core.documents import readers
-
-try:
-    from _json import encode_basestring  # what json.dumps uses, without json's imports
-except ImportError:  # an interpreter without CPython's accelerator
-    from json.encoder import py_encode_basestring as encode_basestring
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Buffer
-    from typing import IO
 
 CPU_GRACE_S = 2
 
@@ -62,52 +46,6 @@ def limit_resources(memory_bytes: int, cpu_s: int) -> None:
     cap(resource.RLIMIT_CORE, 0)  # a crash leaves no core file behind
 
 
-class AtOffsets(io.RawIOBase):
-    """The handed-over descriptor, read with pread at this reader's own offset: the
-    children reading shares of one PDF hold the same open file, whose shared offset
-    one child's seek would otherwise move under another's read."""
-
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self._fd = fd
-        self._offset = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._offset
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._offset,
-                os.SEEK_END: os.fstat(self._fd).st_size}[whence]
-        if base + offset < 0:
-            raise OSError("negative seek position")
-        self._offset = base + offset
-        return self._offset
-
-    def readinto(self, buffer: Buffer) -> int:
-        if sys.platform == "win32":  # never handed a descriptor there (see extract.py)
-            raise io.UnsupportedOperation("pread")
-        if hasattr(os, "preadv"):
-            done = os.preadv(self._fd, [buffer], self._offset)
-        else:  # macOS before 11
-            view = memoryview(buffer).cast("B")
-            data = os.pread(self._fd, len(view), self._offset)
-            done = len(data)
-            view[:done] = data
-        self._offset += done
-        return done
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
-
-
 def refusal(error: BaseException) -> dict[str, object]:
     """What a reader's failure is to the parent: a refusal's code, and plain facts."""
     if isinstance(error, readers.Refusal):
@@ -119,29 +57,13 @@ def refusal(error: BaseException) -> dict[str, object]:
             "facts": {"error": f"{type(error).__name__}: {error}"[:300]}}
 
 
-def serve(spec: dict[str, str], file: IO[bytes], out: IO[str], requests: IO[bytes]) -> None:
-    """Reads `file` as `spec` says, answering on `out` (and, for a PDF, `requests`)."""
-    caps = caps_of(spec)
+def read(spec: dict[str, str], file: IO[bytes]) -> dict[str, object]:
+    """The reply for `file` read as `spec` says: its pages, or a refusal."""
     try:
-        if spec["kind"] != "pdf":
-            pages = readers.read(spec["kind"], file, caps)
-            _write(out, {"ok": True, "pages": pages.texts, "truncated": pages.truncated})
-            return
-        pdf = readers.open_pdf(file)
+        pages = readers.read(spec["kind"], file, caps_of(spec))
     except Exception as error:  # noqa: BLE001 - every failure is answered as a refusal
-        _write(out, refusal(error))
-        return
-    with pdf:
-        _write(out, {"ok": True, "count": len(pdf)})
-        while request := requests.readline():
-            first, stop, budget = (int(number) for number in request.split())
-            try:
-                pages = readers.pdf_pages(pdf, first, stop, min(budget, caps.max_chars))
-            except Exception as error:  # noqa: BLE001
-                _write(out, refusal(error))
-                return
-            _write(out, {"ok": True, "first": first, "pages": pages.texts,
-                         "truncated": pages.truncated})
+        return refusal(error)
+    return {"ok": True, "pages": pages.texts, "truncated": pages.truncated}
 
 
 def spec_arguments(spec: dict[str, object]) -> list[str]:
@@ -167,38 +89,10 @@ def caps_of(spec: dict[str, str]) -> readers.Caps:
         max_zip_ratio=float(spec["max_zip_ratio"]))
 
 
-def to_json(value: object) -> str:
-    """`value` (str, int, float, bool, None, and lists and dicts of them) as JSON, as
-    json.dumps(value, ensure_ascii=False) writes it, without importing json."""
-    if isinstance(value, str):
-        return encode_basestring(value)
-    if value is True or value is False or value is None:
-        return {True: "true", False: "false", None: "null"}[value]
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float):
-        # JSON has no infinities or NaN; a fact (a ratio) can't be either in practice.
-        return float.__repr__(value) if abs(value) < float("inf") else "null"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(map(to_json, value)) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{to_json(str(key))}: {to_json(item)}"
-                               for key, item in value.items()) + "}"
-    return to_json(str(value))
-
-
-def _write(out: IO[str], message: dict[str, object]) -> None:
-    try:
-        line = to_json(message)
-    except MemoryError:
-        line = to_json(refusal(MemoryError()))
-    out.write(line + "\n")
-    out.flush()
-
-
 def _open(spec: dict[str, str]) -> IO[bytes]:
     if "fd" in spec:
-        return io.BufferedReader(AtOffsets(int(spec["fd"])), 1 << 16)
+        # The file the parent checked, open already: nothing can be swapped in between.
+        return os.fdopen(int(spec["fd"]), "rb")
     return open(spec["path"], "rb")  # noqa: SIM115 - closed by the caller's `with`
 
 
@@ -215,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     limit_resources(memory, cpu + CPU_GRACE_S)
     with _open(spec) as file:
-        serve(spec, file, out, sys.stdin.buffer)
+        reply = read(spec, file)
+    try:
+        line = json.dumps(reply, ensure_ascii=False)
+    except MemoryError:
+        line = json.dumps(refusal(MemoryError()))
+    with out:
+        out.write(line + "\n")
     return 0
 
 

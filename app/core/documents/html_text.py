@@ -1,6 +1,6 @@
 """The visible text of an HTML page, as blocks (paragraphs, headings, table rows) for
 `readers.paginate`; scripts, styles and the like dropped. Used only by the extraction
-child, and imported only for HTML files."""
+child."""
 
 from __future__ import annotations
 

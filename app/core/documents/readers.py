@@ -1,29 +1,28 @@
-"""The format readers: PDF (PDFium, through `pdfium_text`), Word .docx (python-docx,
-after zip and XML checks), text and Markdown (encoding detected) and HTML (text only).
+"""The format readers: PDF (PDFium, through pypdfium2), Word .docx (python-docx, after zip
+and XML checks), text and Markdown (encoding detected) and HTML (text only).
 
 They parse hostile input, so only the extraction child (`extract_child`) calls them,
 under its memory and CPU limits; a refusal is a `Refusal` with a code and plain facts,
-which the parent turns into words. Imports of the parsing libraries (and of the zip,
-XML and HTML modules) are deferred so the child loads only what its format needs: each
-child's start-up is paid again for every document, and by every reader of a long PDF.
+which the parent turns into words. The app's own process imports this module only for
+`Caps`, so each parsing library is imported inside the reader that needs it: none of
+them is ever loaded where the GUI runs.
 """
 
 from __future__ import annotations
 
-# Read by type checkers only: typing, collections.abc (and re, below) were ~10 ms of
-# every extraction child's start-up.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import zipfile
-    from collections.abc import Iterable, Iterator
-    from typing import IO, Any
+import re
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+from xml.parsers import expat
 
-    from app.core.documents import pdfium_text
+from app.core.documents.html_text import visible_blocks
 
 PAGE_BREAK = "\f"  # a block that ends the page, in the blocks given to `paginate`
 SOFT_PAGE_CHARS = 3_000  # a "page" of a DOCX, text or HTML file, so citations still work
 # Control characters dropped (NUL, escape codes, …), keeping \t and \n; a lone \r is a
-# line end. (str.translate: no `re` to import, and twice as fast as a regex here.)
+# line end.
 _CLEAN = str.maketrans({"\r": "\n", **dict.fromkeys(
     chr(code) for code in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f) if code != 0x0d)})
 _SMALL_ENTRY = 1 << 20  # zip entries under 1 MiB may compress as well as they like
@@ -39,36 +38,29 @@ class Refusal(Exception):
         super().__init__(code, facts)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Caps:
-    """The limits the readers themselves enforce (the child enforces memory and CPU).
-    A plain class, like `Pages`: a NamedTuple would import typing into the child."""
+    """The limits the readers themselves enforce (the child enforces memory and CPU)."""
 
-    __slots__ = ("max_pages", "max_chars", "max_zip_entries", "max_unpacked_bytes",
-                 "max_zip_ratio")
-
-    def __init__(self, *, max_pages: int, max_chars: int, max_zip_entries: int,
-                 max_unpacked_bytes: int, max_zip_ratio: float) -> None:
-        self.max_pages = max_pages
-        self.max_chars = max_chars
-        self.max_zip_entries = max_zip_entries
-        self.max_unpacked_bytes = max_unpacked_bytes
-        self.max_zip_ratio = max_zip_ratio
+    max_pages: int
+    max_chars: int
+    max_zip_entries: int
+    max_unpacked_bytes: int
+    max_zip_ratio: float
 
 
+@dataclass(slots=True)
 class Pages:
-    """Pages read, in order; `truncated` when a cap stopped reading early. A plain class:
-    the dataclasses module alone took a tenth of the child's start-up."""
+    """Pages read, in order; `truncated` when a cap stopped reading early."""
 
-    __slots__ = ("texts", "truncated")
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.truncated = False
+    texts: list[str] = field(default_factory=list)
+    truncated: bool = False
 
 
 def read(kind: str, file: IO[bytes], caps: Caps) -> Pages:
-    """The text of `file`, page by page; `kind` is what the parent's sniffing decided.
-    A PDF is read in runs of pages the parent asks for instead (`open_pdf`, `pdf_pages`)."""
+    """The text of `file`, page by page; `kind` is what the parent's sniffing decided."""
+    if kind == "pdf":
+        return read_pdf(file, caps)
     if kind == "docx":
         return read_docx(file, caps)
     if kind in ("text", "markdown"):
@@ -86,49 +78,44 @@ def clean(text: str) -> str:
 # ---------------------------------------------------------------------------- PDF
 
 
-def open_pdf(file: IO[bytes]) -> pdfium_text.Document:
-    """The PDF in `file`, opened by PDFium (which then reads only the parts it needs), or
-    a refusal: cut off, protected by a password, damaged or without pages."""
-    from app.core.documents import pdfium_text
+def read_pdf(file: IO[bytes], caps: Caps) -> Pages:
+    """Each page's text as PDFium lays it out, up to the page and character caps; or a
+    refusal: cut off, protected by a password, damaged or without pages. PDFium reads
+    only the parts of `file` it needs."""
+    import pypdfium2 as pdfium
 
-    size = _size(file)
-    file.seek(-min(size, 1024), 2)
+    file.seek(0, 2)
+    file.seek(-min(file.tell(), 1024), 2)
     if b"%%EOF" not in file.read():
         # PDFium would rebuild a cut-off file and quietly return part of it; a user
         # needs to know the download did not finish instead.
         raise Refusal("damaged", incomplete=True)
+    file.seek(0)
     try:
-        pdf = pdfium_text.Document(file, size)
-    except pdfium_text.PdfiumError as error:
-        if error.code == pdfium_text.ERR_PASSWORD:
+        pdf = pdfium.PdfDocument(file)
+    except pdfium.PdfiumError as error:
+        if error.err_code == pdfium.raw.FPDF_ERR_PASSWORD:
             raise Refusal("password") from None
         raise Refusal("damaged") from None
-    if len(pdf) == 0:
-        pdf.close()
-        raise Refusal("damaged")
-    return pdf
-
-
-def pdf_pages(pdf: pdfium_text.Document, first: int, stop: int, max_chars: int) -> Pages:
-    """The text of pages [first, stop) (from 0), stopping at `max_chars` characters."""
-    result = Pages()
-    chars = 0
-    for index in range(first, stop):
-        text = clean(pdf.page_text(index))
-        if chars + len(text) > max_chars:
-            result.texts.append(text[: max_chars - chars])
-            result.truncated = True
-            break
-        chars += len(text)
-        result.texts.append(text)
+    with pdf:
+        count = len(pdf)
+        if count == 0:
+            raise Refusal("damaged")
+        result = Pages(truncated=count > caps.max_pages)
+        chars = 0
+        for index in range(min(count, caps.max_pages)):
+            page = pdf[index]
+            textpage = page.get_textpage()
+            text = clean(textpage.get_text_range())
+            textpage.close()
+            page.close()
+            if chars + len(text) > caps.max_chars:
+                result.texts.append(text[: caps.max_chars - chars])
+                result.truncated = True
+                break
+            chars += len(text)
+            result.texts.append(text)
     return result
-
-
-def _size(file: IO[bytes]) -> int:
-    file.seek(0, 2)
-    size = file.tell()
-    file.seek(0)
-    return size
 
 
 # ---------------------------------------------------------------------------- DOCX
@@ -166,8 +153,6 @@ def check_xml_prolog(stream: IO[bytes]) -> None:
     one, and one is how billion-laughs and external-entity attacks start. A DTD can only
     come before the root element, so expat (which also reads UTF-16 and declared
     encodings right) stops there; nothing is ever resolved or fetched."""
-    from xml.parsers import expat
-
     parser = expat.ParserCreate()
 
     def unsafe(*_: object) -> None:
@@ -194,8 +179,6 @@ def check_xml_prolog(stream: IO[bytes]) -> None:
 def read_docx(file: IO[bytes], caps: Caps) -> Pages:
     """Zip checks, DTD checks on every XML part, then python-docx; body paragraphs and
     tables in order, pages at hard page breaks and every ~3,000 characters."""
-    import zipfile
-
     try:
         archive = zipfile.ZipFile(file)
     except zipfile.BadZipFile:
@@ -382,10 +365,6 @@ def _text_blocks(sections: list[str]) -> Iterator[str]:
 def read_html(file: IO[bytes], caps: Caps) -> Pages:
     """The visible text of an HTML file: scripts, styles and the like dropped."""
     data, cut = _read_bytes(file, caps)
-    import re
-
-    from app.core.documents.html_text import visible_blocks
-
     declared = re.search(_META_CHARSET, data[:4096], re.IGNORECASE)
     text = clean(decode(data, declared=declared and declared.group(1).decode("ascii")))
     pages = paginate(visible_blocks(text), caps)
