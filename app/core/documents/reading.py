@@ -6,6 +6,7 @@ the cloud planner: nothing here routes, and the router never sees document text.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -56,16 +57,18 @@ async def summarize_file(path: Path, backend: Backend, *,
                            min(SAMPLE_CHARS, place.context_tokens // 2))
         counter = await tokenizer_for(place.client, place.model, sample)
         parallel = place.parallel
+    cache = SummaryCache()
     try:
         if place is not None:
             sizes = part_sizes(place.context_tokens, counter)
         summary = await summarize(
             document.pages, document.sha256, backend, model_name=backend.describe(),
-            progress=progress, cache=SummaryCache(), parallel=parallel, count_tokens=counter,
+            progress=progress, cache=cache, parallel=parallel, count_tokens=counter,
             chunk_tokens=sizes.chunk_tokens, overlap_tokens=sizes.overlap_tokens,
             answer_tokens=sizes.answer_tokens, reduce_input_tokens=sizes.reduce_input_tokens,
             final_tokens=sizes.final_tokens)
     finally:
+        await asyncio.to_thread(cache.close)
         if isinstance(counter, Tokenizer):
             with contextlib.suppress(Exception):
                 counter.close()

@@ -11,12 +11,12 @@ without asking the model. Cancel by cancelling the task that awaits `summarize`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import math
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core import errors, paths
-from app.core.db import DAMAGED_CODES, keep_aside, primary_code
+from app.core.db import DAMAGED_CODES, keep_aside, open_checked, primary_code
 from app.core.documents.chunking import (
     Chunk,
     PageRange,
@@ -35,6 +35,7 @@ from app.core.documents.chunking import (
     format_pages,
     page_tuples,
 )
+from app.core.errors import StorageFailed
 from app.core.llm.backend import Backend
 from app.core.llm.openai_client import Finished
 from app.core.routing import record
@@ -219,71 +220,96 @@ def cite_combined(text: str, parts: Sequence[Part]) -> str:
 # ---------------------------------------------------------------- the cache
 
 
+_CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS steps (file_sha256 TEXT NOT NULL, model TEXT NOT NULL,
+    prompt_version INTEGER NOT NULL, step TEXT NOT NULL, first_page INTEGER NOT NULL,
+    last_page INTEGER NOT NULL, text TEXT NOT NULL, created_utc REAL NOT NULL,
+    PRIMARY KEY (file_sha256, model, prompt_version, step));
+"""
+
+
 class SummaryCache:
     """Finished steps of summaries, in SQLite under `data_dir()/summaries`.
 
     Keyed by (file sha256, model, PROMPT_VERSION) and, within that, by a hash of the
     step's exact prompt, so a change in chunking or prompts never reuses a wrong answer.
     Each step is committed as it finishes. A cache that can't be read or written never
-    stops a summary: it is logged and the step is asked of the model.
+    stops a summary: it is logged and the step is asked of the model; a damaged one is
+    kept aside and a new one started, else every later summary would ask the model for
+    every part again. One connection, opened (and checked) on first use, serves the
+    summary's worker threads in turn.
     """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or paths.data_dir() / "summaries" / "summaries.sqlite3"
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS steps (file_sha256 TEXT NOT NULL, model TEXT NOT NULL,"
-            " prompt_version INTEGER NOT NULL, step TEXT NOT NULL, first_page INTEGER NOT NULL,"
-            " last_page INTEGER NOT NULL, text TEXT NOT NULL, created_utc REAL NOT NULL,"
-            " PRIMARY KEY (file_sha256, model, prompt_version, step))")
-        return db
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def get(self, sha256: str, model: str, step: str) -> str | None:
-        try:
-            with contextlib.closing(self._connect()) as db:
-                row = db.execute(
-                    "SELECT text FROM steps WHERE file_sha256=? AND model=? AND "
-                    "prompt_version=? AND step=?", (sha256, model, PROMPT_VERSION, step)
-                ).fetchone()
-        except sqlite3.Error as e:
-            log.warning("the summary cache can't be read (%s); asking the model", e)
-            self._keep_aside_if_damaged(e)
-            return None
+        row = self._use("read", lambda db: db.execute(
+            "SELECT text FROM steps WHERE file_sha256=? AND model=? AND prompt_version=? "
+            "AND step=?", (sha256, model, PROMPT_VERSION, step)).fetchone())
         return None if row is None else str(row[0])
 
     def put(self, sha256: str, model: str, step: str, pages: PageRange, text: str) -> None:
-        try:
-            with contextlib.closing(self._connect()) as db, db:
+        def write(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("BEGIN")
                 db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (sha256, model, PROMPT_VERSION, step, pages.first, pages.last,
                             text, time.time()))
-        except sqlite3.Error as e:
-            log.warning("the summary cache can't be written (%s); this step isn't kept", e)
-            self._keep_aside_if_damaged(e)
 
-    def _keep_aside_if_damaged(self, error: sqlite3.Error) -> None:
-        """A damaged cache is moved aside (kept, not deleted) and the next step starts a
-        new one; else every later summary would ask the model for every part again."""
-        if isinstance(error, sqlite3.DatabaseError) and primary_code(error) in DAMAGED_CODES:
-            try:
-                aside = keep_aside(self.path)
-            except OSError as e:
-                log.warning("the damaged summary cache can't be moved aside: %s", e)
-                return
-            log.warning("the summary cache was damaged; it was kept as %s and a new one "
-                        "started", aside.name)
+        self._use("written", write)
 
     def forget(self, sha256: str) -> None:
         """Drop everything cached for a file ("Summarise again")."""
-        try:
-            with contextlib.closing(self._connect()) as db, db:
+        def delete(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("BEGIN")
                 db.execute("DELETE FROM steps WHERE file_sha256=?", (sha256,))
-        except sqlite3.Error as e:
-            log.warning("the summary cache can't be cleared (%s)", e)
+
+        self._use("cleared", delete)
+
+    def _use[T](self, doing: str, work: Callable[[sqlite3.Connection], T]) -> T | None:
+        with self._lock:
+            try:
+                if self._db is None:
+                    self._db = self._open()
+                return work(self._db)
+            except (StorageFailed, sqlite3.Error) as e:
+                log.warning("the summary cache can't be %s (%s); the model is asked instead",
+                            doing, e)
+                if isinstance(e, _CacheDamaged) or (isinstance(e, sqlite3.DatabaseError)
+                                                    and primary_code(e) in DAMAGED_CODES):
+                    self._keep_aside()
+                return None
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return open_checked(self.path, what="summary cache", damaged=_CacheDamaged,
+                            schema=_CACHE_SCHEMA)
+
+    def _keep_aside(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        try:
+            aside = keep_aside(self.path)
+        except OSError as e:
+            log.warning("the damaged summary cache can't be moved aside: %s", e)
+            return
+        log.warning("the summary cache was damaged; it was kept as %s and a new one started",
+                    aside.name)
+
+
+class _CacheDamaged(StorageFailed):
+    """The summary cache is not a sound database."""
 
 
 def step_key(kind: str, messages: Sequence[dict[str, str]]) -> str:
