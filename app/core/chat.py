@@ -144,7 +144,7 @@ class ChatService:
         The request and the summary are saved like a question and its answer; a refused
         file, a fault or a Stop end the answer with the reason, as for any answer.
         """
-        from app.core.documents.extract import Document as ExtractedDocument
+        from app.core.documents.extract import ExtractedDocument
         from app.core.documents.reading import as_markdown, summarize_file
 
         history = self.history

@@ -18,7 +18,7 @@ import pytest
 from app.core import errors
 from app.core.documents import extract as extract_module
 from app.core.documents import extract_child
-from app.core.documents.extract import DEFAULT_LIMITS, Document, Limits, extract
+from app.core.documents.extract import DEFAULT_LIMITS, ExtractedDocument, Limits, extract
 from tests.fixtures import documents
 from tests.fixtures.documents import MIB, _deflate_repeated, _pdf
 
@@ -85,7 +85,7 @@ def _state(pid: int) -> str:
         return ""
 
 
-def read(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
+def read(path: Path, limits: Limits = DEFAULT_LIMITS) -> ExtractedDocument:
     return asyncio.run(extract(path, limits=limits))
 
 

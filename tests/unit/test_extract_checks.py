@@ -14,7 +14,7 @@ import pytest
 
 from app.core import errors
 from app.core.documents import extract as extract_module
-from app.core.documents import extract_child, readers
+from app.core.documents import extract_child, formats
 from app.core.documents.extract import DEFAULT_LIMITS, Limits, extract, sniff
 from tests.fixtures import documents
 
@@ -148,44 +148,44 @@ def test_every_refusal_reads_plainly() -> None:
 
 def test_pages_break_at_about_3000_characters_and_at_page_breaks() -> None:
     blocks = [f"Paragraph {n}. " + "word " * 100 for n in range(30)]  # ~15,000 chars
-    pages = readers.paginate([*blocks[:2], readers.PAGE_BREAK, *blocks[2:]], CAPS)
+    pages = formats.paginate([*blocks[:2], formats.PAGE_BREAK, *blocks[2:]], CAPS)
     assert len(pages.texts[0].split("\n")) == 2  # the explicit break
-    assert all(len(text) <= readers.SOFT_PAGE_CHARS for text in pages.texts)
+    assert all(len(text) <= formats.SOFT_PAGE_CHARS for text in pages.texts)
     assert "\n".join(pages.texts) == "\n".join(blocks)
-    long = readers.paginate(["x " * 5_000], CAPS)  # one 10,000-character paragraph
+    long = formats.paginate(["x " * 5_000], CAPS)  # one 10,000-character paragraph
     assert len(long.texts) == 4 and all(len(t) <= 3_000 for t in long.texts)
 
 
 def test_pages_stop_at_the_caps() -> None:
     caps = Limits(max_pages=2, max_chars=100_000).caps()
-    pages = readers.paginate(["a", readers.PAGE_BREAK, "b", readers.PAGE_BREAK, "c"], caps)
+    pages = formats.paginate(["a", formats.PAGE_BREAK, "b", formats.PAGE_BREAK, "c"], caps)
     assert pages.texts == ["a", "b"] and pages.truncated
     caps = Limits(max_chars=10).caps()
-    pages = readers.paginate(["0123456", "789abcdef"], caps)
+    pages = formats.paginate(["0123456", "789abcdef"], caps)
     assert pages.truncated and sum(map(len, pages.texts)) <= 10
 
 
 def test_decoding_text() -> None:
     text = documents.TEXT * 5
     for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32", "cp1252"):
-        assert readers.decode(text.encode(encoding)) == text, encoding
-    with pytest.raises(readers.Refusal):
-        readers.decode(bytes(1000))
+        assert formats.decode(text.encode(encoding)) == text, encoding
+    with pytest.raises(formats.Refusal):
+        formats.decode(bytes(1000))
 
 
 def test_xml_prolog_check_finds_a_dtd_in_any_encoding() -> None:
     safe = b'<?xml version="1.0"?><root>&amp;</root>'
-    readers.check_xml_prolog(io.BytesIO(safe))
+    formats.check_xml_prolog(io.BytesIO(safe))
     hostile = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY a "b">]><r/>'
     for data in (hostile.encode("utf-16"), hostile.replace("UTF-16", "UTF-8").encode()):
-        with pytest.raises(readers.Refusal) as caught:
-            readers.check_xml_prolog(io.BytesIO(data))
+        with pytest.raises(formats.Refusal) as caught:
+            formats.check_xml_prolog(io.BytesIO(data))
         assert caught.value.code == "unsafe_xml"
 
 
 def test_html_drops_scripts_styles_and_loads_nothing(tmp_path: Path) -> None:
     with open(documents.html_file(tmp_path), "rb") as file:
-        pages = readers.read_html(file, CAPS)
+        pages = formats.read_html(file, CAPS)
     text = "\n".join(pages.texts)
     assert text == "Office news\nHeading & more\nFirst paragraph wraps.\nCell A | Cell B\nCafé €5"
 
@@ -202,7 +202,7 @@ def test_a_documents_repr_is_short_and_holds_none_of_its_text() -> None:
     document: neither should copy the document's text (megabytes, and private)."""
     pages = [extract_module.Page(number, f"secret text of page {number} " * 100)
              for number in range(1, 301)]
-    document = extract_module.Document(Path("report.pdf"), "pdf", pages, "ab" * 32, 1_000)
+    document = extract_module.ExtractedDocument(Path("report.pdf"), "pdf", pages, "ab" * 32, 1_000)
     shown = repr(document)
     assert "secret" not in shown and len(shown) < 200
     assert "pages=300" in shown and "report.pdf" in shown

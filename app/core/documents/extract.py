@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from app.core import errors
 from app.core.documents.extract_child import spec_arguments
-from app.core.documents.readers import Caps
+from app.core.documents.formats import Caps
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class Document:
+class ExtractedDocument:
     """A document's text, page by page.
 
     A PDF's pages are its real pages, numbered by position in the file (what a viewer's
@@ -100,7 +100,8 @@ class Document:
     def __repr__(self) -> str:
         # Without the text: it is private, and megabytes long; asyncio.run formats the
         # repr of its task's result when it ends, and a log line may name a document.
-        return (f"Document(path={self.path!r}, kind={self.kind!r}, pages={len(self.pages)}, "
+        return (f"ExtractedDocument(path={self.path!r}, kind={self.kind!r}, "
+                f"pages={len(self.pages)}, "
                 f"chars={sum(len(page.text) for page in self.pages)}, "
                 f"sha256={self.sha256[:12]!r}…, size_bytes={self.size_bytes}, "
                 f"truncated={self.truncated})")
@@ -113,7 +114,7 @@ class Limits:
     max_file_bytes: int = 200_000_000  # checked with stat before anything is read
     timeout_s: float = 60.0  # wall clock for the child; it is killed after this
     memory_bytes: int = 2 << 30  # the child's address space (RLIMIT_AS)
-    max_pages: int = 5_000  # reading stops here (Document.truncated)
+    max_pages: int = 5_000  # reading stops here (ExtractedDocument.truncated)
     max_chars: int = 10_000_000  # reading stops here too; also bounds the child's output
     max_zip_entries: int = 2_000  # a DOCX with more parts is refused as a zip bomb
     max_unpacked_bytes: int = 500_000_000  # a DOCX whose parts unpack to more is too
@@ -133,7 +134,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-async def extract(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Document:
+async def extract(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> ExtractedDocument:
     """The text of the document at `path`, page by page, read in a limited child.
 
     Raises errors.DocumentRejected, in plain words, for anything it refuses. Cancelling
@@ -426,7 +427,7 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
 
 
 def _document(path: Path, opened: Opened, result: Reply, digest: str,
-              limits: Limits) -> Document:
+              limits: Limits) -> ExtractedDocument:
     """The document from the child's pages; anything malformed is damage. The caps hold
     here too, whatever the child sent."""
     texts = result.get("pages")
@@ -441,7 +442,7 @@ def _document(path: Path, opened: Opened, result: Reply, digest: str,
             truncated = True
             break
         chars += len(text)
-    return Document(path=path, kind=opened.kind,
+    return ExtractedDocument(path=path, kind=opened.kind,
                     pages=[Page(number, text) for number, text in enumerate(texts, 1)],
                     sha256=digest, size_bytes=opened.size, truncated=truncated)
 

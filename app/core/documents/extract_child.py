@@ -20,7 +20,7 @@ import os
 import sys
 from typing import IO
 
-from app.core.documents import readers
+from app.core.documents import formats
 
 CPU_GRACE_S = 2
 
@@ -48,7 +48,7 @@ def limit_resources(memory_bytes: int, cpu_s: int) -> None:
 
 def refusal(error: BaseException) -> dict[str, object]:
     """What a reader's failure is to the parent: a refusal's code, and plain facts."""
-    if isinstance(error, readers.Refusal):
+    if isinstance(error, formats.Refusal):
         return {"ok": False, "code": error.code, "facts": error.facts}
     if isinstance(error, MemoryError):
         return {"ok": False, "code": "too_much_memory", "facts": {}}
@@ -60,7 +60,7 @@ def refusal(error: BaseException) -> dict[str, object]:
 def read(spec: dict[str, str], file: IO[bytes]) -> dict[str, object]:
     """The reply for `file` read as `spec` says: its pages, or a refusal."""
     try:
-        pages = readers.read(spec["kind"], file, caps_of(spec))
+        pages = formats.read(spec["kind"], file, caps_of(spec))
     except Exception as error:  # noqa: BLE001 - every failure is answered as a refusal
         return refusal(error)
     return {"ok": True, "pages": pages.texts, "truncated": pages.truncated}
@@ -81,8 +81,8 @@ def parse_spec(args: list[str]) -> dict[str, str]:
     return spec
 
 
-def caps_of(spec: dict[str, str]) -> readers.Caps:
-    return readers.Caps(
+def caps_of(spec: dict[str, str]) -> formats.Caps:
+    return formats.Caps(
         max_pages=int(spec["max_pages"]), max_chars=int(spec["max_chars"]),
         max_zip_entries=int(spec["max_zip_entries"]),
         max_unpacked_bytes=int(spec["max_unpacked_bytes"]),

@@ -1,5 +1,5 @@
 """The visible text of an HTML page, as blocks (paragraphs, headings, table rows) for
-`readers.paginate`; scripts, styles and the like dropped. Used only by the extraction
+`formats.paginate`; scripts, styles and the like dropped. Used only by the extraction
 child."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from app.core.documents.chunking import (
     sample_of,
     tokenizer_for,
 )
-from app.core.documents.extract import Document, extract
+from app.core.documents.extract import ExtractedDocument, extract
 from app.core.documents.summarize import (
     PartSizes,
     Progress,
@@ -37,9 +37,9 @@ SAMPLE_CHARS = 4_500  # of the document, counted by a node with no tokenizer to 
 
 async def summarize_file(path: Path, backend: Backend, *,
                          progress: Callable[[Progress], None],
-                         on_extracted: Callable[[Document], None] = lambda d: None,
+                         on_extracted: Callable[[ExtractedDocument], None] = lambda d: None,
                          capacity: Callable[[], Awaitable[Capacity]] | None = None
-                         ) -> tuple[Document, Summary]:
+                         ) -> tuple[ExtractedDocument, Summary]:
     """Extract `path` and summarise it on `backend`. With `capacity` (asked once the file
     is read: the place the work will most likely run on) the parts are sized to its
     context, measured with its tokenizer, and as many run at once as it has free slots;
@@ -75,7 +75,7 @@ async def summarize_file(path: Path, backend: Backend, *,
     return document, summary
 
 
-def as_markdown(document: Document, summary: Summary) -> str:
+def as_markdown(document: ExtractedDocument, summary: Summary) -> str:
     """The summary as the user reads and exports it, with where it came from."""
     pages = len(document.pages)
     head = (f"**Summary of {document.path.name}** ({document.kind.upper()}, "
