@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -96,6 +97,7 @@ class SettingsDialog(QDialog):
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("Access token from IT (stored in the system key store)")
         self.remove_token = QCheckBox("Remove the saved token")
+        self.remove_token.setVisible(False)  # until the key store says one is saved
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.setCurrentText(settings.model)
@@ -144,6 +146,8 @@ class SettingsDialog(QDialog):
                 continue
             box: QSpinBox | QDoubleSpinBox = QSpinBox() if type(f.default) is int \
                 else QDoubleSpinBox()
+            if f.name.endswith("_s") and isinstance(box, QDoubleSpinBox):
+                box.setDecimals(0)  # whole seconds: "30", not "30.00"
             box.setRange(f.metadata["min"], f.metadata["max"])
             box.setValue(getattr(settings, f.name))
             self.numeric[f.name] = box
@@ -162,8 +166,11 @@ class SettingsDialog(QDialog):
         chats_layout.addLayout(backend_row)
         chats_layout.addWidget(node_box)
         chats_layout.addWidget(self.local_page)
-        chats_layout.addWidget(advanced)
         chats_layout.addStretch(1)
+        answers = QWidget()  # knobs most users never touch, on a tab of their own
+        answers_layout = QVBoxLayout(answers)
+        answers_layout.addWidget(advanced)
+        answers_layout.addStretch(1)
         cloud_off = None
         if not workspace.policy.cloud_allowed:
             cloud_off = " ".join(policy_problems) or CLOUD_OFF_BY_IT
@@ -171,6 +178,7 @@ class SettingsDialog(QDialog):
                                     limits=limits, source=source, cloud_off=cloud_off)
         self.pages = QTabWidget()
         self.pages.addTab(chats, "Chats")
+        self.pages.addTab(answers, "Answers")
         self.pages.addTab(self.cloud_page, "Cloud planning")
         # A policy file that could not be read: say so where every tab shows it.
         self.policy_problem = QLabel(" ".join(policy_problems))
@@ -196,6 +204,16 @@ class SettingsDialog(QDialog):
     def _on_token_known(self, saved: bool) -> None:
         if saved:
             self.token.setPlaceholderText("A token is saved — leave empty to keep it")
+        self.remove_token.setVisible(saved)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        """Enter in a field does not save and close the dialog, as it would by default:
+        Save is pressed, or Enter on it when it has the focus."""
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) \
+                and not isinstance(self.focusWidget(), QPushButton):
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def _browse_ca(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Office CA certificate", "",
