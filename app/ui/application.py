@@ -61,6 +61,9 @@ class SwitchboardApp(QObject):
         self.tray.settingsRequested.connect(self.open_settings)
         self.tray.usageRequested.connect(self.open_usage)
         self.main_window.usageRequested.connect(self.open_usage)
+        self.main_window.settingsRequested.connect(self.open_settings)
+        self.main_window.summarizeRequested.connect(self.choose_file_to_summarize)
+        self.main_window.quitRequested.connect(self.quit)
         self.tray.quitRequested.connect(self.quit)
         self.quick_ask.continueRequested.connect(self.show_main)
         self.quick_ask.fileDropped.connect(self.summarize_file)
@@ -254,7 +257,9 @@ def run_tray_app(show_window: bool = False) -> int:
     instance.activated.connect(app.show_main)
     instance.quitRequested.connect(app.quit)
     app.start()
-    if show_window or not QSystemTrayIcon.isSystemTrayAvailable():
+    if not QSystemTrayIcon.isSystemTrayAvailable():
+        app.main_window.quit_on_close = True
+    if show_window or app.main_window.quit_on_close:
         app.show_main()
 
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1` dumps every thread's stack, for bug reports

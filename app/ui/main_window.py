@@ -4,6 +4,7 @@ that names the office node and model and meters the cloud planning budget."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt, Signal
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core import paths
 from app.core.chat import (
     AnswerFinished,
     ChatEvent,
@@ -56,16 +58,26 @@ MODE_LABELS = {Mode.AUTO: "Auto", Mode.LOCAL_ONLY: "Local only",
 
 
 class MainWindow(QMainWindow):
-    """Signals:
+    """The chats, the composer and, in its menus, everything the tray offers: the window
+    is complete without a tray.
+
+    Signals:
     usageRequested(): the user asked for the Usage page.
+    settingsRequested(): the user asked for Settings.
+    summarizeRequested(): the user asked to choose a file to summarise.
+    quitRequested(): the user asked to quit Switchboard (not only to close the window).
     """
 
     usageRequested = Signal()
+    settingsRequested = Signal()
+    summarizeRequested = Signal()
+    quitRequested = Signal()
 
     def __init__(self, controller: ChatController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
         self.chat_id: int | None = None
+        self.quit_on_close = False  # set where there is no tray to come back from
         self.setWindowTitle("Switchboard")
         self.setWindowIcon(icon("app"))
         self.resize(960, 680)
@@ -184,13 +196,13 @@ class MainWindow(QMainWindow):
 
         for text, keys, slot in (("Rename chat", "F2", self.rename_chat),
                                  ("Delete chat", QKeySequence.StandardKey.Delete,
-                                  self.delete_chat),
-                                 ("New chat", QKeySequence.StandardKey.New, self.new_chat)):
+                                  self.delete_chat)):
             action = QAction(text, self)
             action.setShortcut(QKeySequence(keys))
             action.triggered.connect(slot)
             self.addAction(action)
         self.chat_list.addActions(self.actions()[:2])
+        self._build_menus()
 
         controller.chatEvent.connect(self._on_event)
         controller.busyChanged.connect(self._on_busy)
@@ -257,6 +269,63 @@ class MainWindow(QMainWindow):
             return  # the user moved on while this loaded
         self.chat_view.chat_model.set_messages(messages)
         self.chat_view.scrollToBottom()
+
+    def _build_menus(self) -> None:
+        """File, Switchboard and Help: what the tray's menu has, and more, with their
+        keys (the window's own actions show theirs too)."""
+        menus = self.menuBar()
+        file = menus.addMenu("&File")
+        self._add(file, "&New chat", self.new_chat, QKeySequence.StandardKey.New)
+        self._add(file, "&Summarise a document…", self.summarizeRequested.emit,
+                  QKeySequence.StandardKey.Open)
+        file.addSeparator()
+        self._add(file, "&Quit Switchboard", self.quitRequested.emit,
+                  QKeySequence.StandardKey.Quit, "Ctrl+Q")
+        app = menus.addMenu("&Switchboard")
+        self._add(app, "&Settings…", self.settingsRequested.emit,
+                  QKeySequence.StandardKey.Preferences, "Ctrl+,")
+        self._add(app, "&Usage…", self.usageRequested.emit)
+        help_ = menus.addMenu("&Help")
+        self._add(help_, "&Keyboard shortcuts", self.show_shortcuts, "F1")
+        self._add(help_, "&About Switchboard", self.show_about)
+
+    def _add(self, menu: QMenu, text: str, slot: Callable[[], object],
+             *keys: QKeySequence.StandardKey | str) -> QAction:
+        action = menu.addAction(text)
+        shortcuts = [QKeySequence(k) for k in keys]
+        action.setShortcuts([k for k in shortcuts if not k.isEmpty()])
+        action.triggered.connect(slot)
+        return action
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        """Each command with a key, as the menus and the window have them."""
+        actions = [a for menu in self.menuBar().findChildren(QMenu) for a in menu.actions()]
+        seen: dict[str, str] = {}
+        for action in [*actions, *self.actions()]:
+            text = action.text().replace("&", "").rstrip("…")
+            if action.shortcuts() and text not in seen:
+                seen[text] = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText)
+                                       for k in action.shortcuts())
+        return list(seen.items())
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td>{escape(what)}</td><td><b>{escape(keys)}</b></td></tr>"
+                       for what, keys in [*self.shortcuts(),
+                                          ("Send", "Enter"), ("New line", "Shift+Enter")])
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts",
+                          f"<table cellspacing='6'>{rows}</table>",
+                          QMessageBox.StandardButton.Close, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def show_about(self) -> None:
+        from app import __version__
+
+        QMessageBox.about(self, "About Switchboard", (
+            f"<b>Switchboard {escape(__version__)}</b><p>Your office's AI, from the tray: "
+            "chats and documents run on the office's own hardware, and the cloud only "
+            "plans, within your budget.</p><p>Logs and crash reports are in "
+            f"{escape(str(paths.log_dir()))}.</p>"))
 
     def new_chat(self) -> None:
         self.controller.new_chat(lambda chat: self._opened_new(chat))
@@ -458,6 +527,10 @@ class MainWindow(QMainWindow):
         self.unload_button.setVisible(status.state in (State.LOADING, State.READY))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 — Qt's name
-        # Closing the window keeps Switchboard in the tray; Quit is in the tray menu.
+        # Closing the window keeps Switchboard in the tray (Quit is in the File menu and
+        # the tray's); with no tray to come back from, closing it quits.
         event.ignore()
-        self.hide()
+        if self.quit_on_close:
+            self.quitRequested.emit()
+        else:
+            self.hide()
