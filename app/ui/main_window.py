@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core import paths
 from app.core.chat import (
     AnswerFinished,
     ChatEvent,
@@ -324,8 +323,7 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About Switchboard", (
             f"<b>Switchboard {escape(__version__)}</b><p>Your office's AI, from the tray: "
             "chats and documents run on the office's own hardware, and the cloud only "
-            "plans, within your budget.</p><p>Logs and crash reports are in "
-            f"{escape(str(paths.log_dir()))}.</p>"))
+            "plans, within your budget.</p>"))
 
     def new_chat(self) -> None:
         self.controller.new_chat(lambda chat: self._opened_new(chat))

@@ -60,17 +60,5 @@ class SyncBridge(Bridge):
                 self.post(on_done, result)
         return future
 
-    def call[T](
-        self,
-        fn: Callable[..., T],
-        *args: Any,
-        on_done: Callable[[T], None] | None = None,
-        on_error: Callable[[BaseException], None] | None = None,
-    ) -> concurrent.futures.Future[T]:
-        async def as_coroutine() -> T:
-            return fn(*args)
-
-        return self.run(as_coroutine(), on_done, on_error)
-
     def coalesced(self, on_event: Callable[[ChatEvent], None]) -> Callable[[ChatEvent], None]:
         return lambda event: self.post(on_event, event)

@@ -18,13 +18,13 @@ from app.core.chat import ChatEvent, TextAppended
 from app.core.history import Message
 from app.core.llm.node_info import LITELLM, NodeInfo, discover
 from app.core.llm.openai_client import OpenAIClient
-from app.core.routing.record import Call, CallRecord
 from app.core.settings import Settings
 from app.core.workspace import Workspace
 from tests.fixtures import litellm_proxy
 from tests.fixtures.documents import pdf_with_pages
 from tests.fixtures.litellm_proxy import LiteLLMProxy
 from tests.fixtures.llama_cpp_server import LlamaCppServer
+from tests.fixtures.records import recorded_calls
 
 pytestmark = pytest.mark.skipif(bool(litellm_proxy.available()),
                                 reason=litellm_proxy.available() or "installed")
@@ -48,14 +48,6 @@ def workspace_for(gateway: LiteLLMProxy, token: str, **settings: object) -> Work
     secrets.set_secret(secrets.NODE_TOKEN, token)
     Settings().changed(node_urls=[gateway.base_url], **settings).save()
     return Workspace.open()
-
-
-def calls() -> list[Call]:
-    record = CallRecord()
-    try:
-        return record.calls()
-    finally:
-        record.close()
 
 
 def test_discovery_sees_the_gateway_and_the_context_it_was_given(
@@ -88,7 +80,7 @@ def test_a_chat_runs_through_the_gateway(gateway: LiteLLMProxy) -> None:
     assert answer.status == "complete", answer.error
     assert answer.content and any(isinstance(e, TextAppended) for e in events)
     assert answer.ran_on == f"127.0.0.1:{gateway.port}" and answer.model == gateway.model
-    [call] = calls()
+    [call] = recorded_calls()
     assert (call.node, call.outcome, call.workflow) == (f"127.0.0.1:{gateway.port}", "ok",
                                                         "chat")
 
@@ -108,7 +100,7 @@ def test_a_summary_runs_through_the_gateway(gateway: LiteLLMProxy,
     answer = asyncio.run(main())
     assert answer.status == "complete", answer.error
     assert answer.kind == "summary" and answer.content
-    recorded = calls()
+    recorded = recorded_calls()
     assert {c.purpose for c in recorded} == {"summary part", "combining pass"}
     for call in recorded:  # every part sized to the context the gateway reported
         assert call.outcome == "ok" and call.tokens <= SLOT_TOKENS

@@ -11,7 +11,6 @@ import pathlib
 import secrets as token_maker
 import signal
 import socket
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,12 +21,14 @@ from app.core.chat import ChatEvent, TextAppended
 from app.core.history import Message
 from app.core.llm.node_info import LLAMA_CPP, NodeLoad, discover, read_load
 from app.core.llm.openai_client import OpenAIClient
-from app.core.routing.record import Call, CallRecord
+from app.core.routing.record import Call
 from app.core.settings import Settings
 from app.core.workspace import Workspace
 from tests.fixtures.documents import pdf_with_pages
 from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.llama_cpp_server import LlamaCppServer
+from tests.fixtures.records import recorded_calls
+from tests.fixtures.waiting import until
 
 KEY = token_maker.token_urlsafe(16)  # the office's nodes share one token
 
@@ -61,31 +62,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 60) -> None:
-    """Poll a condition; the limit only turns a hang into a failure."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.01)
-
-
-async def until(condition: Callable[[], bool], what: str, limit_s: float = 60) -> None:
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.01)
-
-
-def recorded() -> list[Call]:
-    record = CallRecord()
-    try:
-        return record.calls()
-    finally:
-        record.close()
 
 
 def ask_once(workspace: Workspace, prompt: str = "Hello") -> Message:
@@ -149,7 +125,7 @@ def test_requests_go_to_the_least_busy_node(nodes: Callable[..., LlamaCppServer]
     assert [m.status for m in done] == ["complete"] * 3
     # Both idle: the first in the order set up; then the idle one; then a tie: the first.
     assert sorted(m.ran_on for m in done) == sorted([name(a), name(a), name(b)])
-    calls = recorded()
+    calls = recorded_calls()
     assert [c.node for c in sorted(calls, key=lambda c: c.at)] == [name(a), name(b), name(a)]
     for call in calls:
         assert (call.tier, call.workflow, call.outcome) == ("office_node", "chat", "ok")
@@ -189,7 +165,7 @@ def test_a_node_killed_mid_answer_keeps_the_partial_and_the_work_moves_on(
     assert continued.content.startswith(cut.content) and len(continued.content) > len(
         cut.content)
     assert again.status == "complete" and again.ran_on == name(b)  # a is down: not asked
-    outcomes = [(c.node, c.outcome, c.reason) for c in recorded()]
+    outcomes = [(c.node, c.outcome, c.reason) for c in recorded_calls()]
     assert outcomes[0][:2] == (name(a), "cut off")
     assert outcomes[1] == (name(b), "ok", "continued on another node")
     assert outcomes[2][:2] == (name(b), "ok")
@@ -239,7 +215,7 @@ def test_a_failure_before_the_first_word_moves_to_the_next_node(
 
     answer = asyncio.run(main())
     assert answer.status == "complete" and answer.ran_on == name(b) and answer.error == ""
-    (call,) = recorded()
+    (call,) = recorded_calls()
     assert (call.node, call.fallbacks, call.fallback_from) == (name(b), 1,
                                                                name(fault_server))
 
@@ -275,7 +251,7 @@ def test_with_no_node_answering_local_gpus_take_over_when_allowed(
 
     answer = ask_once(workspace)
     assert answer.status == "complete" and answer.ran_on == "Local GPUs"
-    (call,) = recorded()
+    (call,) = recorded_calls()
     assert (call.tier, call.fallback_from) == ("local_gpus", down.split("//")[1][:-3])
 
 
@@ -287,7 +263,7 @@ def test_with_no_node_answering_and_no_fallback_the_answer_says_so() -> None:
     assert answer.status == "error"
     assert answer.error.startswith("No office node is answering.")
     assert all(url.split("//")[1][:-3] in answer.error for url in (first, second))
-    assert recorded() == []  # nothing was sent to any model
+    assert recorded_calls() == []  # nothing was sent to any model
 
 
 # ---------------------------------------------------------------- summaries
@@ -315,7 +291,7 @@ def test_a_summary_on_a_four_slot_node_runs_four_parts_at_once(
     answer = asyncio.run(main())
     assert answer.status == "complete", answer.error
     assert most_busy == 4  # the server itself had four parts in its slots at once
-    calls = recorded()
+    calls = recorded_calls()
     assert len(calls) > 4 and all(c.outcome == "ok" for c in calls)
     assert {c.purpose for c in calls} == {"summary part", "combining pass"}
     for call in calls:  # the server's own counts: every request fit its 1,024-token slot
@@ -339,7 +315,7 @@ def test_a_hundred_page_summary_never_overflows_a_slot(
     answer, parallel = asyncio.run(main())
     assert answer.status == "complete", answer.error
     assert parallel == 4
-    calls = recorded()
+    calls = recorded_calls()
     parts = [c for c in calls if c.purpose == "summary part"]
     assert len(parts) >= 100  # at least a part a page at this slot size
     for call in calls:
@@ -369,7 +345,7 @@ def test_its_name_for_a_node_and_its_running_cost_are_used(
     answer = ask_once(workspace)
     assert answer.ran_on == "GPU room"
     assert answer.cost_micro_usd == 23  # 9 tokens at $2.50 a million, rounded up
-    (call,) = recorded()
+    (call,) = recorded_calls()
     assert (call.node, call.tokens, call.cost_micro_usd) == ("GPU room", 9, 23)
 
 
@@ -418,5 +394,5 @@ def test_a_node_stuck_after_it_was_checked_is_passed_over_in_seconds(
     answer, health = asyncio.run(main())
     assert answer.status == "complete" and answer.ran_on == name(b)
     assert not health.nodes[0].answering
-    (call,) = recorded()
+    (call,) = recorded_calls()
     assert call.fallback_from == name(a)

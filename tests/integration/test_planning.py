@@ -20,7 +20,6 @@ from app.core import secrets
 from app.core.chat import ChatEvent, MessageChanged, TextAppended
 from app.core.history import Message
 from app.core.routing.plan import Plan
-from app.core.routing.record import Call, CallRecord
 from app.core.routing.router import Override
 from app.core.settings import Settings
 from app.core.workspace import Workspace
@@ -28,6 +27,7 @@ from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.llama_cpp_server import LlamaCppServer
 from tests.fixtures.openrouter_server import DEFAULT_PLAN, OpenRouterServer
 from tests.fixtures.policy_files import write_policy
+from tests.fixtures.records import recorded_calls
 
 REQUEST = "Plan our office move: what each team must do, and draft the note to staff."
 
@@ -60,14 +60,6 @@ def run(workspace: Workspace, prompt: str = REQUEST, events: list[ChatEvent] | N
 
 def steps_of(messages: list[Message]) -> list[Message]:
     return [m for m in messages if m.kind == "step"]
-
-
-def calls() -> list[Call]:
-    record = CallRecord()
-    try:
-        return record.calls()
-    finally:
-        record.close()
 
 
 # ---------------------------------------------------------------- the plan, run locally
@@ -104,7 +96,7 @@ def test_a_cloud_plan_runs_step_by_step_on_the_office_node(
     assert body["response_format"]["type"] == "json_schema"
     assert REQUEST in body["messages"][-1]["content"]
     # The record: one plan in the cloud, three steps and the assembly on the node.
-    record = calls()
+    record = recorded_calls()
     assert [(c.tier, c.purpose) for c in record if c.tier == "cloud"] == [("cloud", "plan")]
     local = [c for c in record if c.tier == "office_node"]
     assert sorted(c.purpose for c in local) == ["assembly", "step", "step", "step"]
@@ -195,7 +187,7 @@ def test_when_the_cloud_cant_plan_it_is_planned_locally_and_says_why(
         "Planned locally: " in note.content or "Answered in one step: " in note.content)
     assert words in note.content
     assert answer.status == "complete" and answer.route == "local plan"
-    assert [c for c in calls() if c.tier == "cloud" and c.cost_micro_usd] == []
+    assert [c for c in recorded_calls() if c.tier == "cloud" and c.cost_micro_usd] == []
     assert all(r.json().get("response_format") for r in cloud.chat_requests())  # plans only
 
 

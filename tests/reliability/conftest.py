@@ -8,8 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,16 +43,6 @@ def start_switchboard(*args: str, env: dict[str, str] | None = None
     return subprocess.Popen([sys.executable, "-m", "app", *args], cwd=ROOT,
                             env=env or app_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition: Callable[[], object], what: str, *, limit_s: float = 120) -> None:
-    """Poll `condition` until it is true. `limit_s` only keeps a broken test from hanging;
-    it is far beyond what any row needs, even on a busy 2-core machine."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.02)
 
 
 def document_pdf(folder: Path, pages: int = 3, *, filler_lines: int = 0,

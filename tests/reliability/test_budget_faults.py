@@ -23,7 +23,8 @@ from app.core.workspace import Workspace
 from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.leaks import assert_nothing_leaked, command_lines
 from tests.fixtures.openrouter_server import API_KEY, OpenRouterServer
-from tests.reliability.conftest import NODE_TOKEN, ROOT, app_env, wait_for
+from tests.fixtures.waiting import wait_for
+from tests.reliability.conftest import NODE_TOKEN, ROOT, app_env
 
 PROMPT = "Plan the office move: book the vans, tell every team, and update the floor plan"
 

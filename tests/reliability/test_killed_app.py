@@ -25,13 +25,13 @@ from app.core.workspace import Workspace
 from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.leaks import assert_nothing_leaked, command_lines
 from tests.fixtures.openrouter_server import API_KEY, OpenRouterServer
+from tests.fixtures.waiting import wait_for
 from tests.reliability.conftest import (
     DOCUMENT_TEXT,
     NODE_TOKEN,
     ROOT,
     app_env,
     document_pdf,
-    wait_for,
 )
 
 # SIGKILL, and what the killed process had running is read from /proc.

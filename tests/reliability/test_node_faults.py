@@ -12,7 +12,7 @@ import os
 import pathlib
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from app.core.workspace import Workspace
 from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.leaks import assert_nothing_leaked, command_lines, descendants
 from tests.fixtures.llama_cpp_server import LlamaCppServer
+from tests.fixtures.waiting import until
 from tests.reliability.conftest import NODE_TOKEN
 
 
@@ -41,17 +42,31 @@ def open_workspace(*urls: str, **settings: Any) -> Workspace:
     return Workspace.open()
 
 
-async def until(condition: Callable[[], bool], what: str, limit_s: float = 120) -> None:
-    """Poll; the limit only turns a hang into a failure."""
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.01)
+def fault_mid_answer(workspace: Workspace, fault: Callable[[], Awaitable[None]],
+                     recover: Callable[[], Awaitable[None]] | None = None
+                     ) -> tuple[Message, Message]:
+    """Ask; once the answer has begun, apply `fault` and let the answer end; `recover`;
+    then ask again in the same chat. Returns the cut answer and the next one."""
+    events: list[ChatEvent] = []
 
+    async def main() -> tuple[Message, Message]:
+        try:
+            chat = workspace.history.create_chat()
+            task = asyncio.create_task(workspace.send(chat.id, "Write the minutes", events.append))
+            await until(lambda: sum(isinstance(e, TextAppended) for e in events) >= 3,
+                        "the answer has begun")
+            try:
+                await fault()
+                cut = await task
+            finally:
+                if recover is not None:
+                    await recover()
+            again = await workspace.send(chat.id, "Now a short summary", lambda e: None)
+            return cut, again
+        finally:
+            await workspace.close()
 
-def words(events: list[ChatEvent]) -> int:
-    return sum(isinstance(e, TextAppended) for e in events)
+    return asyncio.run(main())
 
 
 def answers(workspace: Workspace, chat_id: int) -> list[Message]:
@@ -61,23 +76,15 @@ def answers(workspace: Workspace, chat_id: int) -> list[Message]:
 def test_node_killed_mid_answer_then_restarted(switchboard_home: pathlib.Path,
                                                node: LlamaCppServer) -> None:
     workspace = open_workspace(node.base_url, max_tokens=800)
-    events: list[ChatEvent] = []
 
-    async def main() -> tuple[Message, Message]:
-        try:
-            chat = workspace.history.create_chat()
-            task = asyncio.create_task(workspace.send(chat.id, "Write the minutes", events.append))
-            await until(lambda: words(events) >= 3, "the answer has begun")
-            await asyncio.to_thread(node.kill)
-            cut = await task
-            await asyncio.to_thread(node.start)  # the same address again
-            await (await workspace.backend()).refresh()
-            again = await workspace.send(chat.id, "Now a short summary", lambda e: None)
-            return cut, again
-        finally:
-            await workspace.close()
+    async def kill() -> None:
+        await asyncio.to_thread(node.kill)
 
-    cut, again = asyncio.run(main())
+    async def restart() -> None:
+        await asyncio.to_thread(node.start)  # the same address again
+        await (await workspace.backend()).refresh()
+
+    cut, again = fault_mid_answer(workspace, kill, restart)
     assert cut.status == "interrupted" and cut.content  # what arrived is kept
     assert "broke while it was answering" in cut.error
     assert again.status == "complete" and again.content
@@ -97,24 +104,14 @@ def test_node_killed_mid_answer_then_restarted(switchboard_home: pathlib.Path,
 def test_node_stopped_mid_answer(switchboard_home: pathlib.Path,
                                  node: LlamaCppServer) -> None:
     workspace = open_workspace(node.base_url, max_tokens=800, stall_timeout_s=2)
-    events: list[ChatEvent] = []
 
-    async def main() -> tuple[Message, Message]:
-        try:
-            chat = workspace.history.create_chat()
-            task = asyncio.create_task(workspace.send(chat.id, "Write the minutes", events.append))
-            await until(lambda: words(events) >= 3, "the answer has begun")
-            node.pause()  # SIGSTOP: the connection stays open, nothing more comes
-            try:
-                cut = await task
-            finally:
-                node.resume()
-            again = await workspace.send(chat.id, "Now a short summary", lambda e: None)
-            return cut, again
-        finally:
-            await workspace.close()
+    async def stop() -> None:
+        node.pause()  # SIGSTOP: the connection stays open, nothing more comes
 
-    cut, again = asyncio.run(main())
+    async def resume() -> None:
+        node.resume()
+
+    cut, again = fault_mid_answer(workspace, stop, resume)
     assert cut.status == "interrupted" and cut.content
     assert "stopped answering part-way through" in cut.error, cut.error
     assert again.status == "complete"
@@ -154,30 +151,16 @@ def test_runtime_child_killed_mid_answer(switchboard_home: pathlib.Path,
     monkeypatch.setenv("SWITCHBOARD_GPUS", "none")  # the runtime on the CPU
     workspace = open_workspace(backend="local GPUs", model_path=str(slow_model_path),
                                max_tokens=800, local_ctx=2048)
-    events: list[ChatEvent] = []
     seen: dict[str, Any] = {}
 
-    def runtime() -> int:
+    async def kill_the_runtime() -> None:
         [pid] = [p for p in descendants([os.getpid()]) if b"--serve-model" in
                  pathlib.Path(f"/proc/{p}/cmdline").read_bytes()]
-        return pid
+        seen["argv"] = command_lines([pid])
+        seen["token"] = _environ(pid)["SWITCHBOARD_RUNTIME_TOKEN"]
+        os.kill(pid, signal.SIGKILL)
 
-    async def main() -> tuple[Message, Message]:
-        try:
-            chat = workspace.history.create_chat()
-            task = asyncio.create_task(workspace.send(chat.id, "Write the minutes", events.append))
-            await until(lambda: words(events) >= 3, "the answer has begun")
-            pid = runtime()
-            seen["argv"] = command_lines([pid])
-            seen["token"] = _environ(pid)["SWITCHBOARD_RUNTIME_TOKEN"]
-            os.kill(pid, signal.SIGKILL)
-            cut = await task
-            again = await workspace.send(chat.id, "Now a short summary", lambda e: None)
-            return cut, again
-        finally:
-            await workspace.close()
-
-    cut, again = asyncio.run(main())
+    cut, again = fault_mid_answer(workspace, kill_the_runtime)
     assert cut.status == "interrupted" and cut.content
     assert cut.error and "Traceback" not in cut.error
     assert again.status == "complete" and again.content  # the runtime came back
