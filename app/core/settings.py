@@ -39,8 +39,17 @@ class RunOn(StrEnum):
     LOCAL_GPUS = "local GPUs"
 
 
+class Theme(StrEnum):
+    """How the windows look: as the system does, or always light or dark."""
+
+    SYSTEM = "system"
+    LIGHT = "light"
+    DARK = "dark"
+
+
 BACKENDS = tuple(RunOn)
 MODES = tuple(Mode)
+THEMES = tuple(Theme)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,9 @@ class Settings:
     planner_model: str = _setting("anthropic/claude-sonnet-4.5", "Cloud planner model")
     planner_max_tokens: int = _setting(2048, "Longest plan (tokens)", min=64, max=32768)
     review_plans: bool = _setting(False, "Show each plan before it runs, to edit it")
+    theme: str = _setting(Theme.SYSTEM, "Appearance", choices=THEMES)
+    # Opens quick ask from anywhere; "" turns it off. Qt's portable key text.
+    quick_ask_hotkey: str = _setting("Ctrl+Alt+Space", "Quick ask shortcut (anywhere)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
