@@ -122,8 +122,14 @@ class ChatService:
         self.history = history
 
     def context(self, chat_id: int) -> list[dict[str, str]]:
-        """The conversation so far as the model sees it; failed answers are left out."""
-        return self._as_context(self.history.messages(chat_id))
+        """The conversation so far as the model sees it, after the chat's preset
+        instructions if it has some; failed answers are left out."""
+        return self._instructions(chat_id) + self._as_context(self.history.messages(chat_id))
+
+    def _instructions(self, chat_id: int) -> list[dict[str, str]]:
+        chat = self.history.chat(chat_id)
+        return [{"role": "system", "content": chat.system_prompt}] \
+            if chat is not None and chat.system_prompt else []
 
     @staticmethod
     def _as_context(messages: list[Message]) -> list[dict[str, str]]:
@@ -275,7 +281,7 @@ class ChatService:
         """Continue an answer that was cut off: the model sees the conversation up to it
         and the part already written, and what it writes now is appended."""
         before = [m for m in self.history.messages(answer.chat_id) if m.id < answer.id]
-        messages = [*self._as_context(before),
+        messages = [*self._instructions(answer.chat_id), *self._as_context(before),
                     {"role": "assistant", "content": answer.content},
                     {"role": "user", "content": CONTINUE_PROMPT}]
         self.history.update_message(answer.id, status="streaming", error="")

@@ -49,10 +49,12 @@ class Message:
     title: str = ""  # a step's instruction
     data: str = ""  # JSON: a plan message's plan, a step's {"step": id}
     pasted: str = ""  # JSON list: material pasted into a prompt (local only)
+    # Regenerated or edited: the earlier version this one replaces (kept, not shown).
+    replaces: int | None = None
 
 
 _MESSAGE_COLUMNS = ("id, chat_id, role, content, status, created_at, model, error, ran_on, "
-                    "route, tokens, cost_micro_usd, kind, title, data, pasted")
+                    "route, tokens, cost_micro_usd, kind, title, data, pasted, replaces")
 # Added after the first release: a history from then gets them on opening.
 _ADDED_MESSAGE_COLUMNS = {"ran_on": "TEXT NOT NULL DEFAULT ''",
                           "route": "TEXT NOT NULL DEFAULT ''",
@@ -64,12 +66,40 @@ _ADDED_MESSAGE_COLUMNS = {"ran_on": "TEXT NOT NULL DEFAULT ''",
                           "pasted": "TEXT NOT NULL DEFAULT ''"}
 
 
+ChatKind = Literal["", "quick"]  # "quick": the one chat quick ask continues
+
+
 @dataclass(frozen=True, slots=True)
 class Chat:
     id: int
     title: str
     created_at: float
     updated_at: float
+    kind: ChatKind = ""
+    # The saved instructions (preset) the chat's answers follow; "" for none.
+    preset: str = ""
+    system_prompt: str = ""
+
+
+_CHAT_COLUMNS = "id, title, created_at, updated_at, kind, preset, system_prompt"
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """Saved instructions ("system prompt") a chat can follow, by name."""
+
+    name: str
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message that matched a search: its chat and the words around the match."""
+
+    chat_id: int
+    chat_title: str
+    message_id: int
+    snippet: str  # plain text; the matched words between « and »
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +129,14 @@ CREATE TABLE IF NOT EXISTS chats (
     id INTEGER PRIMARY KEY,
     title TEXT NOT NULL,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT '',
+    preset TEXT NOT NULL DEFAULT '',
+    system_prompt TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS presets (
+    name TEXT PRIMARY KEY,
+    prompt TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
@@ -117,7 +154,9 @@ CREATE TABLE IF NOT EXISTS messages (
     kind TEXT NOT NULL DEFAULT '',
     title TEXT NOT NULL DEFAULT '',
     data TEXT NOT NULL DEFAULT '',
-    pasted TEXT NOT NULL DEFAULT ''
+    pasted TEXT NOT NULL DEFAULT '',
+    replaces INTEGER,
+    superseded INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages(chat_id, id);
 CREATE TABLE IF NOT EXISTS documents (
@@ -153,7 +192,37 @@ def _add_message_columns(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE messages ADD COLUMN {column} {declaration}")
 
 
-_MIGRATIONS = (_add_message_columns,)
+def _add_versions_presets_and_search(db: sqlite3.Connection) -> None:
+    """Message versions (regenerate, edit), the quick questions chat, presets, and a
+    full-text index of the messages kept in step by triggers."""
+    for table, column, declaration in (
+            ("messages", "replaces", "INTEGER"),
+            ("messages", "superseded", "INTEGER NOT NULL DEFAULT 0"),
+            ("chats", "kind", "TEXT NOT NULL DEFAULT ''"),
+            ("chats", "preset", "TEXT NOT NULL DEFAULT ''"),
+            ("chats", "system_prompt", "TEXT NOT NULL DEFAULT ''")):
+        have = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    # External content: the index holds no second copy of the text. Superseded
+    # versions are kept but not found.
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS messages_text USING fts5("
+               "content, content='messages', content_rowid='id', "
+               "tokenize='unicode61 remove_diacritics 2')")
+    db.execute("CREATE TRIGGER IF NOT EXISTS messages_text_add AFTER INSERT ON messages "
+               "BEGIN INSERT INTO messages_text(rowid, content) VALUES (new.id, new.content); "
+               "END")
+    db.execute("CREATE TRIGGER IF NOT EXISTS messages_text_remove AFTER DELETE ON messages "
+               "BEGIN INSERT INTO messages_text(messages_text, rowid, content) "
+               "VALUES ('delete', old.id, old.content); END")
+    db.execute("CREATE TRIGGER IF NOT EXISTS messages_text_change AFTER UPDATE OF content "
+               "ON messages BEGIN INSERT INTO messages_text(messages_text, rowid, content) "
+               "VALUES ('delete', old.id, old.content); "
+               "INSERT INTO messages_text(rowid, content) VALUES (new.id, new.content); END")
+    db.execute("INSERT INTO messages_text(messages_text) VALUES ('rebuild')")
+
+
+_MIGRATIONS = (_add_message_columns, _add_versions_presets_and_search)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -239,11 +308,17 @@ class History:
                        ("Switchboard closed before the document was read.",))
         return cur.rowcount
 
-    def create_chat(self, title: str = "New chat") -> Chat:
+    def create_chat(self, title: str = "New chat", *, kind: ChatKind = "") -> Chat:
         now = time.time()
-        cur = self._write("INSERT INTO chats (title, created_at, updated_at) VALUES (?, ?, ?)",
-                          (title, now, now))
-        return Chat(int(cur.lastrowid or 0), title, now, now)
+        cur = self._write("INSERT INTO chats (title, created_at, updated_at, kind) "
+                          "VALUES (?, ?, ?, ?)", (title, now, now, kind))
+        return Chat(int(cur.lastrowid or 0), title, now, now, kind)
+
+    def quick_chat(self) -> Chat:
+        """The chat quick ask continues: the newest "quick" one, made when there is none."""
+        rows = self._read(f"SELECT {_CHAT_COLUMNS} FROM chats WHERE kind='quick' "
+                          "ORDER BY id DESC LIMIT 1")
+        return Chat(*rows[0]) if rows else self.create_chat("Quick questions", kind="quick")
 
     def rename_chat(self, chat_id: int, title: str) -> None:
         self._write("UPDATE chats SET title=? WHERE id=?", (title.strip() or "Untitled", chat_id))
@@ -252,50 +327,118 @@ class History:
         self._write("DELETE FROM chats WHERE id=?", (chat_id,))
 
     def chats(self) -> list[Chat]:
-        rows = self._read(
-            "SELECT id, title, created_at, updated_at FROM chats ORDER BY updated_at DESC, id DESC")
+        rows = self._read(f"SELECT {_CHAT_COLUMNS} FROM chats "
+                          "ORDER BY updated_at DESC, id DESC")
         return [Chat(*row) for row in rows]
 
     def chat(self, chat_id: int) -> Chat | None:
-        rows = self._read("SELECT id, title, created_at, updated_at FROM chats WHERE id=?",
-                          (chat_id,))
+        rows = self._read(f"SELECT {_CHAT_COLUMNS} FROM chats WHERE id=?", (chat_id,))
         return Chat(*rows[0]) if rows else None
 
+    def set_chat_preset(self, chat_id: int, preset: Preset | None) -> None:
+        """Have the chat's next answers follow `preset` (None: no instructions). The
+        instructions are copied, so editing the preset later leaves this chat as it is."""
+        self._write("UPDATE chats SET preset=?, system_prompt=? WHERE id=?",
+                    (preset.name if preset else "", preset.prompt if preset else "", chat_id))
+
+    def presets(self) -> list[Preset]:
+        return [Preset(*row) for row in
+                self._read("SELECT name, prompt FROM presets ORDER BY name COLLATE NOCASE")]
+
+    def save_preset(self, name: str, prompt: str) -> Preset:
+        """Add a preset, or change the one of that name."""
+        preset = Preset(name.strip(), prompt.strip())
+        if not preset.name:
+            raise ValueError("a preset needs a name")
+        self._write("INSERT INTO presets (name, prompt) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET prompt=excluded.prompt",
+                    (preset.name, preset.prompt))
+        return preset
+
+    def delete_preset(self, name: str) -> None:
+        self._write("DELETE FROM presets WHERE name=?", (name,))
+
+    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Messages matching every word of `query` (a word's start matches too: "budg"
+        finds "budget"), best first; versions replaced by a regenerate or edit are not
+        searched. Quotes and operators in `query` are taken as plain words."""
+        words = [w for w in query.replace('"', " ").split() if w]
+        if not words:
+            return []
+        match = " ".join(f'"{w}"*' for w in words)
+        rows = self._read(
+            "SELECT m.chat_id, c.title, m.id, "
+            "snippet(messages_text, 0, '«', '»', '…', 12) "
+            "FROM messages_text JOIN messages m ON m.id = messages_text.rowid "
+            "JOIN chats c ON c.id = m.chat_id "
+            "WHERE messages_text MATCH ? AND m.superseded = 0 "
+            "ORDER BY rank LIMIT ?", (match, limit))
+        return [SearchHit(int(chat_id), str(title), int(message_id), str(snippet))
+                for chat_id, title, message_id, snippet in rows]
+
     def messages(self, chat_id: int) -> list[Message]:
+        """The chat as it reads now: versions replaced by a regenerate or an edit are
+        kept (`versions`) but not listed."""
         rows = self._read(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id=? "
-                          "ORDER BY id", (chat_id,))
+                          "AND superseded=0 ORDER BY id", (chat_id,))
         return [Message(*row) for row in rows]
 
     def message(self, message_id: int) -> Message | None:
         rows = self._read(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id=?", (message_id,))
         return Message(*rows[0]) if rows else None
 
+    def supersede_from(self, message_id: int) -> list[int]:
+        """Set aside `message_id` and every message after it in its chat, as earlier
+        versions: kept, but no longer part of the chat (a regenerate or an edit follows).
+        Returns the ids set aside."""
+        with self._transaction() as db:
+            row = db.execute("SELECT chat_id FROM messages WHERE id=?", (message_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"no message {message_id}")
+            ids = [int(r[0]) for r in db.execute(
+                "SELECT id FROM messages WHERE chat_id=? AND id>=? AND superseded=0",
+                (row[0], message_id))]
+            db.execute("UPDATE messages SET superseded=1 WHERE chat_id=? AND id>=?",
+                       (row[0], message_id))
+        return ids
+
+    def versions(self, message_id: int) -> list[Message]:
+        """Every version of a message, oldest first: the ones it replaced, then itself."""
+        chain: list[Message] = []
+        current = self.message(message_id)
+        while current is not None:
+            chain.append(current)
+            current = self.message(current.replaces) if current.replaces else None
+        return chain[::-1]
+
     def add_message(self, chat_id: int, role: Role, content: str, *,
                     status: MessageStatus = "complete", model: str = "", kind: str = "",
-                    title: str = "", data: str = "", pasted: str = "") -> Message:
+                    title: str = "", data: str = "", pasted: str = "",
+                    replaces: int | None = None) -> Message:
         now = time.time()
         with self._transaction() as db:
             cur = db.execute(
                 "INSERT INTO messages (chat_id, role, content, status, created_at, model, "
-                "kind, title, data, pasted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "kind, title, data, pasted, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 tuple(map(_storable, (chat_id, role, content, status, now, model, kind, title,
-                                      data, pasted))))
+                                      data, pasted, replaces))))
             db.execute("UPDATE chats SET updated_at=? WHERE id=?", (now, chat_id))
         return Message(int(cur.lastrowid or 0), chat_id, role, str(_storable(content)), status,
                        now, model,
-                       kind=kind, title=title, data=data, pasted=pasted)
+                       kind=kind, title=title, data=data, pasted=pasted, replaces=replaces)
 
     def update_message(self, message_id: int, *, content: str | None = None,
                        status: MessageStatus | None = None, error: str | None = None,
                        model: str | None = None, ran_on: str | None = None,
                        route: str | None = None, tokens: int | None = None,
-                       cost_micro_usd: int | None = None, data: str | None = None) -> None:
+                       cost_micro_usd: int | None = None, data: str | None = None,
+                       replaces: int | None = None) -> None:
         sets: list[str] = []
         args: list[object] = []
         for column, value in (("content", content), ("status", status), ("error", error),
                               ("model", model), ("ran_on", ran_on), ("route", route),
                               ("tokens", tokens), ("cost_micro_usd", cost_micro_usd),
-                              ("data", data)):
+                              ("data", data), ("replaces", replaces)):
             if value is not None:
                 sets.append(f"{column}=?")
                 args.append(value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -20,11 +21,11 @@ from typing import Any
 
 from app.core import paths, secrets
 from app.core.budget import Ledger, MonthSummary
-from app.core.chat import ChatEvent, ChatService
+from app.core.chat import ChatEvent, ChatService, MessageAdded, MessageRemoved
 from app.core.cloud import CloudPlanner, user_cap
 from app.core.cloud_account import BudgetOverview, budget_overview
 from app.core.errors import SwitchboardError
-from app.core.history import Chat, Document, History, Message
+from app.core.history import Chat, Document, History, Message, Preset, SearchHit
 from app.core.llm.backend import Health
 from app.core.llm.local_gpus import LocalGPUs
 from app.core.llm.office_node import OfficeNode
@@ -231,6 +232,44 @@ class Workspace:
             return await task.run(chat_id, request, self._plan_maker(route, pool),
                                   _announce(route), review)
 
+    async def resend(self, message_id: int, emit: Callable[[ChatEvent], None], *,
+                     prompt: str | None = None, review: ReviewPlan | None = None) -> Message:
+        """Answer again from a message on: regenerate an answer (`message_id` an answer,
+        or its prompt, with `prompt` None) or edit a prompt and send it again (`prompt` the
+        new text). The prompt and everything after it are kept as earlier versions, not
+        deleted: the new prompt and answer each say which one they replace."""
+        asked = self._prompt_of(message_id)
+        if asked is None:
+            raise LookupError(f"no prompt for message {message_id}")
+        chat = self.history.messages(asked.chat_id)
+        answered = next((m for m in chat if m.id > asked.id and m.role == "assistant"
+                         and m.kind in ("", "document answer")), None)
+        for removed in self.history.supersede_from(asked.id):
+            emit(MessageRemoved(removed))
+        replaced = {"user": asked.id, "assistant": answered.id if answered else None}
+
+        def linked(event: ChatEvent) -> None:
+            # The first prompt and the first answer after the old ones replace them.
+            if isinstance(event, MessageAdded) and event.message.kind in ("", "document answer"):
+                old = replaced.get(event.message.role)
+                if old is not None:
+                    replaced[event.message.role] = None
+                    self.history.update_message(event.message.id, replaces=old)
+            emit(event)
+
+        pasted = tuple(json.loads(asked.pasted)) if asked.pasted else ()
+        return await self.send(asked.chat_id, asked.content if prompt is None else prompt,
+                               linked, pasted=pasted, review=review)
+
+    def _prompt_of(self, message_id: int) -> Message | None:
+        """The user's prompt that `message_id` is (a prompt) or answers (an answer)."""
+        message = self.history.message(message_id)
+        if message is None or message.role == "user":
+            return message
+        earlier = [m for m in self.history.messages(message.chat_id)
+                   if m.id < message.id and m.role == "user"]
+        return earlier[-1] if earlier else None
+
     async def retry_plan(self, plan_message_id: int,
                          emit: Callable[[ChatEvent], None]) -> Message:
         """Run again what did not finish of a plan (a step cut off part-way, the steps
@@ -397,6 +436,40 @@ class Workspace:
 
     def documents(self, chat_id: int) -> list[Document]:
         return self.history.documents(chat_id)
+
+    def export_chat(self, chat_id: int, path: Path) -> Path:
+        """Write the chat, its document summaries with it, to `path` as Markdown."""
+        from app.core.export import chat_markdown, write_markdown
+
+        chat = self.history.chat(chat_id)
+        if chat is None:
+            raise LookupError(f"no chat {chat_id}")
+        write_markdown(path, chat_markdown(chat, self.history.messages(chat_id),
+                                           self.history.documents(chat_id)))
+        return path
+
+    def quick_chat(self) -> Chat:
+        """The chat quick ask continues (made the first time)."""
+        return self.history.quick_chat()
+
+    def search(self, query: str) -> list[SearchHit]:
+        return self.history.search(query)
+
+    def versions(self, message_id: int) -> list[Message]:
+        return self.history.versions(message_id)
+
+    def presets(self) -> list[Preset]:
+        return self.history.presets()
+
+    def save_preset(self, name: str, prompt: str) -> Preset:
+        return self.history.save_preset(name, prompt)
+
+    def delete_preset(self, name: str) -> None:
+        self.history.delete_preset(name)
+
+    def set_chat_preset(self, chat_id: int, preset: Preset | None) -> Chat | None:
+        self.history.set_chat_preset(chat_id, preset)
+        return self.history.chat(chat_id)
 
     # The budget (on disk: core thread only) -------------------------------------------------
 

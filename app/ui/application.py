@@ -18,13 +18,10 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSystemTra
 
 from app import __version__
 from app.core import crash, logs
-from app.core.errors import NotConfigured
-from app.core.llm.backend import Health
-from app.core.runtime.supervisor import RuntimeStatus, State
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge, CoreLoop
 from app.ui.budget_meter import BudgetAlerts, BudgetReading, budget_level, tray_line
-from app.ui.chat_controller import ChatController, runtime_line
+from app.ui.chat_controller import ChatController
 from app.ui.garbage import GuiThreadCollector
 from app.ui.main_window import MainWindow
 from app.ui.quick_ask import QuickAsk
@@ -69,8 +66,7 @@ class SwitchboardApp(QObject):
         self.quick_ask.fileDropped.connect(self.summarize_file)
         self.tray.summarizeRequested.connect(self.choose_file_to_summarize)
         self.controller.busyChanged.connect(self._update_tray)
-        self.controller.healthChanged.connect(self._on_health)
-        self.controller.runtimeChanged.connect(self._on_runtime)
+        self.controller.tierChanged.connect(self._update_tray)
         self.controller.chatsChanged.connect(self.main_window.reload_chats)
         self.controller.budgetChanged.connect(self._on_budget)
 
@@ -80,7 +76,8 @@ class SwitchboardApp(QObject):
         # Reports of a crash last time: looked for off the GUI thread, offered when found.
         self.bridge.run(asyncio.to_thread(crash.reports_left), on_done=self.offer_crash_reports)
         self.main_window.reload_chats()
-        self._on_health(None)
+        self.main_window.show_tier(self.controller.tier)
+        self._update_tray()
         if self.workspace.problems:
             text = " ".join(self.workspace.problems)
             self.main_window.statusBar().showMessage(text, 30_000)
@@ -130,8 +127,9 @@ class SwitchboardApp(QObject):
         window.composer.setFocus()
 
     def summarize_file(self, path: Path) -> None:
+        """A file from the tray or quick ask: summarised into a chat of its own."""
         self.show_main()
-        self.main_window.summarize(path)
+        self.main_window.summarize(path, new_chat=True)
 
     def choose_file_to_summarize(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -168,7 +166,7 @@ class SwitchboardApp(QObject):
         self.settings_dialog = None
 
     def _settings_saved(self) -> None:
-        self.controller.check_health()
+        self.controller.settings_changed()
         self.controller.refresh_budget()  # the budget may have changed
 
     def _on_budget(self, reading: BudgetReading) -> None:
@@ -179,27 +177,16 @@ class SwitchboardApp(QObject):
             self.tray.showMessage("Switchboard — cloud planning budget", alert,
                                   icon("app"), 15_000)
 
-    def _on_health(self, _health: Health | None) -> None:
-        health = self.controller.health
-        label = self.workspace.backend_label()
-        self.tray.set_status_line(health.summary(label) if health else f"{label}: checking…")
-        self._update_tray()
-
-    def _on_runtime(self, status: RuntimeStatus) -> None:
-        self.tray.set_status_line(runtime_line(status))
-        self._update_tray()
-
-    def _update_tray(self) -> None:
-        health, runtime = self.controller.health, self.controller.runtime
-        crashed = runtime is not None and runtime.state in (State.CRASHED, State.GAVE_UP)
-        # Not set up is not broken: the tray stays calm and the menu says what to do.
-        down = health is not None and not health.ok and not isinstance(health.error,
-                                                                      NotConfigured)
+    def _update_tray(self, _: object = None) -> None:
+        """The tray says what the window's status bar says: both follow the tier's state."""
+        tier = self.controller.tier
+        self.tray.set_status_line(tier.line)
         if self.controller.busy:
             self.tray.set_state(TrayState.BUSY)
-        elif crashed or down:
+        elif tier.down:
             self.tray.set_state(TrayState.ERROR)
         else:
+            # Not set up is not broken: the tray stays calm and the menu says what to do.
             self.tray.set_state(TrayState.IDLE)
 
     def quit(self) -> None:

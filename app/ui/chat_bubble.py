@@ -40,6 +40,27 @@ def status_text(message: Message) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def message_actions(message: Message) -> tuple[tuple[str, str], ...]:
+    """What can be done to a message from its bubble, as (action, label): edit a prompt;
+    regenerate an answer (Retry when none came), continue one cut off; run again the rest
+    of a plan whose step failed. None while it streams."""
+    if message.status == "streaming":
+        return ()
+    if message.role == "user" and message.kind == "":
+        return (("edit", "Edit"),)
+    if message.role != "assistant":
+        return ()
+    failed = message.status in ("error", "interrupted", "cancelled")
+    if message.kind == "step":
+        return (("retry-plan", "Retry the rest of the plan"),) if failed else ()
+    if message.kind not in ("", "document answer"):
+        return ()
+    actions = [("regenerate", "Retry" if failed and not message.content else "Regenerate")]
+    if failed and message.content and message.ran_on:
+        actions.append(("continue", "Continue"))
+    return tuple(actions)
+
+
 @dataclass(frozen=True, slots=True)
 class Bubble:
     """A message laid out in its row: its document and where each part goes on the viewport."""
@@ -50,6 +71,7 @@ class Bubble:
     frame: QRect
     content: QRect  # where the document is drawn
     status: QRect  # empty when the message has no status line
+    actions: tuple[tuple[str, str, QRect], ...] = ()  # (action, label, where), along the bottom
 
 
 class BubbleGeometry:
@@ -66,6 +88,7 @@ class BubbleGeometry:
     RADIUS: Final = 10
     USER_FRACTION: Final = 0.8
     STATUS_GAP: Final = 6
+    ACTION_GAP: Final = 14  # between two actions' labels
 
     def __init__(self, view: QWidget) -> None:
         self._view = view
@@ -103,7 +126,16 @@ class BubbleGeometry:
         """The height of the message's row when its document is `doc_h` tall."""
         status_h = self.status_rect(msg, text_w).height()
         extra = self.STATUS_GAP + status_h if status_h else 0
+        if message_actions(msg):
+            extra += self.STATUS_GAP + self._action_h()
         return 2 * self.MARGIN_Y + 2 * self.PAD_Y + max(doc_h, math.ceil(self._line_h)) + extra
+
+    def _action_h(self) -> int:
+        return QFontMetrics(self.status_font()).height()
+
+    def _action_widths(self, msg: Message) -> list[int]:
+        metrics = QFontMetrics(self.status_font())
+        return [metrics.horizontalAdvance(label) + 2 for _, label in message_actions(msg)]
 
     def estimated_height(self, msg: Message, width: int) -> int:
         """A row's height from its character count, with no layout: chars / chars-per-line."""
@@ -121,6 +153,10 @@ class BubbleGeometry:
         content_w = text_w if document.code_blocks else min(text_w, max(document.ideal_w, 1))
         if status.height():
             content_w = max(content_w, min(text_w, status.width() + 1))
+        action_ws = self._action_widths(msg)
+        if action_ws:
+            row_w = sum(action_ws) + self.ACTION_GAP * (len(action_ws) - 1)
+            content_w = max(content_w, min(text_w, row_w))
         bubble_w = content_w + 2 * self.PAD_X
         if msg.role == "user":
             left = rect.right() + 1 - self.MARGIN_X - bubble_w
@@ -131,10 +167,18 @@ class BubbleGeometry:
         top = rect.top() + self.MARGIN_Y
         frame = QRect(left, top, bubble_w, height - 2 * self.MARGIN_Y)
         content = QRect(left + self.PAD_X, top + self.PAD_Y, content_w, document.doc_h)
+        bottom = frame.bottom() + 1 - self.PAD_Y
+        actions = []
+        if action_ws:
+            x, top_of_actions = content.left(), bottom - self._action_h()
+            for (action, label), w in zip(message_actions(msg), action_ws, strict=True):
+                actions.append((action, label, QRect(x, top_of_actions, w, self._action_h())))
+                x += w + self.ACTION_GAP
+            bottom = top_of_actions - self.STATUS_GAP
         if status.height():
-            status_top = frame.bottom() + 1 - self.PAD_Y - status.height()
+            status_top = bottom - status.height()
             status = QRect(content.left(), status_top, content_w, status.height())
-        return Bubble(msg, document, height, frame, content, status)
+        return Bubble(msg, document, height, frame, content, status, tuple(actions))
 
     def code_frame(self, document: MessageDocument, block: CodeBlock, content_w: int) -> QRectF:
         """A code block's shaded area in document coordinates, its header strip included."""

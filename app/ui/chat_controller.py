@@ -17,12 +17,14 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.core.chat import AnswerFinished, ChatEvent, MessageAdded
-from app.core.errors import NodeUnreachable, SwitchboardError
+from app.core.errors import StreamInterrupted, SwitchboardError
 from app.core.history import Chat
 from app.core.llm.backend import Health
 from app.core.routing.plan import Plan
 from app.core.routing.router import Override
-from app.core.runtime.supervisor import RuntimeStatus, State
+from app.core.runtime.supervisor import RuntimeStatus
+from app.core.settings import RunOn
+from app.core.tier_status import TierState, is_tier_fault, tier_state
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge
 from app.ui.budget_meter import BudgetReading
@@ -30,23 +32,8 @@ from app.ui.budget_meter import BudgetReading
 log = logging.getLogger(__name__)
 
 HEALTH_EVERY_MS = 30_000
+HEALTH_WHILE_DOWN_MS = 5_000  # Send comes back soon after the node does
 BUDGET_EVERY_MS = 60_000  # another Switchboard, or the CLI, may spend from the same ledger
-
-RUNTIME_WORDS = {
-    State.STOPPED: "not loaded; it loads with the next question",
-    State.LOADING: "loading the model…",
-    State.READY: "ready",
-    State.CRASHED: "stopped unexpectedly; restarting…",
-    State.GAVE_UP: "stopped after repeated crashes; see Settings",
-}
-
-
-def runtime_line(status: RuntimeStatus) -> str:
-    """ "Local GPUs: loading the model… 45%", for the status bar and the tray menu."""
-    words = RUNTIME_WORDS[status.state]
-    if status.state is State.LOADING and status.progress:
-        words += f" {status.progress:.0%}"
-    return f"Local GPUs: {words}"
 
 
 class ChatController(QObject):
@@ -55,6 +42,9 @@ class ChatController(QObject):
     busyChanged(bool): an answer started or ended.
     failed(object): a SwitchboardError to show the user.
     healthChanged(object): the office node's latest Health.
+    tierChanged(object): the chat tier's TierState, whenever it changes: from a health
+        check, the Local GPUs runtime, or a request that failed (down) or was answered
+        (up). The tray, status bar, banner and Send button all follow this one.
     chatsChanged(): chats were created, renamed or deleted.
     runtimeChanged(object): the local runtime's RuntimeStatus (loading, ready, crashed…).
     planReview(object, object): a Plan to show before it runs, and the function to call
@@ -68,6 +58,7 @@ class ChatController(QObject):
     busyChanged = Signal(bool)
     failed = Signal(object)
     healthChanged = Signal(object)
+    tierChanged = Signal(object)
     chatsChanged = Signal()
     runtimeChanged = Signal(object)
     budgetChanged = Signal(object)
@@ -80,8 +71,10 @@ class ChatController(QObject):
         self.workspace = workspace
         self.health: Health | None = None
         self.runtime: RuntimeStatus | None = None
+        self.tier: TierState = self._tier_now()
         workspace.on_runtime_status = lambda status: bridge.post(self._on_runtime, status)
         self._stream: concurrent.futures.Future[Any] | None = None
+        self._recheck = False  # check the tier's health once the answer has ended
         self._health_timer = QTimer(self, interval=HEALTH_EVERY_MS)
         self._health_timer.timeout.connect(self.check_health)
         self.budget: BudgetReading | None = None
@@ -138,10 +131,42 @@ class ChatController(QObject):
             log.info("%s", health.summary(self.workspace.backend_label()))
         self.health = health
         self.healthChanged.emit(health)
+        self._publish_tier()
 
     def _on_runtime(self, status: RuntimeStatus) -> None:
         self.runtime = status
         self.runtimeChanged.emit(status)
+        self._publish_tier()
+
+    def _tier_now(self) -> TierState:
+        return tier_state(self.workspace.backend_label(), self.health, self.runtime,
+                          local=self.workspace.settings.backend == RunOn.LOCAL_GPUS)
+
+    def _publish_tier(self) -> None:
+        tier = self._tier_now()
+        if tier == self.tier:
+            return
+        self.tier = tier
+        # Down, look again soon: the user is waiting for Send to come back.
+        self._health_timer.setInterval(HEALTH_WHILE_DOWN_MS if tier.down else HEALTH_EVERY_MS)
+        self.tierChanged.emit(tier)
+
+    def settings_changed(self) -> None:
+        """The settings were saved: what the tier is may have changed; check it now."""
+        self.health = None
+        self._publish_tier()
+        self.check_health()
+
+    def _answer_ended(self, event: AnswerFinished) -> None:
+        """A request's outcome says at once whether its tier answers."""
+        error = event.error
+        if isinstance(error, StreamInterrupted):
+            self._recheck = True  # the node broke off: does it still answer?
+        if error is not None and is_tier_fault(error):
+            self._on_health(Health(ok=False, error=error))
+        elif error is None and event.message.status == "complete" \
+                and self.health is not None and not self.health.ok:
+            self._on_health(Health(ok=True))
 
     def set_mode(self, mode: str) -> None:
         """Auto / Local only / Plan with cloud, kept for the next start."""
@@ -172,6 +197,14 @@ class ChatController(QObject):
         review = self.review_plan if self.workspace.settings.review_plans else None
         return self._start(lambda emit: self.workspace.send(
             chat_id, prompt, emit, override=override, pasted=pasted, review=review))
+
+    def resend(self, message_id: int, prompt: str | None = None) -> bool:
+        """Regenerate the answer to a prompt (`message_id` the prompt or its answer), or
+        send an edited prompt in its place (`prompt`); the earlier versions are kept.
+        False if busy."""
+        review = self.review_plan if self.workspace.settings.review_plans else None
+        return self._start(lambda emit: self.workspace.resend(
+            message_id, emit, prompt=prompt, review=review))
 
     def retry_plan(self, plan_message_id: int) -> bool:
         """Run again what did not finish of a plan; False if busy."""
@@ -230,18 +263,23 @@ class ChatController(QObject):
         self.chatEvent.emit(event)
         if isinstance(event, MessageAdded) and event.message.role == "user":
             self.chatsChanged.emit()  # the chat moved to the top, maybe with a new title
-        if isinstance(event, AnswerFinished) and event.error is not None:
-            self._on_error(event.error)
+        if isinstance(event, AnswerFinished):
+            self._answer_ended(event)
+            if event.error is not None:
+                self._on_error(event.error)
 
     def _on_stream_done(self, _: object = None) -> None:
         self._stream = None
         self.busyChanged.emit(False)
+        if self._recheck:
+            self._recheck = False
+            self.check_health()
         self.chatsChanged.emit()  # titles and order change with a new message
         self.refresh_budget()  # the answer may have been planned in the cloud
 
     def _on_error(self, error: BaseException) -> None:
         if not isinstance(error, SwitchboardError):
             error = SwitchboardError(f"{type(error).__name__}: {error}")
-        if isinstance(error, NodeUnreachable):
+        elif is_tier_fault(error) and not (self.health and self.health.error is error):
             self._on_health(Health(ok=False, error=error))
         self.failed.emit(error)

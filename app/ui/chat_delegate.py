@@ -43,10 +43,13 @@ class ChatDelegate(QStyledItemDelegate):
     Signals:
         codeCopied(str): the text of the code block whose Copy button was clicked.
         linkActivated(str): the URL of a link the user clicked in a message.
+        actionRequested(str, int): an action under a message ("edit", "regenerate",
+            "continue", "retry-plan") was clicked, and the message's id.
     """
 
     codeCopied = Signal(str)
     linkActivated = Signal(str)
+    actionRequested = Signal(str, int)
 
     def __init__(self, view: QListView, model: ChatModel) -> None:
         super().__init__(view)
@@ -119,6 +122,13 @@ class ChatDelegate(QStyledItemDelegate):
         """Where the row's Copy buttons are, in viewport coordinates, one per code block."""
         rect = self._view.visualRect(index)
         return self._geometry.copy_rects(self._bubble(index.row(), rect)) if rect.isValid() else []
+
+    def action_rects(self, index: QModelIndex) -> dict[str, QRect]:
+        """Where the row's actions are ("regenerate": its rect), in viewport coordinates."""
+        rect = self._view.visualRect(index)
+        if not rect.isValid():
+            return {}
+        return {action: where for action, _, where in self._bubble(index.row(), rect).actions}
 
     def content_rect(self, index: QModelIndex) -> QRect:
         """Where the row's document is drawn, in viewport coordinates (empty if not laid out)."""
@@ -196,6 +206,8 @@ class ChatDelegate(QStyledItemDelegate):
                 if isinstance(target, int):
                     code = bubble.document.code_blocks[target].text
                     self._clipboard.copy(bubble.msg.id, target, code)
+                elif target.startswith("action:"):
+                    self.actionRequested.emit(target.removeprefix("action:"), bubble.msg.id)
                 else:
                     self.linkActivated.emit(target)
             if target is not None:

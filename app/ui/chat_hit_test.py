@@ -13,7 +13,11 @@ from app.ui.chat_bubble import Bubble, BubbleGeometry
 
 
 def target_at(geometry: BubbleGeometry, bubble: Bubble, pos: QPoint) -> int | str | None:
-    """The Copy button (its code block's number) or the link URL at `pos`, or None."""
+    """The Copy button (its code block's number), the action ("action:regenerate") or the
+    link URL at `pos`, or None."""
+    for action, _label, rect in bubble.actions:
+        if rect.contains(pos):
+            return f"action:{action}"
     for k, button in enumerate(geometry.copy_rects(bubble)):
         if button.contains(pos):
             return k

@@ -3,12 +3,14 @@ follows a streaming answer while the user is at the bottom and stays put while t
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Final
 
 from PySide6.QtCore import QEvent, QModelIndex, QPoint, Qt, Signal
 from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QWidget
 
+from app.ui.chat_bubble import message_actions
 from app.ui.chat_delegate import ChatDelegate
 from app.ui.chat_model import ChatModel, ModelIndex
 
@@ -25,11 +27,14 @@ class ChatView(QListView):
         codeCopied(str): the text of a code block copied with its Copy button.
         linkActivated(str): a link in a message was clicked; the view does not open it.
         messageCopied(int): the id of a message copied with "Copy message".
+        actionRequested(str, int): "edit", "regenerate", "continue" or "retry-plan" for the
+            message of that id, from under its bubble or its context menu.
     """
 
     codeCopied = Signal(str)
     linkActivated = Signal(str)
     messageCopied = Signal(int)
+    actionRequested = Signal(str, int)
 
     BOTTOM_SLACK: Final = 4  # pixels from the end that still count as "at the bottom"
 
@@ -58,6 +63,7 @@ class ChatView(QListView):
 
         self._delegate.codeCopied.connect(self.codeCopied)
         self._delegate.linkActivated.connect(self.linkActivated)
+        self._delegate.actionRequested.connect(self.actionRequested)
         self._model.modelReset.connect(self._on_reset)
         self.verticalScrollBar().valueChanged.connect(self._on_scrolled)
 
@@ -81,8 +87,11 @@ class ChatView(QListView):
     def context_menu_for(self, index: QModelIndex) -> QMenu:
         """The context menu for a message; the caller shows it (tests trigger its actions)."""
         menu = QMenu(self)
-        message_id = self._model.message_at(index.row()).id
-        menu.addAction("Copy message", lambda: self._copy_message(message_id))
+        message = self._model.message_at(index.row())
+        menu.addAction("Copy message", lambda: self._copy_message(message.id))
+        for action, label in message_actions(message):
+            words = "Edit and send again" if action == "edit" else label
+            menu.addAction(words, partial(self.actionRequested.emit, action, message.id))
         return menu
 
     def _copy_message(self, message_id: int) -> None:

@@ -7,15 +7,14 @@ from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QHBoxLayout,
     QInputDialog,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
     QMenu,
     QMessageBox,
@@ -36,22 +35,24 @@ from app.core.chat import (
     MessageRemoved,
     TextAppended,
 )
-from app.core.errors import StepFailed, SwitchboardError
-from app.core.history import Chat, Document, Message
-from app.core.llm.backend import Health
+from app.core.errors import SwitchboardError
+from app.core.history import Chat, Document, Message, SearchHit
 from app.core.routing.plan import Plan
 from app.core.routing.router import Mode, Override
 from app.core.runtime.supervisor import RuntimeStatus, State
 from app.core.settings import MODES
+from app.core.tier_status import TierState
 from app.ui.budget_meter import BudgetMeter
-from app.ui.chat_controller import ChatController, runtime_line
+from app.ui.chat_controller import ChatController
+from app.ui.chat_list import ChatList
 from app.ui.chat_view import ChatView
 from app.ui.document_panel import DocumentPanel
 from app.ui.plan_review import PlanReviewDialog
+from app.ui.preset_picker import PresetPicker
 from app.ui.resources import icon
-from app.ui.widgets import Composer, ErrorBanner, FileDrops
+from app.ui.widgets import Composer, ErrorBanner, FileDrops, TierBanner
 
-CHAT_ID = Qt.ItemDataRole.UserRole
+BUSY_WORDS = "Wait for the current answer, or press Stop."
 MODE_LABELS = {Mode.AUTO: "Auto", Mode.LOCAL_ONLY: "Local only",
                Mode.PLAN_WITH_CLOUD: "Plan with cloud"}
 
@@ -81,11 +82,12 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(icon("app"))
         self.resize(960, 680)
 
-        self.chat_list = QListWidget()
-        self.chat_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.chat_list.customContextMenuRequested.connect(self._chat_menu)
-        self.chat_list.currentItemChanged.connect(self._on_chat_selected)
-        self.chat_list.itemDoubleClicked.connect(lambda _item: self.rename_chat())
+        self.chat_list = ChatList(self._search)
+        self.chat_list.chatChosen.connect(self.open_chat)
+        self.chat_list.hitChosen.connect(self.open_hit)
+        self.chat_list.renameRequested.connect(self.rename_chat)
+        self.chat_list.deleteRequested.connect(self.delete_chat)
+        self.chat_list.exportRequested.connect(self.export_chat)
         self.new_chat_button = QPushButton("New chat")
         self.new_chat_button.clicked.connect(self.new_chat)
         left = QWidget()
@@ -105,9 +107,13 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(left_split)
 
         self.chat_view = ChatView()
+        self.chat_view.actionRequested.connect(self.act_on)
+        # What failed outside any answer (an answer's own failure is in its bubble).
         self.error_banner = ErrorBanner()
-        self.error_banner.continueRequested.connect(self.continue_answer)
-        self.error_banner.retryPlanRequested.connect(self.retry_plan)
+        # The chat tier can't answer, or nothing is set up: said once, for as long as it lasts.
+        self.tier_banner = TierBanner()
+        self.tier_banner.settingsRequested.connect(self.settingsRequested)
+        self.tier_banner.checkRequested.connect(controller.check_health)
         self.composer = Composer()
         self.composer.setMaximumHeight(120)
         self.composer.submitted.connect(self.send)
@@ -122,6 +128,7 @@ class MainWindow(QMainWindow):
         self._limit_modes()
         self.mode.currentIndexChanged.connect(
             lambda index: controller.set_mode(MODES[index]))
+        self.presets = PresetPicker(controller)
         # This message only, whatever the mode: "Plan this" / "Just answer".
         self.send_options = QToolButton()
         self.send_options.setText("▾")
@@ -144,6 +151,7 @@ class MainWindow(QMainWindow):
         send_row.addWidget(self.send_options)
         buttons = QVBoxLayout()
         buttons.addStretch(1)
+        buttons.addWidget(self.presets)
         buttons.addWidget(self.mode)
         buttons.addLayout(send_row)
         # "Asking about NAME ✕": the next question goes to that document; ✕ takes it back.
@@ -153,15 +161,25 @@ class MainWindow(QMainWindow):
                                     "Click to ask the chat instead.")
         self.asking_chip.clicked.connect(lambda: self.ask_about(None))
         self.asking_chip.hide()
+        # "Editing your message ✕": Send replaces that prompt and what followed it.
+        self.editing: Message | None = None
+        self.editing_chip = QToolButton()
+        self.editing_chip.setText("Editing your message  \u2715")
+        self.editing_chip.setToolTip("Send replaces your message and the answer after it "
+                                     "(the earlier versions are kept). Click to cancel.")
+        self.editing_chip.clicked.connect(lambda: self.edit_message(None))
+        self.editing_chip.hide()
         composer_row = QHBoxLayout()
         composer_row.addWidget(self.composer, 1)
         composer_row.addLayout(buttons)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.tier_banner)
         right_layout.addWidget(self.chat_view, 1)
         right_layout.addWidget(self.error_banner)
         right_layout.addWidget(self.asking_chip, 0, Qt.AlignmentFlag.AlignLeft)
+        right_layout.addWidget(self.editing_chip, 0, Qt.AlignmentFlag.AlignLeft)
         right_layout.addLayout(composer_row)
 
         splitter = QSplitter()
@@ -193,20 +211,13 @@ class MainWindow(QMainWindow):
         self.usage_button.clicked.connect(self.usageRequested.emit)
         self.statusBar().addPermanentWidget(self.usage_button)
 
-        for text, keys, slot in (("Rename chat", "F2", self.rename_chat),
-                                 ("Delete chat", QKeySequence.StandardKey.Delete,
-                                  self.delete_chat)):
-            action = QAction(text, self)
-            action.setShortcut(QKeySequence(keys))
-            action.triggered.connect(slot)
-            self.addAction(action)
-        self.chat_list.addActions(self.actions()[:2])
         self._build_menus()
 
+        self._in_bubble: SwitchboardError | None = None  # the failure its answer shows
         controller.chatEvent.connect(self._on_event)
         controller.busyChanged.connect(self._on_busy)
         controller.failed.connect(self._on_failed)
-        controller.healthChanged.connect(self._on_health)
+        controller.tierChanged.connect(self.show_tier)
         controller.chatsChanged.connect(self.reload_chats)
         FileDrops(self, self.summarize)  # drop a document anywhere on the window
         controller.runtimeChanged.connect(self._on_runtime)
@@ -233,41 +244,38 @@ class MainWindow(QMainWindow):
         self.controller.call(self.controller.workspace.chats, on_done=self._show_chats)
 
     def _show_chats(self, chats: list[Chat]) -> None:
-        self.chat_list.blockSignals(True)  # rebuilding the list is not the user choosing
-        self.chat_list.clear()
-        for chat in chats:
-            item = QListWidgetItem(chat.title)
-            item.setData(CHAT_ID, chat.id)
-            item.setToolTip(chat.title)
-            self.chat_list.addItem(item)
-            if chat.id == self.chat_id:
-                self.chat_list.setCurrentItem(item)
-        self.chat_list.blockSignals(False)
+        self.chat_list.set_chats(chats)
         if self.chat_id is None and chats:
             self.open_chat(chats[0].id)
 
-    def _on_chat_selected(self, item: QListWidgetItem | None, _previous: object) -> None:
-        if item is not None:
-            self.open_chat(int(item.data(CHAT_ID)))
+    def _search(self, query: str, on_done: Callable[[list[SearchHit]], None]) -> None:
+        self.controller.call(self.controller.workspace.search, query, on_done=on_done)
 
-    def open_chat(self, chat_id: int) -> None:
+    def open_hit(self, chat_id: int, message_id: int) -> None:
+        """Open the chat of a search result and show its message."""
+        self.open_chat(chat_id, show=message_id)
+
+    def open_chat(self, chat_id: int, show: int | None = None) -> None:
+        """Open a chat; `show`: a message of it to scroll to (else its end)."""
         if chat_id != self.chat_id:
             self.ask_about(None)
+            self.edit_message(None)
         self.chat_id = chat_id
         self.document_panel.set_chat(chat_id)
-        for row in range(self.chat_list.count()):
-            if self.chat_list.item(row).data(CHAT_ID) == chat_id:
-                self.chat_list.blockSignals(True)
-                self.chat_list.setCurrentRow(row)
-                self.chat_list.blockSignals(False)
+        self.presets.set_chat(chat_id)
+        self.chat_list.select(chat_id)
         self.controller.call(self.controller.workspace.messages, chat_id,
-                             on_done=lambda messages: self._show_messages(chat_id, messages))
+                             on_done=lambda messages: self._show_messages(chat_id, messages,
+                                                                          show))
 
-    def _show_messages(self, chat_id: int, messages: list[Message]) -> None:
+    def _show_messages(self, chat_id: int, messages: list[Message],
+                       show: int | None = None) -> None:
         if chat_id != self.chat_id:
             return  # the user moved on while this loaded
         self.chat_view.chat_model.set_messages(messages)
         self.chat_view.scrollToBottom()
+        if show is not None:
+            self.show_message(show)
 
     def _build_menus(self) -> None:
         """File, Switchboard and Help: what the tray's menu has, and more, with their
@@ -277,9 +285,15 @@ class MainWindow(QMainWindow):
         self._add(file, "&New chat", self.new_chat, QKeySequence.StandardKey.New)
         self._add(file, "&Summarise a document…", self.summarizeRequested.emit,
                   QKeySequence.StandardKey.Open)
+        self._add(file, "&Export chat as Markdown…", self.export_chat, "Ctrl+Shift+E")
         file.addSeparator()
         self._add(file, "&Quit Switchboard", self.quitRequested.emit,
                   QKeySequence.StandardKey.Quit, "Ctrl+Q")
+        edit = menus.addMenu("&Edit")
+        self._add(edit, "&Search chats", self.focus_search, QKeySequence.StandardKey.Find)
+        self._add(edit, "&Rename chat…", self.rename_chat, "F2")
+        self._add(edit, "&Delete chat…", self.delete_chat, QKeySequence.StandardKey.Delete)
+        self._add(edit, "&Instructions (presets)…", self.presets.manage)
         app = menus.addMenu("&Switchboard")
         self._add(app, "&Settings…", self.settingsRequested.emit,
                   QKeySequence.StandardKey.Preferences, "Ctrl+,")
@@ -293,7 +307,7 @@ class MainWindow(QMainWindow):
         action = menu.addAction(text)
         shortcuts = [QKeySequence(k) for k in keys]
         action.setShortcuts([k for k in shortcuts if not k.isEmpty()])
-        action.triggered.connect(slot)
+        action.triggered.connect(lambda _=False: slot())  # not "checked" as an argument
         return action
 
     def shortcuts(self) -> list[tuple[str, str]]:
@@ -325,54 +339,71 @@ class MainWindow(QMainWindow):
             "chats and documents run on the office's own hardware, and the cloud only "
             "plans, within your budget.</p>"))
 
+    def focus_search(self) -> None:
+        self.chat_list.search_field.setFocus()
+        self.chat_list.search_field.selectAll()
+
     def new_chat(self) -> None:
         self.controller.new_chat(lambda chat: self._opened_new(chat))
 
     def _opened_new(self, chat: Chat) -> None:
         self.chat_id = chat.id
         self.ask_about(None)
+        self.edit_message(None)
         self.document_panel.set_chat(chat.id)
+        self.presets.set_chat(chat.id)
+        self.chat_list.select(chat.id)
         self.chat_view.chat_model.clear()
         self.composer.setFocus()
 
-    def _selected_chat(self) -> QListWidgetItem | None:
-        return self.chat_list.currentItem()
+    def _chat_title(self, chat_id: int) -> str:
+        return next((c.title for c in self.chat_list.chats if c.id == chat_id), "this chat")
 
-    def rename_chat(self) -> None:
-        item = self._selected_chat()
-        if item is None:
+    def rename_chat(self, chat_id: int | None = None) -> None:
+        chat_id = chat_id if chat_id is not None else self.chat_id
+        if chat_id is None:
             return
-        title, ok = QInputDialog.getText(self, "Rename chat", "Name:", text=item.text())
+        title, ok = QInputDialog.getText(self, "Rename chat", "Name:",
+                                         text=self._chat_title(chat_id))
         if ok and title.strip():
-            self.controller.call(self.controller.workspace.rename_chat,
-                                 int(item.data(CHAT_ID)), title.strip(),
+            self.controller.call(self.controller.workspace.rename_chat, chat_id, title.strip(),
                                  on_done=lambda _: self.reload_chats())
 
-    def delete_chat(self) -> None:
-        item = self._selected_chat()
-        if item is None:
+    def delete_chat(self, chat_id: int | None = None) -> None:
+        chat_id = chat_id if chat_id is not None else self.chat_id
+        if chat_id is None:
             return
-        answer = QMessageBox.question(self, "Delete chat",
-                                      f"Delete “{item.text()}” and all its messages?")
+        answer = QMessageBox.question(
+            self, "Delete chat",
+            f"Delete “{self._chat_title(chat_id)}” and all its messages?")
         if answer != QMessageBox.StandardButton.Yes:
             return
-        chat_id = int(item.data(CHAT_ID))
         if chat_id == self.chat_id:
             self.chat_id = None
             self.chat_view.chat_model.clear()
             self.ask_about(None)
+            self.edit_message(None)
             self.document_panel.set_chat(None)
+            self.presets.set_chat(None)
         self.controller.call(self.controller.workspace.delete_chat, chat_id,
                              on_done=lambda _: self.reload_chats())
 
-    def _chat_menu(self, pos: QPoint) -> None:
-        if self.chat_list.itemAt(pos) is None:
+    def export_chat(self, chat_id: int | None = None) -> None:
+        """Save a chat (the open one by default) as a Markdown file the user chooses."""
+        chat_id = chat_id if chat_id is not None else self.chat_id
+        if chat_id is None:
+            self.statusBar().showMessage("Open a chat to export it.", 5000)
             return
-        menu = QMenu(self)
-        menu.addAction("Rename…", self.rename_chat)
-        menu.addAction("Delete…", self.delete_chat)
-        menu.exec(self.chat_list.viewport().mapToGlobal(pos))
-        menu.deleteLater()  # a child of the window: else one more kept at every right-click
+        name = "".join(c if c.isalnum() or c in " -_" else "_"
+                       for c in self._chat_title(chat_id)).strip() or "chat"
+        path, _ = QFileDialog.getSaveFileName(self, "Export chat as Markdown",
+                                              str(Path.home() / f"{name}.md"),
+                                              "Markdown (*.md)")
+        if path:
+            self.controller.call(
+                self.controller.workspace.export_chat, chat_id, Path(path),
+                on_done=lambda saved: self.statusBar().showMessage(
+                    f"Chat saved to {saved}", 5000))
 
     # Sending ---------------------------------------------------------------------------
 
@@ -386,7 +417,15 @@ class MainWindow(QMainWindow):
         """Send a prompt; `override` is the user's choice for this message only."""
         if not prompt.strip() or self.controller.busy:
             return
+        if not self.controller.tier.can_send:
+            self.statusBar().showMessage(self.controller.tier.why_not, 5000)
+            return
         self.error_banner.clear_error()
+        if self.editing is not None:
+            if self.controller.resend(self.editing.id, prompt):
+                self.composer.clear()
+                self.edit_message(None)
+            return
         if self.chat_id is None:
             def send_in_new_chat(chat: Chat) -> None:
                 self._opened_new(chat)
@@ -414,6 +453,40 @@ class MainWindow(QMainWindow):
             self.asking_chip.setText(f"Asking about {document.name}  \u2715")
             self.composer.setFocus()
 
+    def edit_message(self, message: Message | None) -> None:
+        """Put a prompt of the chat back in the composer to edit and send again (None:
+        stop editing)."""
+        if message is None:
+            if self.editing is not None:
+                self.composer.clear()
+            self.editing = None
+            self.editing_chip.hide()
+            return
+        self.ask_about(None)
+        self.editing = message
+        self.editing_chip.show()
+        self.composer.setPlainText(message.content)
+        self.composer.moveCursor(self.composer.textCursor().MoveOperation.End)
+        self.composer.setFocus()
+
+    def act_on(self, action: str, message_id: int) -> None:
+        """An action under a message: edit, regenerate, continue, retry-plan."""
+        model = self.chat_view.chat_model
+        row = model.row_of(message_id)
+        if row is None:
+            return
+        if action == "edit":
+            self.edit_message(model.message_at(row))
+            return
+        if not self.controller.tier.can_send:
+            self.statusBar().showMessage(self.controller.tier.why_not, 5000)
+            return
+        started = {"regenerate": lambda: self.controller.resend(message_id),
+                   "continue": lambda: self.continue_answer(message_id),
+                   "retry-plan": lambda: self.retry_plan(self._last_plan())}[action]()
+        if started is False:
+            self.statusBar().showMessage(BUSY_WORDS, 5000)
+
     def show_message(self, message_id: int) -> None:
         """Select and scroll to a message of the open chat (a document's summary)."""
         row = self.chat_view.chat_model.row_of(message_id)
@@ -424,13 +497,14 @@ class MainWindow(QMainWindow):
 
     # Documents --------------------------------------------------------------------------
 
-    def summarize(self, path: Path) -> None:
-        """Summarise a file into the current chat (a new one if none is open)."""
+    def summarize(self, path: Path, *, new_chat: bool = False) -> None:
+        """Summarise a file into the open chat (into a new one if none is open, or
+        `new_chat`: a file from the tray has nothing to do with the chat open last)."""
         if self.controller.busy:
-            self.statusBar().showMessage("Wait for the current answer, or press Stop.", 5000)
+            self.statusBar().showMessage(BUSY_WORDS, 5000)
             return
         self.error_banner.clear_error()
-        if self.chat_id is None:
+        if self.chat_id is None or new_chat:
             def in_new_chat(chat: Chat) -> None:
                 self._opened_new(chat)
                 self.controller.summarize(chat.id, path)
@@ -448,6 +522,7 @@ class MainWindow(QMainWindow):
             return
         if isinstance(event, AnswerFinished):
             self.runtime_progress.setVisible(False)
+            self._in_bubble = event.error
         if isinstance(event, MessageAdded) and event.message.chat_id == self.chat_id:
             model.append_message(event.message)
         elif isinstance(event, TextAppended) and model.row_of(event.message_id) is not None:
@@ -470,16 +545,25 @@ class MainWindow(QMainWindow):
 
     def _on_busy(self, busy: bool) -> None:
         self.send_button.setText("Stop" if busy else "Send")
+        self._enable_send()
+
+    def _enable_send(self) -> None:
+        tier = self.controller.tier
+        can = self.controller.busy or tier.can_send  # Stop is always offered
+        self.send_button.setEnabled(can)
+        self.send_button.setToolTip("" if can else tier.why_not)
+        self.send_options.setEnabled(can and not self.controller.busy)
+
+    def show_tier(self, tier: TierState) -> None:
+        """The one state of the chat tier: status bar, banner and Send follow it."""
+        self.node_label.setText(tier.line)
+        self.tier_banner.show_state(tier)
+        self._enable_send()
 
     def _on_failed(self, error: SwitchboardError) -> None:
-        if isinstance(error, StepFailed):
-            self.error_banner.show_error(error, retry_plan_id=self._last_plan())
-            return
-        cut_off = self._cut_off_answer()
-        settings = self.controller.workspace.settings
-        self.error_banner.show_error(
-            error, continue_id=cut_off,
-            elsewhere=len(settings.node_urls) > 1 or settings.local_fallback)
+        if error is self._in_bubble:
+            return  # its answer says so, with Retry: once is enough
+        self.error_banner.show_error(error)
 
     def _last_plan(self) -> int | None:
         model = self.chat_view.chat_model
@@ -488,35 +572,22 @@ class MainWindow(QMainWindow):
                 return model.message_at(row).id
         return None
 
-    def retry_plan(self, plan_message_id: int) -> None:
-        if not self.controller.retry_plan(plan_message_id):
-            self.statusBar().showMessage("Wait for the current answer, or press Stop.", 5000)
+    def retry_plan(self, plan_message_id: int | None) -> bool:
+        """Run again what did not finish of the plan; False when busy."""
+        return plan_message_id is not None and self.controller.retry_plan(plan_message_id)
 
-    def _cut_off_answer(self) -> int | None:
-        """The chat's last message, if it is an answer cut off part-way on an office node
-        or the Local GPUs (one that can be continued)."""
-        model = self.chat_view.chat_model
-        if not model.rowCount():
-            return None
-        last = model.message_at(model.rowCount() - 1)
-        cut = last.role == "assistant" and last.status == "interrupted" and last.content
-        return last.id if cut and last.ran_on else None
-
-    def continue_answer(self, message_id: int) -> None:
+    def continue_answer(self, message_id: int) -> bool:
+        """Continue an answer cut off part-way (on another node when there is one)."""
         model = self.chat_view.chat_model
         if model.row_of(message_id) is None:
-            return
-        if self.controller.continue_answer(message_id):
-            model.finish_message(message_id, status="streaming")
-            self.chat_view.scrollToBottom()
-        else:
-            self.statusBar().showMessage("Wait for the current answer, or press Stop.", 5000)
-
-    def _on_health(self, health: Health) -> None:
-        self.node_label.setText(health.summary(self.controller.workspace.backend_label()))
+            return True
+        if not self.controller.continue_answer(message_id):
+            return False
+        model.finish_message(message_id, status="streaming")
+        self.chat_view.scrollToBottom()
+        return True
 
     def _on_runtime(self, status: RuntimeStatus) -> None:
-        self.node_label.setText(runtime_line(status))
         loading = status.state is State.LOADING
         self.runtime_progress.setVisible(loading)
         self.runtime_progress.setValue(round(status.progress * 100))

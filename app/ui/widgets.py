@@ -10,10 +10,20 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent
-from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QPlainTextEdit, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QWidget,
+)
 
 from app.core.errors import SwitchboardError
 from app.core.policy import Limit
+from app.core.tier_status import TierState
 
 
 class Composer(QPlainTextEdit):
@@ -57,6 +67,44 @@ class Composer(QPlainTextEdit):
             event.accept()
             return
         super().keyPressEvent(event)
+
+
+class TierBanner(QFrame):
+    """A line over the chat while the chat tier can't answer (or nothing is set up): what
+    is wrong, what to do, and the buttons to do it. It goes as soon as the tier answers.
+
+    Signals:
+        settingsRequested(): "Open Settings".
+        checkRequested(): "Check again" (Switchboard checks by itself too).
+    """
+
+    settingsRequested = Signal()
+    checkRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextFormat(Qt.TextFormat.PlainText)
+        self.settings_button = QPushButton("Open Settings")
+        self.settings_button.clicked.connect(self.settingsRequested)
+        self.check_button = QPushButton("Check again")
+        self.check_button.clicked.connect(self.checkRequested)
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.check_button)
+        layout.addWidget(self.settings_button)
+        self.hide()
+
+    def show_state(self, tier: TierState) -> None:
+        """Show the tier's problem, or hide when it has none."""
+        if not tier.problem:
+            self.hide()
+            return
+        self.text.setText(f"{tier.problem} {tier.hint}".strip())
+        self.check_button.setVisible(tier.down)
+        self.show()
 
 
 class ErrorBanner(QLabel):

@@ -30,6 +30,18 @@ def type_and_send(qtbot: QtBot, app: SwitchboardApp, prompt: str) -> None:
     qtbot.keyClick(composer, Qt.Key.Key_Return)
 
 
+def click_action(qtbot: QtBot, app: SwitchboardApp, message_id: int, action: str) -> None:
+    """Click an action under a message's bubble ("regenerate", "edit", …), as a user."""
+    view = app.main_window.chat_view
+    row = view.chat_model.row_of(message_id)
+    assert row is not None
+    index = view.chat_model.index(row, 0)
+    view.scrollTo(index)
+    qtbot.waitUntil(lambda: action in view.chat_delegate.action_rects(index))
+    where = view.chat_delegate.action_rects(index)[action].center()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=where)
+
+
 def messages(app: SwitchboardApp) -> list[Message]:
     model = app.main_window.chat_view.chat_model
     return [model.message_at(row) for row in range(model.rowCount())]
@@ -53,15 +65,14 @@ def test_an_answer_streams_from_the_office_node_and_is_there_after_a_restart(
     assert (question.role, question.content) == ("user", "Say hello")
     assert answer.content
     assert "TextAppended" in appended  # it streamed, it did not arrive whole
-    assert app.main_window.chat_list.count() == 1
-    assert app.main_window.chat_list.item(0).text() == "Say hello"  # titled by the prompt
+    assert app.main_window.chat_list.titles() == ["Say hello"]  # titled by the prompt
     app.shutdown()
 
     again = build_app()
     qtbot.waitUntil(lambda: len(messages(again)) == 2, timeout=10_000)
     assert [(m.role, m.content, m.status) for m in messages(again)] == [
         ("user", "Say hello", "complete"), ("assistant", answer.content, "complete")]
-    assert again.main_window.chat_list.item(0).text() == "Say hello"
+    assert again.main_window.chat_list.titles() == ["Say hello"]
     assert messages(again)[-1].model == office_node.model  # which model answered is kept
 
 
@@ -96,10 +107,18 @@ def test_a_node_dropping_mid_answer_shows_the_error_and_keeps_the_partial_answer
     type_and_send(qtbot, app, "Question")
     qtbot.waitUntil(lambda: last_answer_is(app, "interrupted"), timeout=10_000)
     assert messages(app)[-1].content == "Half an answer"
-    banner = app.main_window.error_banner
-    qtbot.waitUntil(banner.isVisible)
-    assert "broke while it was answering" in banner.text()
-    assert "kept" in banner.text()  # the hint says nothing was lost
+    # Said once, in the answer's own bubble, with what can be done there.
+    answer = messages(app)[-1]
+    assert "broke while it was answering" in answer.error
+    assert "kept" in answer.error  # the hint says nothing was lost
+    view = app.main_window.chat_view
+    index = view.chat_model.index(view.chat_model.rowCount() - 1, 0)
+    assert set(view.chat_delegate.action_rects(index)) == {"regenerate", "continue"}
+    assert not app.main_window.error_banner.isVisible()
+    # Broken off part-way: the node is asked at once whether it still answers (it does).
+    with qtbot.waitSignal(app.controller.healthChanged, timeout=10_000) as checked:
+        pass
+    assert checked.args[0].ok and app.main_window.send_button.isEnabled()
 
 
 def test_an_unreachable_node_shows_in_the_tray_and_status_bar(
@@ -242,32 +261,39 @@ def test_new_rename_and_delete_chats(qtbot: QtBot, build_app: BuildApp,
     window = app.main_window
     window.new_chat()
     window.new_chat()
-    qtbot.waitUntil(lambda: window.chat_list.count() == 2)
-    window.chat_list.setCurrentRow(0)
+    qtbot.waitUntil(lambda: len(window.chat_list.titles()) == 2)
+    assert window.chat_list.headings() == ["Today"]
+    window.chat_list.items.setCurrentRow(1)  # the newest chat, under "Today"
     monkeypatch.setattr(QInputDialog, "getText",  # type: ignore[attr-defined]
                         staticmethod(lambda *a, **k: ("Quarterly report", True)))
     window.rename_chat()
-    qtbot.waitUntil(lambda: window.chat_list.item(0).text() == "Quarterly report")
+    qtbot.waitUntil(lambda: window.chat_list.titles()[0] == "Quarterly report")
     monkeypatch.setattr(QMessageBox, "question",  # type: ignore[attr-defined]
                         staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
-    window.chat_list.setCurrentRow(0)
     window.delete_chat()
-    qtbot.waitUntil(lambda: window.chat_list.count() == 1)
-    assert window.chat_list.item(0).text() == "New chat"
+    qtbot.waitUntil(lambda: len(window.chat_list.titles()) == 1)
+    assert window.chat_list.titles() == ["New chat"]
     assert len(app.workspace.history.chats()) == 1
 
 
-def test_asking_before_a_node_is_set_up_keeps_the_question_and_says_what_to_do(
+def test_before_anything_is_set_up_send_waits_and_says_what_to_do(
         qtbot: QtBot, build_app: BuildApp) -> None:
     app = build_app()
-    qtbot.waitUntil(lambda: "not set up" in app.tray.status_action.text())
+    window = app.main_window
+    qtbot.waitUntil(lambda: "No office node is set up" in app.tray.status_action.text())
     assert app.tray.state == TrayState.IDLE  # nothing is broken, it just isn't set up
+    assert window.node_label.text() == app.tray.status_action.text()  # one state, both
+    qtbot.waitUntil(window.tier_banner.isVisible)
+    assert "Open Settings" in window.tier_banner.text.text()
+    assert not window.send_button.isEnabled()
+    assert "Settings" in window.send_button.toolTip()
     type_and_send(qtbot, app, "Is anyone there?")
-    qtbot.waitUntil(lambda: last_answer_is(app, "error"), timeout=5000)
-    assert messages(app)[0].content == "Is anyone there?"
-    assert "No office node is set up" in messages(app)[1].error
-    qtbot.waitUntil(app.main_window.error_banner.isVisible)
-    assert "Open Settings" in app.main_window.error_banner.text()
+    # Kept in the composer, not sent into a chat that would hold only a failed answer.
+    assert window.composer.toPlainText() == "Is anyone there?"
+    assert window.statusBar().currentMessage() == app.controller.tier.why_not
+    assert app.workspace.history.chats() == []
+    with qtbot.waitSignal(window.settingsRequested, timeout=1000):
+        window.tier_banner.settings_button.click()
 
 
 def test_a_crash_last_time_is_offered_with_its_report(

@@ -423,11 +423,14 @@ def test_context_menu_copies_the_message(view: ChatView, qtbot: QtBot) -> None:
     settle(qtbot, view)
     menu = view.context_menu_for(view.chat_model.index(0, 0))
     actions = menu.actions()
-    assert [a.text() for a in actions] == ["Copy message"]
+    assert [a.text() for a in actions] == ["Copy message", "Regenerate"]
     with qtbot.waitSignal(view.messageCopied) as blocker:
         actions[0].trigger()
     assert blocker.args == [7]
     assert QGuiApplication.clipboard().text() == ANSWER
+    with qtbot.waitSignal(view.actionRequested) as asked:
+        actions[1].trigger()
+    assert asked.args == ["regenerate", 7]
 
 
 def _blocks(doc: QTextDocument) -> Iterator[QTextBlock]:

@@ -16,7 +16,7 @@ from app.ui.application import SwitchboardApp
 from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.openrouter_server import OpenRouterServer
 from tests.gui.conftest import BuildApp
-from tests.gui.test_app import messages, type_and_send
+from tests.gui.test_app import click_action, messages, type_and_send
 
 REQUEST = "Plan our office move: what each team must do, and draft the note to staff."
 
@@ -91,18 +91,19 @@ def test_the_plan_is_shown_before_it_runs_when_asked(
         "Draft the message that the request asks for."]
 
 
-def test_a_step_cut_off_is_retried_from_the_banner(
+def test_a_step_cut_off_is_retried_from_its_bubble(
         qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer,
         cloud: OpenRouterServer) -> None:
     fault_server.set_scenario("close_mid_stream", chunks=["Part ", "of it"])
     app = planning_app(build_app, fault_server)
     window = app.main_window
     type_and_send(qtbot, app, REQUEST)
-    qtbot.waitUntil(lambda: answered(app, "error"), timeout=10_000)
-    assert "Retry the steps that did not finish" in window.error_banner.text()
+    qtbot.waitUntil(lambda: answered(app, "error") and not app.controller.busy,
+                    timeout=10_000)
+    assert not window.error_banner.isVisible()  # said once, in the bubbles
     fault_server.set_scenario("ok", chunks=["Whole."])
-    plan = next(m for m in messages(app) if m.kind == "plan")
-    window.error_banner.linkActivated.emit(f"retry:{plan.id}")
+    cut = next(s for s in steps(app) if s.status in ("error", "interrupted"))
+    click_action(qtbot, app, cut.id, "retry-plan")
     qtbot.waitUntil(lambda: answered(app), timeout=10_000)
     qtbot.waitUntil(lambda: len(steps(app)) == 3
                     and all(s.status == "complete" for s in steps(app)))

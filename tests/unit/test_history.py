@@ -214,6 +214,8 @@ def test_a_history_from_before_migrations_were_counted_gets_the_new_columns(
     assert (kept.content, kept.ran_on, kept.pasted) == ("Kept from the first release", "", "")
     answer = history.add_message(1, "assistant", "new", kind="summary", data="{}")
     assert history.message(answer.id) == answer
+    # What was said before search existed is found too.
+    assert [hit.message_id for hit in history.search("release")] == [kept.id]
     history.close()
     with contextlib.closing(sqlite3.connect(db)) as again:
-        assert again.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert again.execute("PRAGMA user_version").fetchone()[0] == 2
