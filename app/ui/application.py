@@ -18,10 +18,12 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSystemTra
 
 from app import __version__
 from app.core import crash, logs
+from app.core.setup_check import needs_setup
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge, CoreLoop
 from app.ui.budget_meter import BudgetAlerts, BudgetReading, budget_level, tray_line
 from app.ui.chat_controller import ChatController
+from app.ui.first_run import FirstRunGuide
 from app.ui.garbage import GuiThreadCollector
 from app.ui.main_window import MainWindow
 from app.ui.quick_ask import QuickAsk
@@ -49,6 +51,7 @@ class SwitchboardApp(QObject):
         self.quick_ask = QuickAsk(self.controller)
         self.tray = Tray()
         self.settings_dialog: SettingsDialog | None = None
+        self.first_run: FirstRunGuide | None = None
         self.usage_window: UsageWindow | None = None
         self.crash_notice: QMessageBox | None = None
         self.budget_alerts = BudgetAlerts()
@@ -82,6 +85,25 @@ class SwitchboardApp(QObject):
             text = " ".join(self.workspace.problems)
             self.main_window.statusBar().showMessage(text, 30_000)
             self.tray.showMessage("Switchboard", text, icon("app"), 10_000)
+        if needs_setup(self.workspace.settings):
+            self.open_first_run()
+
+    def open_first_run(self) -> None:
+        """The first-run guide: with nowhere to answer from yet, show how to set it up
+        rather than leave a tray icon and a question that can only fail."""
+        if self.first_run is None:
+            guide = FirstRunGuide(self.bridge, self.workspace, self.main_window)
+            guide.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            guide.settingsSaved.connect(self._settings_saved)
+            guide.accepted.connect(self.show_main)  # "Done": straight to asking
+            guide.finished.connect(self._first_run_closed)
+            self.first_run = guide
+        self.first_run.show()
+        self.first_run.raise_()
+        self.first_run.activateWindow()
+
+    def _first_run_closed(self) -> None:
+        self.first_run = None
 
     def offer_crash_reports(self, reports: list[Path]) -> None:
         """Say that Switchboard stopped unexpectedly last time, and offer the report."""

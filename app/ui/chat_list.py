@@ -73,6 +73,7 @@ class ChatList(QWidget):
         self.items.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.items.customContextMenuRequested.connect(self._menu)
         self.items.currentItemChanged.connect(self._on_current)
+        self.items.itemClicked.connect(self._choose)  # the current one too, clicked again
         self.items.itemDoubleClicked.connect(self._on_double_click)
         self._timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._timer.timeout.connect(self._run_search)
@@ -170,9 +171,13 @@ class ChatList(QWidget):
             item.setData(MESSAGE_ID, hit.message_id)
             item.setToolTip(snippet)
             self.items.addItem(item)
+        self.items.setCurrentRow(-1)  # none chosen yet: choosing any one opens it
         self.items.blockSignals(False)
 
     def _on_current(self, item: QListWidgetItem | None, _previous: object) -> None:
+        self._choose(item)
+
+    def _choose(self, item: QListWidgetItem | None) -> None:
         if item is None or item.data(CHAT_ID) is None:
             return
         if item.data(MESSAGE_ID) is not None:

@@ -40,7 +40,8 @@ UI_MAY_IMPORT = {
                                "remove_key", "node_token_saved", "save_key"},
     "app.core.documents.extract": {"extract"},  # --selftest reads a document
     "app.core.errors": None,
-    "app.core.history": {"Chat", "Document", "Message", "MessageStatus"},  # records, not the store
+    "app.core.history": {"Chat", "Document", "Message", "MessageStatus", "Preset",
+                         "SearchHit"},  # records, not the store
     "app.core.llm.backend": {"Health", "NodeHealth"},
     "app.core.llm.openrouter": {"KeyInfo"},
     "app.core.policy": {"Limit", "policy_file"},
@@ -54,6 +55,8 @@ UI_MAY_IMPORT = {
     "app.core.runtime.gpus": {"inventory"},
     "app.core.runtime.serve": {"PORT_LINE", "TOKEN_ENV"},  # --selftest starts a runtime
     "app.core.runtime.supervisor": {"RuntimeStatus", "State", "serve_command"},
+    "app.core.setup_check": {"needs_setup"},
+    "app.core.tier_status": {"TierState", "is_tier_fault", "tier_state"},
     "app.core.settings": {"BACKENDS", "MODES", "RunOn", "Settings", "describe"},
     "app.core.workspace": {"Usage", "Workspace", "test_connection"},
 }
