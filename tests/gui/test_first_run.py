@@ -29,6 +29,7 @@ from app.ui.bridge import Bridge, CoreLoop
 from app.ui.first_run import CHOOSE, DONE, NO_ADDRESS, NO_MODEL_FILE, TEST, FirstRunGuide
 from tests.fixtures.llama_cpp_server import LlamaCppServer
 from tests.fixtures.memory_keyring import MemoryKeyring
+from tests.gui.conftest import BuildApp
 
 TESTED_S = 15_000  # ms: a test against the tiny node takes well under a second
 
@@ -227,3 +228,14 @@ def test_a_model_file_is_checked_and_saved_for_local_gpus(
     assert (saved["backend"], saved["model_path"]) == (RunOn.LOCAL_GPUS, str(tiny_model_path))
     assert saved["node_urls"] == [] and memory_keyring.store == {}
     assert tiny_model_path.name in guide.done_text.text()
+
+
+def test_the_app_opens_the_guide_only_while_nothing_is_set_up(
+        qtbot: QtBot, build_app: BuildApp) -> None:
+    fresh = build_app()
+    assert fresh.first_run is not None
+    qtbot.waitUntil(fresh.first_run.isVisible)
+    with qtbot.waitSignal(fresh.first_run.finished):
+        fresh.first_run.reject()  # Later
+    qtbot.waitUntil(lambda: fresh.first_run is None)
+    assert build_app(node_urls=["ai-node:8080"]).first_run is None
