@@ -26,6 +26,7 @@ from app.ui.chat_controller import ChatController
 from app.ui.first_run import FirstRunGuide
 from app.ui.garbage import GuiThreadCollector
 from app.ui.main_window import MainWindow
+from app.ui.notifications import Notifier
 from app.ui.quick_ask import QuickAsk
 from app.ui.resources import icon
 from app.ui.settings_dialog import SettingsDialog
@@ -70,6 +71,10 @@ class SwitchboardApp(QObject):
         self.tray.summarizeRequested.connect(self.choose_file_to_summarize)
         self.controller.busyChanged.connect(self._update_tray)
         self.controller.tierChanged.connect(self._update_tray)
+        self.notifier = Notifier(self._notify, self._away, self)
+        self.controller.busyChanged.connect(
+            lambda busy: self.notifier.busy_changed(busy, self.controller.working_on))
+        self.controller.tierChanged.connect(self.notifier.tier_changed)
         self.controller.chatsChanged.connect(self.main_window.reload_chats)
         self.controller.budgetChanged.connect(self._on_budget)
 
@@ -130,6 +135,13 @@ class SwitchboardApp(QObject):
         box.open()
         self.tray.showMessage("Switchboard", "Switchboard stopped unexpectedly last time; "
                               "a report was saved.", icon("app"), 10_000)
+
+    def _notify(self, title: str, text: str) -> None:
+        self.tray.showMessage(title, text, icon("app"), 10_000)
+
+    def _away(self) -> bool:
+        """Whether the user is elsewhere: no Switchboard window is the active one."""
+        return QApplication.activeWindow() is None
 
     def open_quick_ask(self) -> None:
         """Quick ask opens beside the tray icon (or in the screen's corner nearest it)."""

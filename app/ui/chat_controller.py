@@ -75,6 +75,7 @@ class ChatController(QObject):
         workspace.on_runtime_status = lambda status: bridge.post(self._on_runtime, status)
         self._stream: concurrent.futures.Future[Any] | None = None
         self._recheck = False  # check the tier's health once the answer has ended
+        self.working_on = "answer"  # or "summary": what the current (or last) work is
         self._health_timer = QTimer(self, interval=HEALTH_EVERY_MS)
         self._health_timer.timeout.connect(self.check_health)
         self.budget: BudgetReading | None = None
@@ -229,7 +230,8 @@ class ChatController(QObject):
 
     def summarize(self, chat_id: int, path: Path) -> bool:
         """Summarise a file into the chat on the local tier; False if busy."""
-        return self._start(lambda emit: self.workspace.summarize_document(chat_id, path, emit))
+        return self._start(lambda emit: self.workspace.summarize_document(chat_id, path, emit),
+                           what="summary")
 
     def ask_about_document(self, chat_id: int, document_id: int, question: str) -> bool:
         """Answer a question from one of the chat's documents; False if busy or empty."""
@@ -238,9 +240,11 @@ class ChatController(QObject):
         return self._start(lambda emit: self.workspace.ask_about_document(
             chat_id, document_id, question, emit))
 
-    def _start(self, work: Callable[[Callable[[ChatEvent], None]], Awaitable[Any]]) -> bool:
+    def _start(self, work: Callable[[Callable[[ChatEvent], None]], Awaitable[Any]],
+               what: str = "answer") -> bool:
         if self._stream is not None:
             return False
+        self.working_on = what
         emit = self.bridge.coalesced(self._on_event)
 
         async def answer() -> None:
