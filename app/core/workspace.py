@@ -161,6 +161,13 @@ class Workspace:
         model = self.settings.model or (node.model if isinstance(node, OfficeNode) else "")
         return " · ".join(part for part in ("Office node", host, model) if part)
 
+    def answering_model(self) -> str:
+        """The office node model that answers: the one chosen, else the node's first
+        ("" before the node is asked). From memory, no I/O."""
+        pool = self._pool
+        node = pool.nodes[0].backend if pool is not None and pool.nodes else None
+        return self.settings.model or (node.model if isinstance(node, OfficeNode) else "")
+
     async def health(self) -> Health:
         try:
             pool = await self.backend()
@@ -488,6 +495,11 @@ class Workspace:
         settings = self._bounded(self.settings.changed(mode=mode))
         await asyncio.to_thread(settings.save)
         self.settings = settings
+
+    async def set_model(self, model: str) -> None:
+        """Answer with `model` from now on (one the office nodes list); work running
+        meanwhile finishes on the model it started with."""
+        await self.apply_settings(self.settings.changed(model=model), None)
 
     def ledger(self) -> Ledger:
         """The process's one budget ledger, opened on first use (blocks on disk: from the

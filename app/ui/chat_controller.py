@@ -173,6 +173,11 @@ class ChatController(QObject):
         """Auto / Local only / Plan with cloud, kept for the next start."""
         self.bridge.run(self.workspace.set_mode(mode), on_error=self._on_error)
 
+    def set_model(self, model: str) -> None:
+        """The office node model to answer with, kept for the next start."""
+        self.bridge.run(self.workspace.set_model(model), on_done=lambda _: self.settings_changed(),
+                        on_error=self._on_error)
+
     def unload_model(self) -> None:
         self.bridge.run(self.workspace.stop_runtime())
 

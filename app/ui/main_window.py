@@ -37,10 +37,11 @@ from app.core.chat import (
 )
 from app.core.errors import SwitchboardError
 from app.core.history import Chat, Document, Message, SearchHit
+from app.core.llm.backend import Health
 from app.core.routing.plan import Plan
 from app.core.routing.router import Mode, Override
 from app.core.runtime.supervisor import RuntimeStatus, State
-from app.core.settings import MODES
+from app.core.settings import MODES, RunOn
 from app.core.tier_status import TierState
 from app.ui.budget_meter import BudgetMeter
 from app.ui.chat_controller import ChatController
@@ -129,6 +130,12 @@ class MainWindow(QMainWindow):
         self.mode.currentIndexChanged.connect(
             lambda index: controller.set_mode(MODES[index]))
         self.presets = PresetPicker(controller)
+        # The model the office nodes answer with, from those they list.
+        self.model_box = QComboBox()
+        self.model_box.setToolTip("The model that answers (from those the office nodes have)")
+        self.model_box.hide()
+        self.model_box.activated.connect(
+            lambda index: controller.set_model(self.model_box.itemText(index)))
         # This message only, whatever the mode: "Plan this" / "Just answer".
         self.send_options = QToolButton()
         self.send_options.setText("▾")
@@ -152,6 +159,7 @@ class MainWindow(QMainWindow):
         buttons = QVBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.presets)
+        buttons.addWidget(self.model_box)
         buttons.addWidget(self.mode)
         buttons.addLayout(send_row)
         # "Asking about NAME ✕": the next question goes to that document; ✕ takes it back.
@@ -218,6 +226,7 @@ class MainWindow(QMainWindow):
         controller.busyChanged.connect(self._on_busy)
         controller.failed.connect(self._on_failed)
         controller.tierChanged.connect(self.show_tier)
+        controller.healthChanged.connect(self._show_models)
         controller.chatsChanged.connect(self.reload_chats)
         FileDrops(self, self.summarize)  # drop a document anywhere on the window
         controller.runtimeChanged.connect(self._on_runtime)
@@ -559,6 +568,23 @@ class MainWindow(QMainWindow):
         self.node_label.setText(tier.line)
         self.tier_banner.show_state(tier)
         self._enable_send()
+
+    def _show_models(self, health: Health) -> None:
+        """Offer the models the office nodes list (more than one: a choice to make)."""
+        workspace = self.controller.workspace
+        settings = workspace.settings
+        models = list(health.models)
+        chosen = workspace.answering_model() or (models[0] if models else "")
+        if chosen and chosen not in models:
+            models.insert(0, chosen)  # chosen before; this node doesn't list it now
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        self.model_box.addItems(models)
+        self.model_box.setCurrentText(chosen)
+        self.model_box.blockSignals(False)
+        self.model_box.setVisible(settings.backend == RunOn.OFFICE_NODE and len(models) > 1)
+        limit = workspace.limits().get("model")
+        self.model_box.setEnabled(limit is None or not limit.fixed)
 
     def _on_failed(self, error: SwitchboardError) -> None:
         if error is self._in_bubble:

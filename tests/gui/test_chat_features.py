@@ -15,7 +15,9 @@ from pytestqt.qtbot import QtBot
 
 from app.core import secrets
 from app.core.history import Chat
+from app.core.settings import Settings
 from app.ui.chat_list import ChatList, date_group
+from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.llama_server import LlamaServer
 from tests.gui.conftest import BuildApp
 from tests.gui.test_app import click_action, last_answer_is, messages, type_and_send
@@ -168,3 +170,24 @@ def test_a_preset_chosen_beside_the_composer_applies_to_that_chat_only(
     qtbot.waitUntil(lambda: picker.currentText() == "No instructions")
     window.open_chat(first)
     qtbot.waitUntil(lambda: picker.currentText() == "Formal")
+
+
+def test_the_model_picker_offers_the_nodes_models_and_answers_with_the_one_chosen(
+        qtbot: QtBot, build_app: BuildApp) -> None:
+    # A gateway (vLLM, LiteLLM) can list several models; llama.cpp's server lists one.
+    with FaultServer(models=["qwen-32b", "llama-70b"]) as gateway:
+        gateway.set_scenario("ok", chunks=["Fine."])
+        app = build_app(node_urls=[gateway.base_url])
+        picker = app.main_window.model_box
+        qtbot.waitUntil(lambda: picker.count() == 2 and picker.isVisible(), timeout=10_000)
+        assert [picker.itemText(i) for i in range(2)] == ["llama-70b", "qwen-32b"]
+        assert picker.currentText() == "qwen-32b"  # the node's first answers until one is chosen
+        picker.setCurrentIndex(0)
+        picker.activated.emit(0)
+        qtbot.waitUntil(lambda: app.workspace.settings.model == "llama-70b")
+        qtbot.waitUntil(lambda: app.controller.tier.can_send, timeout=10_000)
+        type_and_send(qtbot, app, "Which model?")
+        qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=10_000)
+        asked = [r.json()["model"] for r in gateway.requests if r.path.endswith("/completions")]
+        assert asked == ["llama-70b"]
+    assert Settings.load()[0].model == "llama-70b"  # kept for the next start
