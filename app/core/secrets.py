@@ -9,13 +9,16 @@ the stored token; it is read, never written anywhere.
 from __future__ import annotations
 
 import os
-
-import keyring
-import keyring.errors
-from keyring.backend import KeyringBackend
+from typing import TYPE_CHECKING
 
 from app.core import logs
 from app.core.errors import KeyStoreLocked, KeyStoreUnavailable
+
+# keyring is imported where it is used: finding the backend loads several modules and
+# talks to the system's key service, which the tray need not wait for.
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
+    from keyring.errors import KeyringError
 
 SERVICE = "Switchboard"
 NODE_TOKEN = "office-node-token"
@@ -40,6 +43,8 @@ def _qualname(backend: KeyringBackend) -> str:
 
 def secure_backend() -> KeyringBackend | None:
     """The keyring backend to use, or None when no secure one is available."""
+    import keyring
+
     backend = keyring.get_keyring()
     candidates = getattr(backend, "backends", None) or [backend]  # ChainerBackend wraps several
     for candidate in candidates:
@@ -49,11 +54,15 @@ def secure_backend() -> KeyringBackend | None:
 
 
 def backend_name() -> str:
+    import keyring
+
     backend = secure_backend()
     return _qualname(backend) if backend else f"refused: {_qualname(keyring.get_keyring())}"
 
 
 def _require() -> KeyringBackend:
+    import keyring
+
     backend = secure_backend()
     if backend is None:
         raise KeyStoreUnavailable(_qualname(keyring.get_keyring()))
@@ -61,6 +70,8 @@ def _require() -> KeyringBackend:
 
 
 def get_secret(name: str) -> str | None:
+    import keyring.errors
+
     env = ENV_OVERRIDES.get(name)
     if env and os.environ.get(env):
         value: str | None = os.environ[env]
@@ -79,6 +90,8 @@ def get_secret(name: str) -> str | None:
 
 def set_secret(name: str, value: str) -> None:
     """Store `value` and read it back, proving the store kept it."""
+    import keyring.errors
+
     backend = _require()
     logs.add_secret(value)
     try:
@@ -92,6 +105,8 @@ def set_secret(name: str, value: str) -> None:
 
 
 def delete_secret(name: str) -> None:
+    import keyring.errors
+
     backend = _require()
     try:
         backend.delete_password(SERVICE, name)
@@ -101,9 +116,11 @@ def delete_secret(name: str) -> None:
         raise _failed(e) from None
 
 
-def _failed(e: keyring.errors.KeyringError, what: str = "") -> KeyStoreUnavailable:
+def _failed(e: KeyringError, what: str = "") -> KeyStoreUnavailable:
     """The error for a key store that failed; only the failure's type is named (its
     message may quote what it was given)."""
+    import keyring.errors
+
     detail = f"{what} ({type(e).__name__})" if what else type(e).__name__
     # Locked, or (InitError) its keyring could not be opened or made without a prompt.
     if isinstance(e, keyring.errors.KeyringLocked | keyring.errors.InitError):

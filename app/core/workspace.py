@@ -25,7 +25,7 @@ from app.core.chat import ChatEvent, ChatService, MessageAdded, MessageRemoved
 from app.core.cloud import CloudPlanner, user_cap
 from app.core.cloud_account import BudgetOverview, budget_overview
 from app.core.errors import SwitchboardError
-from app.core.history import Chat, Document, History, Message, Preset, SearchHit
+from app.core.history import Chat, ChatKind, Document, History, Message, Preset, SearchHit
 from app.core.llm.backend import Health
 from app.core.llm.local_gpus import LocalGPUs
 from app.core.llm.office_node import OfficeNode
@@ -429,8 +429,8 @@ class Workspace:
     def chat(self, chat_id: int) -> Chat | None:
         return self.history.chat(chat_id)
 
-    def create_chat(self, title: str = "New chat") -> Chat:
-        return self.history.create_chat(title)
+    def create_chat(self, title: str = "New chat", kind: ChatKind = "") -> Chat:
+        return self.history.create_chat(title, kind=kind)
 
     def rename_chat(self, chat_id: int, title: str) -> None:
         self.history.rename_chat(chat_id, title)

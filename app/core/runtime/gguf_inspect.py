@@ -12,13 +12,15 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import gguf
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from app.core.errors import ModelRejected
 from app.core.runtime.model_info import ModelInfo
+
+if TYPE_CHECKING:
+    import gguf
 
 GGUF_MAGIC = b"GGUF"
 _SPLIT_NAME = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
@@ -61,27 +63,36 @@ class _Truncated(Exception):
         self.needed = needed
 
 
-class _CheckedReader(gguf.GGUFReader):
-    """A GGUFReader that checks the tensor table against the file's length first.
+@cache
+def _checked_reader() -> type[gguf.GGUFReader]:
+    """The reader class, made on first use: gguf brings numpy, which a start that never
+    looks at a model file does without."""
+    import gguf
 
-    Without this the reader fails on a cut-short file with numpy's "cannot reshape
-    array" (or, for a zero-sized tensor, not at all). `_build_tensors` and the layout
-    of `field.parts` are internal to gguf-py, stable since GGUF v3.
-    """
+    class CheckedReader(gguf.GGUFReader):
+        """A GGUFReader that checks the tensor table against the file's length first.
 
-    def _build_tensors(self, start_offs: int, fields: list[gguf.ReaderField]) -> None:
-        needed = 0
-        for field in fields:
-            _, _, _, dims, raw_type, offset = field.parts
-            block_size, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(raw_type[0])]
-            elements = 1
-            for dim in dims.tolist():
-                elements *= int(dim)
-            end = start_offs + int(offset[0]) + elements * type_size // block_size
-            needed = max(needed, end)
-        if needed > len(self.data):
-            raise _Truncated(needed)
-        super()._build_tensors(start_offs, fields)
+        Without this the reader fails on a cut-short file with numpy's "cannot reshape
+        array" (or, for a zero-sized tensor, not at all). `_build_tensors` and the layout
+        of `field.parts` are internal to gguf-py, stable since GGUF v3.
+        """
+
+        def _build_tensors(self, start_offs: int, fields: list[gguf.ReaderField]) -> None:
+            needed = 0
+            for field in fields:
+                _, _, _, dims, raw_type, offset = field.parts
+                quant = gguf.GGMLQuantizationType(raw_type[0])
+                block_size, type_size = gguf.GGML_QUANT_SIZES[quant]
+                elements = 1
+                for dim in dims.tolist():
+                    elements *= int(dim)
+                end = start_offs + int(offset[0]) + elements * type_size // block_size
+                needed = max(needed, end)
+            if needed > len(self.data):
+                raise _Truncated(needed)
+            super()._build_tensors(start_offs, fields)
+
+    return CheckedReader
 
 
 def _read_part(path: Path) -> _Part:
@@ -104,7 +115,7 @@ def _read_part(path: Path) -> _Part:
     if magic != GGUF_MAGIC:
         raise ModelRejected(f"{name} is not a GGUF file")
     try:
-        reader = _CheckedReader(path)
+        reader = _checked_reader()(path)
     except _Truncated as cut:
         raise ModelRejected(f"the file is cut short: {_mb(size)} of {_mb(cut.needed)}") from None
     except OSError as error:
@@ -205,6 +216,8 @@ def _model_info(path: Path, first: _Part, parts: list[_Part]) -> ModelInfo:
 
 def _quantisation(first: _Part, tensors: list[_Tensor]) -> str:
     """llama.cpp's name for the file type ("Q4_K_M"), else the type holding the most bytes."""
+    import gguf  # loaded already: the file was read
+
     file_type = _int_field(first, "general.file_type", default=None)
     if file_type is not None and file_type in gguf.LlamaFileType._value2member_map_:
         member = gguf.LlamaFileType(file_type)
