@@ -16,12 +16,12 @@ if TYPE_CHECKING:
 def parser() -> argparse.ArgumentParser:
     import argparse
 
-    from app import __version__
     from app.core.runtime.serve import add_arguments as add_serve_arguments
 
     p = argparse.ArgumentParser(prog="switchboard",
                                 description="Switchboard: your office's AI, from the tray.")
-    p.add_argument("--version", action="version", version=f"switchboard {__version__}")
+    p.add_argument("--version", action=_version_action(), nargs=0,
+                   help="show the version and exit")
     p.add_argument("--selftest", action="store_true",
                    help="build the GUI offscreen, check it, exit 0 if all is well")
     p.add_argument("--show", action="store_true", help="open the main window at start")
@@ -90,6 +90,23 @@ def parser() -> argparse.ArgumentParser:
                                         "and remaining credit from OpenRouter")
     key_verbs.add_parser("remove", help="remove the key; cloud planning is then off")
     return p
+
+
+def _version_action() -> type[argparse.Action]:
+    import argparse
+
+    class ShowVersion(argparse.Action):
+        """argparse's own version action needs the text when the parser is built, and
+        reading the version costs every start; this reads it only for --version."""
+
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                     values: object, option_string: str | None = None) -> None:
+            from app import __version__
+
+            print(f"switchboard {__version__}")
+            parser.exit()
+
+    return ShowVersion
 
 
 def _refuse_key_on_command_line() -> type[argparse.Action]:
@@ -187,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.ui.selftest import selftest
 
         return selftest()
-    from app.ui.application import run_tray_app
+    from app.ui.start import run_tray_app
 
     return run_tray_app(show_window=args.show)
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.core.documents.summarize import Progress
 from app.core.errors import NothingToAsk, StorageFailed, SwitchboardError
 from app.core.history import Document, DocumentStatus, History, Message, MessageStatus
 from app.core.llm.backend import Backend
@@ -25,6 +24,7 @@ from app.core.privacy import LOCAL_ONLY
 from app.core.routing.record import current_work
 
 if TYPE_CHECKING:
+    from app.core.documents.summarize import Progress
     from app.core.routing.pool import Capacity
 
 log = logging.getLogger(__name__)

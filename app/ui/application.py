@@ -5,35 +5,32 @@ instance per user."""
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 import logging
-import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QPoint, QRect, QSize, Qt, QTimer, QUrl
+from PySide6.QtCore import QObject, QPoint, QRect, QSize, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from app import __version__
-from app.core import crash, logs
+from app.core import crash
 from app.core.setup_check import needs_setup
 from app.core.workspace import Workspace
 from app.ui.bridge import Bridge, CoreLoop
 from app.ui.budget_meter import BudgetAlerts, BudgetReading, budget_level, tray_line
 from app.ui.chat_controller import ChatController
-from app.ui.first_run import FirstRunGuide
 from app.ui.garbage import GuiThreadCollector
 from app.ui.main_window import MainWindow
 from app.ui.notifications import Notifier
 from app.ui.quick_ask import QuickAsk
 from app.ui.resources import icon
-from app.ui.settings_dialog import SettingsDialog
-from app.ui.single_instance import SingleInstance, ask_first_instance_to_show
 from app.ui.tray import Tray, TrayState
 
 if TYPE_CHECKING:
+    # Loaded when first opened: most starts need neither.
+    from app.ui.first_run import FirstRunGuide
+    from app.ui.settings_dialog import SettingsDialog
     from app.ui.usage_window import UsageWindow
 
 log = logging.getLogger(__name__)
@@ -42,15 +39,18 @@ log = logging.getLogger(__name__)
 class SwitchboardApp(QObject):
     """Everything the user sees, over one workspace."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, tray: Tray | None = None) -> None:
         super().__init__()
         self.workspace = workspace
+        # Cycles (some holding Qt objects) are collected on the GUI thread; started by
+        # build_app (tests run one of their own).
+        self.collector = GuiThreadCollector()
         self.core_loop = CoreLoop()
         self.bridge = Bridge(self.core_loop)
         self.controller = ChatController(self.bridge, workspace)
         self.main_window = MainWindow(self.controller)
         self.quick_ask = QuickAsk(self.controller)
-        self.tray = Tray()
+        self.tray = tray or Tray()
         self.settings_dialog: SettingsDialog | None = None
         self.first_run: FirstRunGuide | None = None
         self.usage_window: UsageWindow | None = None
@@ -97,6 +97,8 @@ class SwitchboardApp(QObject):
         """The first-run guide: with nowhere to answer from yet, show how to set it up
         rather than leave a tray icon and a question that can only fail."""
         if self.first_run is None:
+            from app.ui.first_run import FirstRunGuide
+
             guide = FirstRunGuide(self.bridge, self.workspace, self.main_window)
             guide.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             guide.settingsSaved.connect(self._settings_saved)
@@ -174,6 +176,8 @@ class SwitchboardApp(QObject):
 
     def open_settings(self) -> None:
         if self.settings_dialog is None:
+            from app.ui.settings_dialog import SettingsDialog
+
             # A new one each time, so it shows the settings as they are now; it deletes
             # itself when closed.
             self.settings_dialog = SettingsDialog(self.bridge, self.workspace, self.main_window)
@@ -231,6 +235,7 @@ class SwitchboardApp(QObject):
     def shutdown(self) -> None:
         """Stop the stream, close the core on its own thread, end the thread."""
         self.controller.shutdown()
+        self.collector.stop()
         self.tray.hide()
 
         async def cleanup() -> None:
@@ -255,48 +260,12 @@ def _beside(icon_rect: QRect, size: QSize) -> QPoint:
     return QPoint(x, y)
 
 
-def run_tray_app(show_window: bool = False) -> int:
-    """The tray app's main: one instance per user; returns the exit code."""
-    qapp = QApplication.instance() or QApplication(sys.argv)
-    assert isinstance(qapp, QApplication)
-    qapp.setApplicationName("Switchboard")
-    qapp.setQuitOnLastWindowClosed(False)  # closing the window leaves the tray icon
-    qapp.setWindowIcon(icon("app"))
-
-    instance = SingleInstance()
-    if not instance.acquire():
-        return 0 if ask_first_instance_to_show() else 1
-
-    log_file = logs.setup()
-    # An exception in a Qt slot would otherwise go to a stderr nobody sees.
-    sys.excepthook = lambda *info: log.critical("uncaught exception", exc_info=info)
+def build_app(tray: Tray, log_file: Path) -> SwitchboardApp:
+    """The app around a tray icon already shown (see app.ui.start), over the user's
+    workspace, started."""
     log.info("Switchboard %s starting; log at %s", __version__, log_file)
     workspace = Workspace.open()
-    collector = GuiThreadCollector()
-    collector.start()
-    app = SwitchboardApp(workspace)
-    instance.activated.connect(app.show_main)
-    instance.quitRequested.connect(app.quit)
+    app = SwitchboardApp(workspace, tray)
+    app.collector.start()
     app.start()
-    if not QSystemTrayIcon.isSystemTrayAvailable():
-        app.main_window.quit_on_close = True
-    if show_window or app.main_window.quit_on_close:
-        app.show_main()
-
-    if hasattr(signal, "SIGUSR1"):  # `kill -USR1` dumps every thread's stack, for bug reports
-        faulthandler.register(signal.SIGUSR1)
-    # Let Python see SIGTERM/SIGINT while Qt's loop runs: a timer wakes the interpreter.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: app.quit())
-    wakeup = QTimer(interval=250)
-    wakeup.timeout.connect(lambda: None)
-    wakeup.start()
-
-    # Said once the event loop runs: what a script (or a test) waits for before --quit.
-    QTimer.singleShot(0, lambda: log.info("ready"))
-    code = qapp.exec()
-    log.info("quitting (exit code %d)", code)
-    app.shutdown()
-    collector.stop()
-    instance.release()
-    return code
+    return app

@@ -1,0 +1,75 @@
+"""The tray app's main. The tray icon comes first, from this small module; the window, the
+core and everything they import are built once the event loop runs, so the icon is there
+at once and the rest follows behind it."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+from app.ui.resources import icon
+from app.ui.single_instance import SingleInstance, ask_first_instance_to_show
+from app.ui.tray import Tray
+
+if TYPE_CHECKING:
+    from app.ui.application import SwitchboardApp
+
+log = logging.getLogger(__name__)
+
+
+def run_tray_app(show_window: bool = False) -> int:
+    """One instance per user; returns the exit code."""
+    qapp = QApplication.instance() or QApplication(sys.argv)
+    assert isinstance(qapp, QApplication)
+    qapp.setApplicationName("Switchboard")
+    qapp.setQuitOnLastWindowClosed(False)  # closing the window leaves the tray icon
+    qapp.setWindowIcon(icon("app"))
+
+    instance = SingleInstance()
+    if not instance.acquire():
+        return 0 if ask_first_instance_to_show() else 1
+    tray = Tray()
+    tray.show()
+    built: list[SwitchboardApp] = []
+
+    def build() -> None:
+        from app.core import logs
+        from app.ui.application import build_app
+
+        log_file = logs.setup()
+        # An exception in a Qt slot would otherwise go to a stderr nobody sees.
+        sys.excepthook = lambda *info: log.critical("uncaught exception", exc_info=info)
+        app = build_app(tray, log_file)
+        built.append(app)
+        instance.activated.connect(app.show_main)
+        instance.quitRequested.connect(app.quit)
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            app.main_window.quit_on_close = True
+        if show_window or app.main_window.quit_on_close:
+            app.show_main()
+        # Said once everything is built and the loop runs: what a script (or a test)
+        # waits for before --quit.
+        QTimer.singleShot(0, lambda: log.info("ready"))
+
+    QTimer.singleShot(0, build)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1` dumps every thread's stack, for bug reports
+        faulthandler.register(signal.SIGUSR1)
+    # Let Python see SIGTERM/SIGINT while Qt's loop runs: a timer wakes the interpreter.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: QApplication.exit(0))
+    wakeup = QTimer(interval=250)
+    wakeup.timeout.connect(lambda: None)
+    wakeup.start()
+
+    code = qapp.exec()
+    log.info("quitting (exit code %d)", code)
+    for app in built:
+        app.shutdown()
+    instance.release()
+    return code
