@@ -69,7 +69,7 @@ class DocumentProgress:
     """How far reading a dropped file has got, for a progress bar."""
 
     message_id: int
-    text: str  # "3 of 12 chunks (pp. 1–9), about 40 s left"
+    text: str  # "Summarising part 3 of 12 · about 40 s left" (documents.progress)
     fraction: float  # 0..1
 
 
@@ -151,6 +151,7 @@ class ChatService:
         file, a fault or a Stop end the answer with the reason, as for any answer.
         """
         from app.core.documents.extract import ExtractedDocument
+        from app.core.documents.progress import progress_fraction, progress_text
         from app.core.documents.reading import as_markdown, summarize_file
 
         history = self.history
@@ -184,12 +185,7 @@ class ChatService:
                           e.detail)
 
         def progress(p: Progress) -> None:
-            what = "Combining the parts" if p.combining else (
-                f"Read {p.chunks_done} of {p.chunks_total} parts "
-                f"({p.pages_done} of {p.pages_total} pages)")
-            left = f", about {p.seconds_left:.0f} s left" if p.seconds_left else ""
-            fraction = p.chunks_done / p.chunks_total if p.chunks_total else 0.0
-            emit(DocumentProgress(answer.id, what + left, fraction))
+            emit(DocumentProgress(answer.id, progress_text(p), progress_fraction(p)))
 
         def end(text: str, status: MessageStatus, error: SwitchboardError | None = None) -> Message:
             return self.end_answer(answer, text, status, error, backend.describe(), emit)
@@ -233,7 +229,9 @@ class ChatService:
                    pasted: tuple[str, ...] = ()) -> Message:
         """Save the user's prompt (the chat takes its title from the first)."""
         history = self.history
-        if not history.messages(chat_id):
+        chat = history.chat(chat_id)
+        # The quick questions chat keeps its name; any other takes its first prompt's.
+        if not history.messages(chat_id) and not (chat and chat.kind == "quick"):
             history.rename_chat(chat_id, title_from_prompt(prompt))
         for passage in pasted:
             LOCAL_ONLY.mark(passage)  # where pasted material enters the core
@@ -248,7 +246,7 @@ class ChatService:
         """Answer a question about one of the chat's documents from its most relevant
         parts, with page references, on `backend` (the local tier; never the cloud
         planner). Streams, saves and ends like `send`."""
-        from app.core.documents.retrieve import ask_messages, top_chunks
+        from app.core.documents.retrieve import EndsWithPages, ask_messages, top_chunks
 
         history = self.history
         document = history.document(document_id)
@@ -270,8 +268,8 @@ class ChatService:
             return self.end_answer(answer, "", "error", NothingToAsk(), "", emit)
         log.info("question about document %d in chat %d: parts on %s", document_id, chat_id,
                  ", ".join(str(h.pages) for h in hits))
-        done = await self.stream_answer(answer, ask_messages(name, question, hits), backend,
-                                        emit)
+        done = await self.stream_answer(answer, ask_messages(name, question, hits),
+                                        EndsWithPages(backend, hits), emit)
         LOCAL_ONLY.mark(done.content)  # drawn from the document
         return done
 

@@ -1,7 +1,9 @@
 """The document panel: the current chat's documents with their type, pages, status and,
-while each is being read, its own progress bar (parts and pages done, time left); each
-one's summary a click away, to copy or export as Markdown; and "Ask about this
-document", which points the composer's next question at it."""
+while each is being read, its own progress bar; the status follows the reading ("reading…",
+"summarising part 3 of 12", "combining the parts", "ready"), and the bar says the same
+with the time left where there is room. Each one's summary is a click away, to copy or
+export as Markdown; and "Ask about this document" points the composer's next question
+at it."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.core import paths
 from app.core.chat import AnswerFinished, ChatEvent, DocumentChanged, DocumentProgress
+from app.core.documents.progress import READING, stage_of, without_time
 from app.core.history import Document
 from app.ui.chat_controller import ChatController
 from app.ui.widgets import FileDrops
@@ -36,20 +39,36 @@ from app.ui.widgets import FileDrops
 DOCUMENT_ID = Qt.ItemDataRole.UserRole
 # A row's reading progress, (fraction 0..1, words), while its document is read.
 PROGRESS = Qt.ItemDataRole.UserRole + 1
-STARTING = (0.0, "Reading the file…")  # before the first part is summarised
-STATUS_WORDS = {"reading": "reading…", "ready": "ready", "error": "could not be read",
+STARTING = (0.0, READING.capitalize())  # before the first part is summarised
+STATUS_WORDS = {"reading": READING, "ready": "ready", "error": "could not be read",
                 "cancelled": "stopped"}
+BAR_PADDING = 8  # pixels of the bar its text leaves free
 
 
-def describe(document: Document) -> str:
-    """ "report.pdf — PDF, 4 pages, ready", as the panel lists it."""
+def describe(document: Document, progress: str = "") -> str:
+    """ "report.pdf — PDF, 12 pages, summarising part 3 of 12", as the panel lists it:
+    while it is read, the stage its latest `progress` words name."""
     facts = []
     if document.kind:
         facts.append(document.kind.upper())
     if document.pages:
         facts.append(f"{document.pages} page{'s' if document.pages != 1 else ''}")
-    facts.append(STATUS_WORDS.get(document.status, document.status))
+    if document.status == "reading" and progress:
+        facts.append(stage_of(progress))
+    else:
+        facts.append(STATUS_WORDS.get(document.status, document.status))
     return f"{document.name} — {', '.join(facts)}"
+
+
+def fitted(words: str, width: int, fits: Callable[[str], bool],
+           elide: Callable[[str, int], str]) -> str:
+    """The progress words the bar has room for: all of them, else the stage without the
+    time left, else the stage cut short with an ellipsis."""
+    stage = without_time(words)
+    for candidate in (words, stage):
+        if fits(candidate):
+            return candidate
+    return elide(stage, width)
 
 
 class DocumentDelegate(QStyledItemDelegate):
@@ -93,7 +112,11 @@ class DocumentDelegate(QStyledItemDelegate):
         bar.state = option.state
         bar.minimum, bar.maximum = 0, 1000
         bar.progress = round(max(0.0, min(1.0, fraction)) * 1000)
-        bar.text = words
+        metrics = option.fontMetrics
+        room = bar.rect.width() - BAR_PADDING
+        bar.text = fitted(words, room, lambda text: metrics.horizontalAdvance(text) <= room,
+                          lambda text, width: metrics.elidedText(
+                              text, Qt.TextElideMode.ElideRight, width))
         bar.textVisible = True
         bar.textAlignment = Qt.AlignmentFlag.AlignCenter
         return bar
@@ -129,6 +152,9 @@ class DocumentPanel(QWidget):
         self.list.itemDoubleClicked.connect(lambda _item: self.show_summary())
         self.list.currentItemChanged.connect(lambda *_: self._update_buttons())
         self.list.setToolTip("Drop a file here to summarise it into this chat")
+        # Rows wrap to the panel's width: a row wider than the panel would make the list
+        # scroll sideways, and the status and the bar's words would be cut off at its edge.
+        self.list.setWordWrap(True)
         self.delegate = DocumentDelegate(self.list)
         self.list.setItemDelegate(self.delegate)
         self.buttons: dict[str, QToolButton] = {}
@@ -177,11 +203,9 @@ class DocumentPanel(QWidget):
         self.documents = {d.id: d for d in documents}
         self.list.clear()
         for document in documents:
-            item = QListWidgetItem(describe(document))
+            item = QListWidgetItem()
             item.setData(DOCUMENT_ID, document.id)
-            item.setToolTip(document.error or document.path)
-            if document.summary_message_id in self.progress:
-                item.setData(PROGRESS, self.progress[document.summary_message_id])
+            self._describe(item, document)
             self.list.addItem(item)
             if selected is not None and document.id == selected.id:
                 self.list.setCurrentItem(item)
@@ -199,13 +223,23 @@ class DocumentPanel(QWidget):
             self.progress[event.message_id] = (event.fraction, event.text)
             item = self.item_for(event.message_id)
             if item is not None:
-                item.setData(PROGRESS, self.progress[event.message_id])
+                self._describe(item, self.documents[int(item.data(DOCUMENT_ID))])
         elif isinstance(event, AnswerFinished) and event.message.id in self.progress:
             # However reading ended, its bar goes now, before the reload that follows.
             del self.progress[event.message.id]
             item = self.item_for(event.message.id)
             if item is not None:
                 item.setData(PROGRESS, None)
+
+    def _describe(self, item: QListWidgetItem, document: Document) -> None:
+        """Show `document` in its row: its status and, while it is read, its bar (and in
+        the tooltip, the progress words in full: the bar may have room for fewer)."""
+        message_id = document.summary_message_id
+        progress = self.progress.get(message_id) if message_id is not None else None
+        item.setText(describe(document, progress[1] if progress else ""))
+        item.setData(PROGRESS, progress)
+        item.setToolTip(document.error or (f"{document.path}\n{progress[1]}" if progress
+                                           else document.path))
 
     def _track(self, document: Document) -> None:
         """Start or stop showing `document`'s progress, from its state as saved."""

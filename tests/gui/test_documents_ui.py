@@ -57,7 +57,7 @@ def test_a_dropped_pdf_is_summarised_with_page_references(
     cited = {int(n) for n in re.findall(r"\d+", sources)}
     assert cited and cited <= {1, 2, 3}
     assert progress and progress[-1] == 1.0
-    assert app.main_window.chat_list.item(0).text() == "Summarise known.pdf"
+    assert app.main_window.chat_list.titles() == ["Summarise known.pdf"]
 
 
 def test_a_refused_file_says_why_and_nothing_is_sent(
@@ -67,8 +67,11 @@ def test_a_refused_file_says_why_and_nothing_is_sent(
     folder.mkdir()
     assert drop(app.main_window, folder)
     qtbot.waitUntil(lambda: last_answer_is(app, "error"), timeout=10_000)
-    assert "folder" in messages(app)[-1].error
-    qtbot.waitUntil(app.main_window.error_banner.isVisible)
+    assert "folder" in messages(app)[-1].error  # said once, in the answer's bubble
+    panel = app.main_window.document_panel
+    qtbot.waitUntil(lambda: panel.list.count() == 1
+                    and panel.list.item(0).text().endswith("could not be read"))
+    assert not app.main_window.error_banner.isVisible()
     # The background check may ask what the node serves; nothing of the file is sent.
     assert not [r for r in fault_server.requests if r.path.endswith("/chat/completions")]
 

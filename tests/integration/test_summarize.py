@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +25,13 @@ from app.core.documents.chunking import (
     format_pages,
     tokenizer_for,
 )
+from app.core.documents.extract import ExtractedDocument, Page
+from app.core.documents.reading import as_markdown
 from app.core.documents.summarize import (
+    CHUNK_TOKENS,
     MAP_SYSTEM,
+    OVERLAP_TOKENS,
+    PART_PAGES,
     SOURCES,
     Progress,
     Summary,
@@ -131,7 +137,8 @@ def run(pages: list[tuple[int, str]], backend: OfficeNode, *, sha: str = "a" * 6
 def expected_ranges(pages: list[tuple[int, str]], **options: Any) -> list[PageRange]:
     sizes = {**SIZES, **options}
     chunks = chunk(pages, max_tokens=sizes["chunk_tokens"],
-                   overlap_tokens=sizes["overlap_tokens"], count_tokens=estimate_tokens)
+                   overlap_tokens=sizes["overlap_tokens"], count_tokens=estimate_tokens,
+                   max_pages=sizes.get("part_pages", PART_PAGES))
     return list(dict.fromkeys(c.pages for c in chunks))
 
 
@@ -225,6 +232,28 @@ def test_points_without_or_with_wrong_pages_get_the_chunks_pages(stand_in: Scrip
     assert summary.citations == ranges
 
 
+def test_short_pages_are_summarised_a_few_at_a_time_and_each_reference_shown_once(
+        stand_in: Scripted, tmp_path: Path) -> None:
+    """Twelve pages of a line each fit one part by tokens; the summary still cites no more
+    than four pages at a time, and lists them once, not once more in its text."""
+    pages = [(p, f"This is page {p}. It holds one short line.") for p in range(1, 13)]
+    stand_in.answer = lambda kind, prompt: (
+        f"- a point [{_PAGES_ATTR.search(prompt).group(2)}]"  # type: ignore[union-attr]
+        if kind == "document" else "An overview that names no page.")
+    summary = run(pages, node(stand_in), chunk_tokens=CHUNK_TOKENS,
+                  overlap_tokens=OVERLAP_TOKENS)
+    fours = [PageRange(1, 4), PageRange(5, 8), PageRange(9, 12)]
+    assert [p.pages for p in summary.parts] == fours
+    assert summary.citations == fours
+
+    document = ExtractedDocument(tmp_path / "slides.pdf", "pdf",
+                                 [Page(n, t) for n, t in pages], "a" * 64, 1000)
+    shown = as_markdown(document, summary)
+    assert shown == ("**Summary of slides.pdf** (PDF, 12 pages)\n\n"
+                     "An overview that names no page.\n\n"
+                     "*Sources: pp. 1\u20134, pp. 5\u20138, pp. 9\u201312*")
+
+
 def test_hierarchical_reduce_keeps_the_references(stand_in: Scripted) -> None:
     pages = pages_of(12)
     summary = run(pages, node(stand_in), reduce_input_tokens=25)
@@ -250,7 +279,7 @@ def test_citation_helpers() -> None:
 def test_cancelled_after_two_of_five_chunks_resumes_with_the_other_three(
         stand_in: Scripted) -> None:
     pages = pages_of(5, sentences=4)
-    options = {"chunk_tokens": 45, "overlap_tokens": 0}
+    options: dict[str, Any] = {"chunk_tokens": 45, "overlap_tokens": 0}
     assert len(expected_ranges(pages, **options)) == 5
 
     async def interrupted() -> None:

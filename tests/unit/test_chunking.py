@@ -1,5 +1,6 @@
 """Chunking: every word kept, each chunk knowing its pages, neighbours overlapping, cuts at
-sentence and paragraph ends, and no chunk longer than the counter allows."""
+sentence and paragraph ends, no chunk longer than the counter allows nor (where asked)
+spanning more pages than a citation should."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from app.core.documents.chunking import (
     ScaledEstimate,
     chunk,
     estimate_tokens,
+    format_page_list,
     format_pages,
     sample_of,
 )
@@ -195,3 +197,51 @@ def test_a_measured_estimate_never_counts_fewer_than_the_estimate() -> None:
     text = "x" * 400
     assert ScaledEstimate(2.5)(text) == 250  # 100 estimated, the model counted 2.5 times
     assert ScaledEstimate(0.5)(text) == estimate_tokens(text) == 100
+
+
+def short_pages(pages: int = 12) -> list[tuple[int, str]]:
+    """Pages of one short line each, as in a deck of slides."""
+    return [(p, f"This is page {p}. Page{p} sentence0 says something plain.")
+            for p in range(1, pages + 1)]
+
+
+def test_a_part_holds_at_most_max_pages_and_short_pages_are_not_repeated() -> None:
+    # Unlimited, twelve short pages are one part, and its one citation all twelve pages.
+    assert [c.pages for c in chunk(short_pages(), max_tokens=1500, overlap_tokens=120)] == [
+        (1, 12)]
+    chunks = chunk(short_pages(), max_tokens=1500, overlap_tokens=120, max_pages=4)
+    assert [c.pages for c in chunks] == [(1, 4), (5, 8), (9, 12)]
+    # Cut where a page starts, and no page's text repeated in the next part.
+    assert [c.text.split(".")[0] for c in chunks] == [
+        "This is page 1", "This is page 5", "This is page 9"]
+    found = [s for c in chunks for s in SENTENCE.findall(c.text)]
+    assert found == [(str(p), "0") for p in range(1, 13)]
+
+
+def test_the_page_limit_shortens_an_overlap_that_would_pass_it() -> None:
+    pages = document(pages=4, per_page=12)  # ~130 tokens a page
+    chunks = chunk(pages, max_tokens=100, overlap_tokens=40, max_pages=1)
+    assert all(c.first_page == c.last_page for c in chunks)
+    seen = {(int(p), int(k)) for c in chunks for p, k in SENTENCE.findall(c.text)}
+    assert seen == {(p, k) for p in range(1, 5) for k in range(12)}
+    # Within a page, neighbours still overlap.
+    assert any(set(SENTENCE.findall(a.text)) & set(SENTENCE.findall(b.text))
+               for a, b in zip(chunks, chunks[1:], strict=False))
+
+
+def test_pages_of_ordinary_text_reach_the_token_limit_first() -> None:
+    assert chunk(document(), max_tokens=60, overlap_tokens=12, max_pages=4) == \
+        chunk(document(), max_tokens=60, overlap_tokens=12)
+
+
+def test_max_pages_below_one_is_refused() -> None:
+    with pytest.raises(ValueError):
+        chunk(document(), max_tokens=60, overlap_tokens=12, max_pages=0)
+
+
+def test_a_page_list_joins_runs_of_pages() -> None:
+    assert format_page_list([3, 4, 7]) == "pp. 3\u20134, 7"
+    assert format_page_list([7, 3, 3]) == "pp. 3, 7"
+    assert format_page_list([5]) == "p. 5"
+    assert format_page_list([9, 1, 2, 3, 5, 6]) == "pp. 1\u20133, 5\u20136, 9"
+    assert format_page_list([]) == ""

@@ -1,10 +1,19 @@
 """Keyword scoring picks the parts of a document that answer a question, with their pages,
-and the request fences them as data and asks for page references."""
+the request fences them as data and asks for page references, and the answer ends with
+the pages it was answered from."""
 
 from __future__ import annotations
 
 from app.core.documents.chunking import Chunk
-from app.core.documents.retrieve import ask_messages, rank, top_chunks, words
+from app.core.documents.retrieve import (
+    Hit,
+    answered_from,
+    ask_messages,
+    pages_line,
+    rank,
+    top_chunks,
+    words,
+)
 
 FILLER = ("The department reviews its section and returns comments before the deadline. "
           * 12)
@@ -39,8 +48,12 @@ def test_page_ranges_follow_the_chunks_across_pages() -> None:
     hits = top_chunks(short, "word4", max_tokens=12, overlap_tokens=0)
     assert hits and all(h.pages.first <= 4 <= h.pages.last for h in hits)
     assert "word4" in hits[0].chunk.text
-    everything = top_chunks(short, "word2 word5", max_tokens=1000, overlap_tokens=0)
+    everything = top_chunks(short, "word2 word5", max_tokens=1000, overlap_tokens=0,
+                            max_pages=None)
     assert [h.pages for h in everything] == [(1, 5)]  # one chunk holds all five pages
+    # By default a part holds two pages at most, so an answer's pages say where to look.
+    limited = top_chunks(short, "word2 word5", max_tokens=1000, overlap_tokens=0)
+    assert sorted(h.pages for h in limited) == [(1, 2), (5, 5)]
 
 
 def test_rarer_words_count_more_and_only_matching_chunks_are_returned() -> None:
@@ -64,3 +77,24 @@ def test_the_request_fences_the_parts_and_asks_for_page_references() -> None:
     assert user["content"].count("</document>") == 1  # the text can't close the fence
     assert "[p. 3]" in user["content"] and "[pp. 12\u201314]" in user["content"]
     assert user["content"].endswith("Question: Whom to obey?")
+
+
+def hits_on(*ranges: tuple[int, int]) -> list[Hit]:
+    return [Hit(Chunk(i, "text", first, last), 1.0) for i, (first, last) in enumerate(ranges)]
+
+
+def test_an_answer_ends_with_the_pages_of_its_parts() -> None:
+    hits = hits_on((7, 7), (3, 4))
+    assert answered_from("The budget grows.", hits) == [3, 4, 7]
+    assert pages_line("The budget grows.", hits) == "(pp. 3\u20134, 7)"
+    assert pages_line("Only one.", hits_on((5, 5))) == "(p. 5)"
+
+
+def test_the_pages_an_answer_cites_within_its_parts_are_the_ones_it_ends_with() -> None:
+    hits = hits_on((3, 4), (7, 8))
+    assert pages_line("It costs 12,000 euros [p. 4]. It ends in March [pp. 7-8].",
+                      hits) == "(pp. 4, 7\u20138)"
+    # A page outside its parts is invented (the model saw only these): not counted, and
+    # citing no other, the answer ends with every page it was given.
+    assert pages_line("It is on p. 40.", hits) == "(pp. 3\u20134, 7\u20138)"
+    assert pages_line("   ", hits) == "" and pages_line("An answer.", []) == ""

@@ -80,6 +80,19 @@ def format_pages(first: int, last: int) -> str:
     return f"p. {first}" if first == last else f"pp. {first}\u2013{last}"
 
 
+def format_page_list(pages: Iterable[int]) -> str:
+    """ "p. 3", or "pp. 3–4, 7" for several: runs of pages as ranges, in order, once each."""
+    numbers = sorted(set(pages))
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    listed = ", ".join(str(a) if a == b else f"{a}\u2013{b}" for a, b in runs)
+    return f"p. {listed}" if len(numbers) == 1 else f"pp. {listed}" if numbers else ""
+
+
 def estimate_tokens(text: str) -> int:
     """A stated estimate for tiers without a tokenizer: one token per 4 characters,
     rounded up. It is close for English prose; code and some languages use more."""
@@ -195,6 +208,10 @@ class _Units:
         """The smallest first such that units [first, stop) are at most `tokens`, roughly."""
         return bisect.bisect_left(self.ends, self.ends[stop] - tokens - 1)
 
+    def first_on_page(self, page: int) -> int:
+        """The first unit on page `page` or a later one (len(self) where there is none)."""
+        return bisect.bisect_left(self.pages, page)
+
     def last_paragraph_start(self, after: int, before: int) -> int | None:
         """The last unit strictly between `after` and `before` that starts a paragraph."""
         k = bisect.bisect_left(self.paragraphs, before) - 1
@@ -202,11 +219,16 @@ class _Units:
 
 
 def chunk(pages: Pages, *, max_tokens: int, overlap_tokens: int,
-          count_tokens: TokenCounter = estimate_tokens) -> list[Chunk]:
+          count_tokens: TokenCounter = estimate_tokens,
+          max_pages: int | None = None) -> list[Chunk]:
     """The pages' text in chunks of at most `max_tokens` by `count_tokens`, each chunk
     starting with up to `overlap_tokens` of the end of the one before.
 
-    Empty pages give no text; a chunk's page range is that of the text it holds.
+    Empty pages give no text; a chunk's page range is that of the text it holds. With
+    `max_pages`, no chunk holds text of more pages than that, its overlap included (the
+    range is what a citation of the chunk names): a chunk that reaches the limit ends
+    where a page starts and the next one starts there, without overlap; an overlap that
+    would take a chunk past the limit is shortened.
 
     It runs on a worker thread beside the GUI thread and holds the GIL while it runs,
     so it is linear by construction: the sentences are split, counted and stored a
@@ -217,13 +239,21 @@ def chunk(pages: Pages, *, max_tokens: int, overlap_tokens: int,
         raise ValueError("max_tokens must be at least 1")
     if not 0 <= overlap_tokens < max_tokens:
         raise ValueError("overlap_tokens must be at least 0 and less than max_tokens")
+    if max_pages is not None and max_pages < 1:
+        raise ValueError("max_pages must be at least 1")
     units = _Units(page_tuples(pages), max_tokens, count_tokens)
     chunks: list[Chunk] = []
     first = new = 0  # a chunk is units [first, stop): the overlap [first, new), then new ones
     while new < len(units):
+        page_stop = len(units)  # the first unit past the page limit
+        if max_pages is not None:
+            first = max(first, min(new, units.first_on_page(units.pages[new] - max_pages + 1)))
+            page_stop = units.first_on_page(units.pages[first] + max_pages)
         # As many units as fit by the rough count; always at least one new unit.
         stop = min(len(units), max(new + 1, units.last_fitting(first, max_tokens)))
-        if stop < len(units):
+        if stop >= page_stop:
+            stop = max(new + 1, page_stop)  # where a page (so a paragraph) starts
+        elif stop < len(units):
             # Cut at the last paragraph start in the second half of the chunk, if any.
             cut = units.last_paragraph_start(new, stop)
             if cut is not None and units.rough(first, cut) >= max_tokens // 2:
@@ -244,6 +274,10 @@ def chunk(pages: Pages, *, max_tokens: int, overlap_tokens: int,
         first = max(first + 1, units.first_fitting(stop, overlap_tokens))
         if stop < len(units):
             first = max(first, units.first_fitting(stop + 1, max_tokens))
+        if stop == page_stop:
+            # Cut at the page limit, which binds only where pages hold little text
+            # (slides, forms): such pages stand alone, and an overlap would repeat them.
+            first = stop
         first, new = min(first, stop), stop
     return chunks
 

@@ -28,6 +28,7 @@ from app.core.documents.summarize import (
     SummaryCache,
     part_sizes,
     summarize,
+    without_sources,
 )
 from app.core.llm.backend import Backend
 from app.core.routing.pool import Capacity
@@ -82,4 +83,7 @@ def as_markdown(document: ExtractedDocument, summary: Summary) -> str:
             f"{pages} page{'s' if pages != 1 else ''}"
             + (", only the first part was read" if document.truncated else "") + ")")
     cited = ", ".join(format_pages(r.first, r.last) for r in summary.citations)
-    return f"{head}\n\n{summary.text.strip()}" + (f"\n\n*Sources: {cited}*" if cited else "")
+    # The Sources line lists the pages; the text's own list of them would say it twice.
+    text = without_sources(summary.text).strip() if cited else summary.text.strip()
+    sources = f"*Sources: {cited}*" if cited else ""
+    return "\n\n".join(part for part in (head, text, sources) if part)

@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 PROMPT_VERSION = 1
 
 CHUNK_TOKENS = 1500  # document text per map call, at most (less where the context is small)
+# Pages per map call, at most: each point of a summary cites its part's pages, so a part
+# must be a span a reader checks at a glance. Dense pages (~500 tokens) reach CHUNK_TOKENS
+# first; the limit binds where pages hold little text (slides, forms, short letters),
+# which would otherwise make one part, and one citation, of a dozen pages.
+PART_PAGES = 4
 OVERLAP_TOKENS = 120
 ANSWER_TOKENS = 400  # longest chunk summary
 REDUCE_INPUT_TOKENS = 2500  # chunk summaries one combining call may read
@@ -95,8 +100,6 @@ CITATION = re.compile(r"\b(pp?)\.?[ \t]*(\d{1,6})(?:[ \t]*[-\u2010-\u2015][ \t]*
 _FENCE = re.compile(r"<(\s*/?\s*(?:document|notes)\b)", re.IGNORECASE)
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Progress:
     chunks_done: int
@@ -105,6 +108,7 @@ class Progress:
     pages_total: int
     seconds_left: float | None  # None until a chunk has been timed
     combining: bool = False  # every chunk is summarised; the combining pass is running
+    finished: bool = False  # the summary is made
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +219,15 @@ def cite_combined(text: str, parts: Sequence[Part]) -> str:
         sources = "; ".join(dict.fromkeys(str(p.pages) for p in parts))
         text = f"{text}\n\n{SOURCES}{sources}." if text else f"{SOURCES}{sources}."
     return text
+
+
+def without_sources(text: str) -> str:
+    """`text` without the list of pages summarised that `cite_combined` ends it with,
+    where something else lists its pages (the summary's "Sources" line)."""
+    body, found, tail = text.rpartition(SOURCES)
+    if not found or "\n" in tail.strip() or (body and not body.endswith("\n")):
+        return text
+    return body.rstrip()
 
 
 # ---------------------------------------------------------------- the cache
@@ -405,7 +418,7 @@ class _Tracker:
             pages_done=self.pages_total if all_done else len(self.pages),
             pages_total=self.pages_total,
             seconds_left=0.0 if finished else self.seconds_left(),
-            combining=combining))
+            combining=combining, finished=finished))
 
 
 async def summarize(
@@ -423,6 +436,7 @@ async def summarize(
     answer_tokens: int = ANSWER_TOKENS,
     reduce_input_tokens: int = REDUCE_INPUT_TOKENS,
     final_tokens: int = FINAL_TOKENS,
+    part_pages: int = PART_PAGES,
 ) -> Summary:
     """Summarise a document's pages with `backend`, citing pages.
 
@@ -437,7 +451,8 @@ async def summarize(
     # Chunking can take a while for a long file, and a model's tokenizer is a blocking
     # call: both run off the loop.
     chunks = await asyncio.to_thread(chunk, pages, max_tokens=chunk_tokens,
-                                     overlap_tokens=overlap_tokens, count_tokens=count_tokens)
+                                     overlap_tokens=overlap_tokens, count_tokens=count_tokens,
+                                     max_pages=part_pages)
     if not chunks:
         raise errors.NothingToSummarise()
     tracker = _Tracker(chunks, len(pages), parallel, progress)
