@@ -4,19 +4,21 @@ tray, and which 80% / 100% notifications are due. Readings come from `ChatContro
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 from PySide6.QtCore import Property
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QProgressBar, QWidget
 
 from app.core.budget import MonthSummary
 from app.core.money import format_usd
+from app.ui.theme import fill_colour, follow_palette, mix
 
 AMBER_AT = 0.8
 RED_AT = 1.0
 
-# Chunk colours: readable with the bar's dark text on any of them.
-COLOURS = {"ok": "#7cb87e", "amber": "#f2b233", "red": "#e5645a", "off": "#c8c8c8"}
+LEVEL_TONES = {"ok": "good", "amber": "warning", "red": "error"}
 _SCALE = 1000  # the bar's resolution: tenths of a percent
 
 
@@ -38,6 +40,24 @@ def budget_level(reading: BudgetReading) -> str:
     if charged >= cap * AMBER_AT:
         return "amber"
     return "ok"
+
+
+def meter_colours(level: str, palette: QPalette) -> tuple[QColor, QColor, QColor]:
+    """The meter's groove, filled part and text for a level, from the palette: the
+    palette's text reads on both, light or dark."""
+    base, text = palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text)
+    chunk = (fill_colour(LEVEL_TONES[level], palette) if level in LEVEL_TONES
+             else mix(base, text, 0.25))
+    return mix(base, text, 0.08), chunk, text
+
+
+def meter_style(level: str, palette: QPalette) -> str:
+    groove, chunk, text = meter_colours(level, palette)
+    border = mix(palette.color(QPalette.ColorRole.Base), text, 0.3)
+    # A whole style sheet, not only ::chunk: most styles ignore a chunk-only sheet.
+    return (f"QProgressBar {{ border: 1px solid {border.name()}; border-radius: 3px;"
+            f" background: {groove.name()}; color: {text.name()}; text-align: center; }}"
+            f"QProgressBar::chunk {{ background-color: {chunk.name()}; border-radius: 2px; }}")
 
 
 def amount_text(reading: BudgetReading) -> str:
@@ -93,7 +113,7 @@ class BudgetAlerts:
 class BudgetMeter(QProgressBar):
     """The status bar's "Cloud: $3.12 of $20.00", amber from 80% and red from 100%;
     hidden while cloud planning is off (a budget of 0). `level` is "ok", "amber", "red" or
-    "off"."""
+    "off". Its colours follow the application's palette (`meter_style`)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -127,11 +147,6 @@ class BudgetMeter(QProgressBar):
         self.show()
 
     def _apply_level(self, now: str) -> None:
-        if now == self._level:
-            return
-        self._level = now
-        # A whole style sheet, not only ::chunk: most styles ignore a chunk-only sheet.
-        self.setStyleSheet(
-            "QProgressBar { border: 1px solid palette(mid); border-radius: 3px;"
-            " background: #eeeeee; color: black; text-align: center; }"
-            f"QProgressBar::chunk {{ background-color: {COLOURS[now]}; border-radius: 2px; }}")
+        if now != self._level:
+            self._level = now
+            follow_palette(self, partial(meter_style, now))

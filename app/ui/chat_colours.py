@@ -5,15 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor, QPalette
 
-
-def mix(a: QColor, b: QColor, t: float) -> QColor:
-    """`a` moved a fraction `t` towards `b`: tints that follow the palette, light or dark."""
-    return QColor.fromRgbF(
-        a.redF() + (b.redF() - a.redF()) * t,
-        a.greenF() + (b.greenF() - a.greenF()) * t,
-        a.blueF() + (b.blueF() - a.blueF()) * t,
-        1.0,
-    )
+from app.ui.theme import mix, tone_colour
 
 
 def code_shade(palette: QPalette) -> QColor:
@@ -40,7 +32,4 @@ def status_colour(status: str, palette: QPalette) -> QColor:
     """The colour of the lines under an answer: red for a failure, amber for an interruption."""
     if status not in ("error", "interrupted"):  # cancelled, or a complete answer's footer
         return palette.color(QPalette.ColorRole.PlaceholderText)
-    dark = palette.color(QPalette.ColorRole.Base).lightness() < 128
-    if status == "error":
-        return QColor("#ff8a80") if dark else QColor("#b3261e")
-    return QColor("#ffcc80") if dark else QColor("#9a5b00")  # interrupted: a warning
+    return tone_colour("error" if status == "error" else "warning", palette)

@@ -62,6 +62,12 @@ class BubblePainter:
             painter.setPen(status_colour(msg.status, palette))
             flags = int(Qt.TextFlag.TextWordWrap) | int(Qt.AlignmentFlag.AlignLeft)
             painter.drawText(bubble.status, flags, status_text(msg))
+        if bubble.actions:
+            # Links in the palette's link colour: what can be done to this message.
+            painter.setFont(self._geometry.status_font())
+            painter.setPen(palette.color(QPalette.ColorRole.Link))
+            for _action, label, where in bubble.actions:
+                painter.drawText(where, int(Qt.AlignmentFlag.AlignLeft), label)
         painter.restore()
 
     def _paint_code_frames(self, painter: QPainter, bubble: Bubble, palette: QPalette) -> None:

@@ -38,13 +38,8 @@ from app.core.policy import Limit, policy_file
 from app.core.settings import Settings, describe
 from app.ui.bridge import Bridge
 from app.ui.spend_chart import SpendChart
-from app.ui.widgets import (
-    ERROR_STYLE,
-    add_setting_row,
-    choice_box,
-    it_note,
-    policy_tooltip,
-)
+from app.ui.theme import show_tone
+from app.ui.widgets import add_setting_row, choice_box, it_note, policy_tooltip
 
 KEY_PLACEHOLDER = "Paste your OpenRouter key (sk-or-…); it is kept in the system key store"
 KEY_SAVED = "A key is saved — leave empty to keep it"
@@ -166,7 +161,7 @@ class CloudPage(QWidget):
         self.cloud_off_note = QLabel(cloud_off or "")
         self.cloud_off_note.setWordWrap(True)
         self.cloud_off_note.setTextFormat(Qt.TextFormat.PlainText)
-        self.cloud_off_note.setStyleSheet(ERROR_STYLE)
+        show_tone(self.cloud_off_note, "error")
         self.cloud_off_note.setToolTip(f"The computer's policy file {source}")
         self.cloud_off_note.setVisible(cloud_off is not None)
         if cloud_off is not None:
@@ -256,7 +251,7 @@ class CloudPage(QWidget):
         # A locked or unanswering store: say so; the key can be pasted again once it opens.
         self.key.setEnabled(True)
         self.test_button.setEnabled(True)
-        self.key_result.setStyleSheet(ERROR_STYLE)
+        show_tone(self.key_result, "error")
         self.key_result.setText(_text(error))
 
     def _store_refused(self, error: KeyStoreUnavailable) -> None:
@@ -266,7 +261,7 @@ class CloudPage(QWidget):
         for widget in (self.key, self.test_button, self.remove_button):
             widget.setEnabled(False)
         self.key.setPlaceholderText("Cloud planning is off")
-        self.key_result.setStyleSheet(ERROR_STYLE)
+        show_tone(self.key_result, "error")
         self.key_result.setText(f"{error.title} {error.hint}")
 
     def _show_key_saved(self) -> None:
@@ -315,7 +310,7 @@ class CloudPage(QWidget):
         self._show_result(f"✘ {_text(error)}", error=True)
 
     def _show_result(self, text: str, *, error: bool = False) -> None:
-        self.key_result.setStyleSheet(ERROR_STYLE if error else "")
+        show_tone(self.key_result, "error" if error else None)
         self.key_result.setText(text)
 
     # -- the budget ----------------------------------------------------------------------
@@ -329,7 +324,7 @@ class CloudPage(QWidget):
         self._show_overview()
 
     def _on_overview_error(self, error: BaseException) -> None:
-        self.budget_note.setStyleSheet(ERROR_STYLE)
+        show_tone(self.budget_note, "error")
         self.budget_note.setText(_text(error))
         self.budget_note.show()
 

@@ -38,7 +38,7 @@ from app.core.settings import RunOn, Settings
 from app.core.workspace import Workspace, test_connection
 from app.ui.bridge import Bridge
 from app.ui.settings_dialog import node_line
-from app.ui.widgets import ERROR_STYLE
+from app.ui.theme import show_tone
 
 CHOOSE, TEST, DONE = range(3)  # the guide's steps, as pages of its stack
 NO_ADDRESS = "Enter the office node's address (IT can tell you it), for example ai-node:8080."
@@ -168,7 +168,7 @@ class FirstRunGuide(QDialog):
         QFormLayout(self.local_box).addRow("Model file:", row)
 
         self.choice_error = _words("")
-        self.choice_error.setStyleSheet(ERROR_STYLE)
+        show_tone(self.choice_error, "error")
         layout = QVBoxLayout(page)
         for widget in (intro, self.use_node, self.use_local, self.node_box, self.local_box,
                        self.choice_error):
@@ -184,7 +184,7 @@ class FirstRunGuide(QDialog):
         self.test_button.clicked.connect(self.test)
         self.test_result = _words("")
         self.save_error = _words("")
-        self.save_error.setStyleSheet(ERROR_STYLE)
+        show_tone(self.save_error, "error")
         row = QHBoxLayout()
         row.addWidget(self.test_button)
         row.addStretch(1)

@@ -1,6 +1,6 @@
 """The Local GPUs part of Settings: the model file (chosen or downloaded), how it would
-be split across this computer's GPUs (shown before anything loads), the context length
-and when to free the GPUs."""
+be split across this computer's GPUs (shown before anything loads: a sentence, and the
+figures behind "Show details"), the context length and when to free the GPUs."""
 
 from __future__ import annotations
 
@@ -14,36 +14,44 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
-    QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
 from app.core import paths
 from app.core.errors import SwitchboardError
 from app.core.runtime.gguf_inspect import inspect_model
-from app.core.runtime.gpu_split import plan_split, split_report
+from app.core.runtime.gpu_split import plan_split, plan_summary, split_report
 from app.core.runtime.gpus import inventory
 from app.core.settings import Settings, describe
 from app.ui.bridge import Bridge
 from app.ui.download_dialog import DownloadDialog
 
 
-def plan_text(model_path: str, n_ctx: int) -> str:
-    """What the GPU split would do with this model here; reads the file's header."""
+def plan_text(model_path: str, n_ctx: int) -> tuple[str, str]:
+    """What the GPU split would do with this model here, in a sentence (with the plan's
+    warnings) and in detail ("" when there is no plan); reads the file's header."""
     if not model_path:
-        return "Choose a model file, or download one."
+        return "Choose a model file, or download one.", ""
     try:
         info = inspect_model(Path(model_path))
     except SwitchboardError as e:
-        return e.user_text()
+        return e.user_text(), ""
     devices = inventory()
-    return split_report(plan_split(info, devices, n_ctx=n_ctx or None), info, devices)
+    plan = plan_split(info, devices, n_ctx=n_ctx or None)
+    summary = "\n".join((plan_summary(plan, devices), *plan.warnings))
+    return summary, split_report(plan, info, devices)
 
 
 class LocalGpusPage(QGroupBox):
+    """The Local GPUs settings; `values()` gives them for saving. The split plan is worked
+    out off the GUI thread whenever the model file or the context length changes."""
+
     def __init__(self, bridge: Bridge, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__("Local GPUs", parent)
         self.bridge = bridge
@@ -66,17 +74,35 @@ class LocalGpusPage(QGroupBox):
         self.idle.setSpecialValueText("never")
         self.idle.setSuffix(" min")
 
-        self.plan = QPlainTextEdit()
-        self.plan.setReadOnly(True)
-        self.plan.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.plan.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.plan.setMinimumHeight(120)
+        self.plan = QLabel()
+        self.plan.setWordWrap(True)
+        self.plan.setTextFormat(Qt.TextFormat.PlainText)  # a file's name is not HTML
+        self.plan.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details_button = QToolButton()
+        self.details_button.setText("Show details")
+        self.details_button.setCheckable(True)
+        self.details_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.details_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.details_button.setAutoRaise(True)
+        self.details_button.toggled.connect(self._show_details)
+        # The table in full: a label is as wide and tall as its text, so nothing is cut
+        # off; the dialog grows to fit it.
+        self.details = QLabel()
+        self.details.setTextFormat(Qt.TextFormat.PlainText)
+        self.details.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.hide()
+        plan_box = QVBoxLayout()
+        plan_box.setContentsMargins(0, 0, 0, 0)
+        plan_box.addWidget(self.plan)
+        plan_box.addWidget(self.details_button, 0, Qt.AlignmentFlag.AlignLeft)
+        plan_box.addWidget(self.details)
 
         form = QFormLayout(self)
         form.addRow("Model file:", row)
         form.addRow("Context length:", self.ctx)
         form.addRow("Free the GPUs after:", self.idle)
-        form.addRow("Split plan:", self.plan)
+        form.addRow("Split plan:", plan_box)
         self.refresh_plan()
 
     def _spin(self, name: str, value: int) -> QSpinBox:
@@ -92,10 +118,33 @@ class LocalGpusPage(QGroupBox):
                 "idle_unload_min": self.idle.value()}
 
     def refresh_plan(self) -> None:
-        self.plan.setPlainText("Working out the split…")
+        self._show_plan(("Working out the split…", ""))
         self.bridge.run(asyncio.to_thread(plan_text, self.model_path.text().strip(),
                                           self.ctx.value()),
-                        on_done=self.plan.setPlainText)
+                        on_done=self._show_plan)
+
+    def _show_plan(self, texts: tuple[str, str]) -> None:
+        summary, details = texts
+        self.plan.setText(summary)
+        self.details.setText(details.rstrip("\n"))
+        self.details_button.setVisible(bool(details))
+        self._show_details(self.details_button.isChecked())
+
+    def _show_details(self, shown: bool) -> None:
+        self.details_button.setText("Hide details" if shown else "Show details")
+        self.details_button.setArrowType(Qt.ArrowType.DownArrow if shown
+                                         else Qt.ArrowType.RightArrow)
+        self.details.setVisible(shown and bool(self.details.text()))
+        self._grow_window()
+
+    def _grow_window(self) -> None:
+        """Make the window tall enough for the plan: a window's minimum size leaves out
+        text that wraps (Qt's height-for-width), so its layout would squeeze the labels."""
+        window = self.window()
+        if window.isVisible() and window.hasHeightForWidth():
+            height = window.heightForWidth(window.width())
+            if height > window.height():
+                window.resize(window.width(), height)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Model file", str(Path.home()),

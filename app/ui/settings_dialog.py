@@ -1,7 +1,8 @@
 """The Settings dialog: the office nodes' addresses (one a line: a pool), the access
 token (kept in the OS keyring), model and the office CA certificate, with "Test
 connection" (each node: what it serves, how busy it is) before anything is saved;
-and, on its own tab, cloud planning (the OpenRouter key and the budget).
+on their own tabs, cloud planning (the OpenRouter key and the budget) and how the app
+looks and opens (light or dark, the quick ask shortcut).
 The numeric settings are laid out from their declarations in `app.core.settings`.
 
 What IT's machine policy fixes or bounds is shown as such ("Set by your IT department"),
@@ -15,7 +16,7 @@ import dataclasses
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QKeySequenceEdit,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
@@ -40,16 +42,18 @@ from app.core.cloud_account import node_token_saved, save_key
 from app.core.errors import SettingsError, SwitchboardError
 from app.core.llm.backend import Health, NodeHealth
 from app.core.policy import policy_file
-from app.core.settings import BACKENDS, RunOn, Settings
+from app.core.settings import BACKENDS, RunOn, Settings, describe
 from app.core.workspace import Workspace, test_connection
 from app.ui.bridge import Bridge
 from app.ui.cloud_page import CloudPage
 from app.ui.local_gpus_page import LocalGpusPage
-from app.ui.widgets import ERROR_STYLE, it_note, policy_tooltip
+from app.ui.theme import show_tone
+from app.ui.widgets import it_note, policy_tooltip
 
 # Shown on their own pages (Local GPUs, Cloud planning), not under Answers.
 PAGED_FIELDS = ("local_ctx", "idle_unload_min", "monthly_budget_usd", "planner_max_tokens")
 CLOUD_OFF_BY_IT = "Your IT department has turned cloud planning off on this computer."
+THEME_NAMES = {"system": "System", "light": "Light", "dark": "Dark"}
 
 
 def node_line(node: NodeHealth) -> str:
@@ -155,7 +159,7 @@ class SettingsDialog(QDialog):
 
         self.error = QLabel()
         self.error.setTextFormat(Qt.TextFormat.PlainText)
-        self.error.setStyleSheet(ERROR_STYLE)
+        show_tone(self.error, "error")
         self.error.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                         | QDialogButtonBox.StandardButton.Cancel)
@@ -180,10 +184,11 @@ class SettingsDialog(QDialog):
         self.pages.addTab(chats, "Chats")
         self.pages.addTab(answers, "Answers")
         self.pages.addTab(self.cloud_page, "Cloud planning")
+        self.pages.addTab(self._general_page(settings), "General")
         # A policy file that could not be read: say so where every tab shows it.
         self.policy_problem = QLabel(" ".join(policy_problems))
         self.policy_problem.setTextFormat(Qt.TextFormat.PlainText)
-        self.policy_problem.setStyleSheet(ERROR_STYLE)
+        show_tone(self.policy_problem, "error")
         self.policy_problem.setWordWrap(True)
         self.policy_problem.setVisible(bool(policy_problems))
         layout = QVBoxLayout(self)
@@ -194,6 +199,32 @@ class SettingsDialog(QDialog):
 
         self._show_backend()
         bridge.run(node_token_saved(), on_done=self._on_token_known)
+
+    def _general_page(self, settings: Settings) -> QWidget:
+        """How the app looks, and the shortcut that opens quick ask from any program."""
+        self.theme = QComboBox()
+        for value in describe("theme")["choices"]:
+            self.theme.addItem(THEME_NAMES.get(value, value), value)
+        self.theme.setCurrentIndex(max(self.theme.findData(settings.theme), 0))
+        self.hotkey = QKeySequenceEdit(QKeySequence.fromString(
+            settings.quick_ask_hotkey, QKeySequence.SequenceFormat.PortableText))
+        self.hotkey.setMaximumSequenceLength(1)  # one chord, as a global shortcut is
+        self.hotkey_clear = QPushButton("Clear")
+        self.hotkey_clear.setToolTip("No shortcut: quick ask opens from the tray icon")
+        self.hotkey_clear.clicked.connect(self.hotkey.clear)
+        hotkey_row = QHBoxLayout()
+        hotkey_row.addWidget(self.hotkey, 1)
+        hotkey_row.addWidget(self.hotkey_clear)
+        hotkey_note = QLabel("Click the field and press the keys. Clear it to have no "
+                             "shortcut.")
+        hotkey_note.setWordWrap(True)
+        show_tone(hotkey_note, "note")
+        page = QWidget()
+        form = QFormLayout(page)
+        form.addRow(describe("theme")["label"] + ":", self.theme)
+        form.addRow(describe("quick_ask_hotkey")["label"] + ":", hotkey_row)
+        form.addRow("", hotkey_note)
+        return page
 
     def _show_backend(self) -> None:
         local = self.backend.currentIndex() == BACKENDS.index(RunOn.LOCAL_GPUS)
@@ -230,6 +261,8 @@ class SettingsDialog(QDialog):
         values.update({name: box.value() for name, box in self.numeric.items()})
         values.update(self.local_page.values(), backend=BACKENDS[self.backend.currentIndex()])
         values.update(self.cloud_page.values())
+        hotkey = self.hotkey.keySequence().toString(QKeySequence.SequenceFormat.PortableText)
+        values.update(theme=self.theme.currentData(), quick_ask_hotkey=hotkey)
         return self.workspace.settings.changed(**values)
 
     def edited_token(self) -> str | None:

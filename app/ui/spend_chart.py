@@ -6,13 +6,12 @@ from __future__ import annotations
 from datetime import date
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtGui import QPainter, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app.core.money import format_usd
+from app.ui.theme import mix
 
-BAR_COLOUR = QColor("#4f7fbf")
-TODAY_COLOUR = QColor("#2f5f9f")
 LABELLED_DAYS = (1, 5, 10, 15, 20, 25)  # and the month's last day
 
 
@@ -66,6 +65,9 @@ class SpendChart(QWidget):
         palette = self.palette()
         text = palette.color(QPalette.ColorRole.Text)
         grid = palette.color(QPalette.ColorRole.Mid)
+        # Today in the highlight colour, the other days a paler (or, on dark, deeper) one.
+        today = palette.color(QPalette.ColorRole.Highlight)
+        other = mix(palette.color(QPalette.ColorRole.Base), today, 0.6)
         area = self._plot_area()
         fm = self.fontMetrics()
 
@@ -85,7 +87,7 @@ class SpendChart(QWidget):
         painter.setPen(Qt.PenStyle.NoPen)
         for (day, _), rect in zip(self.days, rects, strict=True):
             if rect.height() > 0:
-                painter.setBrush(TODAY_COLOUR if day == self.today else BAR_COLOUR)
+                painter.setBrush(today if day == self.today else other)
                 painter.drawRect(rect)
 
         # Day numbers under a few bars.

@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QComboBox,
@@ -30,11 +30,12 @@ from app.core.routing.report import MonthReport
 from app.core.routing.tiers import Tier, Workflow
 from app.core.workspace import Usage, Workspace
 from app.ui.bridge import Bridge
+from app.ui.theme import series_colours
 
-# Colour-blind-safe (Okabe–Ito) and readable on light and dark backgrounds.
-TIER_COLOURS = {Tier.OFFICE_NODE: "#0072B2", Tier.LOCAL_GPUS: "#009E73",
-                Tier.CLOUD: "#E69F00"}
-BASELINE_COLOUR = "#CC79A7"
+# Which of the theme's chart colours each series takes.
+SERIES = {Tier.OFFICE_NODE: 0, Tier.LOCAL_GPUS: 1, Tier.CLOUD: 2, "baseline": 3}
+TOKENS_CHART = ("Tokens a day", "tokens")
+MONEY_CHART = ("The month so far: cloud spend and the cloud-only cost", "US dollars")
 ALL_WORK = "All work"
 WORKFLOW_LABELS = {None: ALL_WORK, Workflow.CHAT: "Chats", Workflow.SUMMARY: "Summaries",
                    Workflow.DOCUMENT_QUESTION: "Document questions",
@@ -92,24 +93,18 @@ class UsageWindow(QWidget):
         self.note.setWordWrap(True)
         self.note.setTextFormat(Qt.TextFormat.PlainText)
 
-        background = self.palette().color(QPalette.ColorRole.Base)
-        foreground = self.palette().color(QPalette.ColorRole.Text)
-        self.tokens_chart = _plot("Tokens a day", "tokens", background, foreground)
-        self.tokens_chart.addLegend(offset=(10, 10), labelTextColor=foreground)
+        self.tokens_chart = _plot()
+        self.tokens_legend = self.tokens_chart.addLegend(offset=(10, 10))
         self.tier_bars: dict[Tier, pg.BarGraphItem] = {}
         for tier in Tier:
-            bars = pg.BarGraphItem(x=[], height=[], width=0.8, name=tier.label,
-                                   brush=TIER_COLOURS[tier], pen=None)
+            bars = pg.BarGraphItem(x=[], height=[], width=0.8, name=tier.label, pen=None)
             self.tokens_chart.addItem(bars)
             self.tier_bars[tier] = bars
-        self.money_chart = _plot("The month so far: cloud spend and the cloud-only cost",
-                                 "US dollars", background, foreground)
-        self.money_chart.addLegend(offset=(10, 10), labelTextColor=foreground)
-        self.spend_line = self.money_chart.plot(
-            [], [], name="Cloud spend", pen=pg.mkPen(TIER_COLOURS[Tier.CLOUD], width=2))
-        self.baseline_line = self.money_chart.plot(
-            [], [], name="Had it all run in the cloud",
-            pen=pg.mkPen(BASELINE_COLOUR, width=2, style=Qt.PenStyle.DashLine))
+        self.money_chart = _plot()
+        self.money_legend = self.money_chart.addLegend(offset=(10, 10))
+        self.spend_line = self.money_chart.plot([], [], name="Cloud spend")
+        self.baseline_line = self.money_chart.plot([], [], name="Had it all run in the cloud")
+        self._recolour()
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -117,6 +112,30 @@ class UsageWindow(QWidget):
         layout.addWidget(self.note)
         layout.addWidget(self.tokens_chart, 1)
         layout.addWidget(self.money_chart, 1)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 — Qt's name
+        if event.type() == QEvent.Type.PaletteChange:  # a theme chosen, or the system's
+            self._recolour()
+        super().changeEvent(event)
+
+    def _recolour(self) -> None:
+        """Colour the charts from the palette: pyqtgraph draws in colours it is given."""
+        palette = self.palette()
+        background = palette.color(QPalette.ColorRole.Base)
+        foreground = palette.color(QPalette.ColorRole.Text)
+        colours = series_colours(palette)
+        for chart, legend, (title, units) in (
+                (self.tokens_chart, self.tokens_legend, TOKENS_CHART),
+                (self.money_chart, self.money_legend, MONEY_CHART)):
+            _colour_plot(chart, title, units, background, foreground)
+            legend.setLabelTextColor(foreground)
+            for _, label in legend.items:
+                label.setText(label.text)  # pyqtgraph applies a new colour on the next text
+        for tier, bars in self.tier_bars.items():
+            bars.setOpts(brush=colours[SERIES[tier]])
+        self.spend_line.setPen(pg.mkPen(colours[SERIES[Tier.CLOUD]], width=2))
+        self.baseline_line.setPen(pg.mkPen(colours[SERIES["baseline"]], width=2,
+                                           style=Qt.PenStyle.DashLine))
 
     def showEvent(self, event: Any) -> None:  # noqa: N802 — Qt's name
         super().showEvent(event)
@@ -176,19 +195,24 @@ class UsageWindow(QWidget):
             chart.enableAutoRange()
 
 
-def _plot(title: str, units: str, background: QColor, foreground: QColor) -> pg.PlotWidget:
-    chart = pg.PlotWidget(background=background)
-    chart.setTitle(title, color=foreground)
-    chart.setLabel("left", units, color=foreground)
-    chart.setLabel("bottom", "day of the month", color=foreground)
+def _plot() -> pg.PlotWidget:
+    chart = pg.PlotWidget()
     chart.showGrid(y=True, alpha=0.25)
     chart.setMouseEnabled(x=False, y=False)
     chart.setMenuEnabled(False)
+    return chart
+
+
+def _colour_plot(chart: pg.PlotWidget, title: str, units: str, background: QColor,
+                 foreground: QColor) -> None:
+    chart.setBackground(background)
+    chart.setTitle(title, color=foreground)
+    chart.setLabel("left", units, color=foreground)
+    chart.setLabel("bottom", "day of the month", color=foreground)
     for side in ("left", "bottom"):
         axis = chart.getAxis(side)
         axis.setPen(foreground)
         axis.setTextPen(foreground)
-    return chart
 
 
 def _running(report: MonthReport, days: list[date]) -> tuple[list[float], list[float]]:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from app.core.errors import SwitchboardError
 from app.core.policy import Limit
 from app.core.tier_status import TierState
+from app.ui.theme import banner_style, follow_palette, show_tone
 
 
 class Composer(QPlainTextEdit):
@@ -128,8 +129,7 @@ class ErrorBanner(QLabel):
                                      | Qt.TextInteractionFlag.LinksAccessibleByMouse
                                      | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
         self.linkActivated.connect(self._on_link)
-        self.setStyleSheet("#errorBanner { background: #fdecea; color: #611a15; "
-                           "border: 1px solid #f5c2bd; border-radius: 4px; padding: 6px; }")
+        follow_palette(self, banner_style)  # a tint of the error colour, light or dark
         self.hide()
 
     def show_error(self, error: SwitchboardError, *, continue_id: int | None = None,
@@ -191,8 +191,6 @@ class FileDrops(QObject):
         return False
 
 
-ERROR_STYLE = "color: #b3261e;"
-NOTE_STYLE = "color: #5f6368;"  # quieter than the field it explains
 
 
 # -- what IT's policy fixes ---------------------------------------------------------------
@@ -208,7 +206,7 @@ def it_note(limit: Limit, source: Path) -> QLabel:
     note = QLabel(limit.why)
     note.setWordWrap(True)
     note.setTextFormat(Qt.TextFormat.PlainText)
-    note.setStyleSheet(NOTE_STYLE)
+    show_tone(note, "note")  # quieter than the field it explains
     note.setToolTip(policy_tooltip(limit, source))
     return note
 

@@ -39,6 +39,7 @@ UI_MAY_IMPORT = {
     "app.core.cloud_account": {"BudgetOverview", "check_key", "key_store_state",
                                "remove_key", "node_token_saved", "save_key"},
     "app.core.documents.extract": {"extract"},  # --selftest reads a document
+    "app.core.documents.progress": {"READING", "stage_of", "without_time"},  # in words
     "app.core.errors": None,
     "app.core.history": {"Chat", "Document", "Message", "MessageStatus", "Preset",
                          "SearchHit"},  # records, not the store
@@ -51,12 +52,12 @@ UI_MAY_IMPORT = {
     "app.core.routing.tiers": {"Tier", "Workflow"},
     "app.core.runtime.downloads": {"RECOMMENDED_MODELS", "RecommendedModel", "download_model"},
     "app.core.runtime.gguf_inspect": {"inspect_model"},
-    "app.core.runtime.gpu_split": {"plan_split", "split_report"},
+    "app.core.runtime.gpu_split": {"plan_split", "plan_summary", "split_report"},
     "app.core.runtime.gpus": {"inventory"},
     "app.core.runtime.serve": {"PORT_LINE", "TOKEN_ENV"},  # --selftest starts a runtime
     "app.core.runtime.supervisor": {"RuntimeStatus", "State", "serve_command"},
     "app.core.setup_check": {"needs_setup"},
-    "app.core.tier_status": {"TierState", "is_tier_fault", "tier_state"},
+    "app.core.tier_status": {"Availability", "TierState", "is_tier_fault", "tier_state"},
     "app.core.settings": {"BACKENDS", "MODES", "RunOn", "Settings", "describe"},
     "app.core.workspace": {"Usage", "Workspace", "test_connection"},
 }

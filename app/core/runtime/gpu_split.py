@@ -1,6 +1,7 @@
 """The GPU split: how to load a GGUF model on the user's GPUs. It chooses
 `n_gpu_layers`, `tensor_split` and the largest context that fits, by predicting what
-llama.cpp will allocate on each GPU. A pure function: no I/O, no driver calls.
+llama.cpp will allocate on each GPU; and says the plan in plain words (`plan_summary`)
+and in detail (`split_report`). Pure functions: no I/O, no driver calls.
 
 The memory model follows llama.cpp's `llama_model::load_tensors` and its KV cache:
 
@@ -40,7 +41,9 @@ growing with n_ctx x n_head (without it the 32B's attention scores alone are 2.5
 from __future__ import annotations
 
 import math
+import textwrap
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,6 +63,7 @@ MIN_CTX = 2048  # less is too little for a chat with a short document
 FALLBACK_CTX = 4096
 COMFORTABLE_CTX = 8192  # below this, tell the user long documents are read in parts
 ACTIVATION_BYTES_PER_EMBD = 72  # per micro-batch token, see the module docstring
+REPORT_WIDTH = 76  # split_report's table; its notes wrap to it
 
 # Bytes per element of a KV cache type: ggml block size / elements per block.
 CACHE_BYTES: dict[str, float] = {
@@ -368,7 +372,9 @@ def _mib(size: int) -> int:
 
 
 def split_report(result: SplitPlan, model: ModelInfo, devices: list[Gpu]) -> str:
-    """The plan as a short table for people: `gpu-plan` prints it, Settings shows it."""
+    """The plan in detail, for IT and the curious: `gpu-plan` prints it, and Settings
+    shows it under "Show details". Layer counts are the model's; llama.cpp's
+    n_gpu_layers, which also counts the output layer, is named as such."""
     lines = [f"{model.name} ({model.quantisation}, {result.n_layers} layers)"]
     if devices:
         lines.append(f"{'GPU':<4}{'name':<36}{'free MiB':>10}{'usable':>9}{'needs':>9}"
@@ -378,12 +384,110 @@ def split_report(result: SplitPlan, model: ModelInfo, devices: list[Gpu]) -> str
                                             shares, strict=True):
             lines.append(f"{gpu.index:<4}{gpu.name[:35]:<36}{gpu.free_mib:>10}{usable:>9}"
                          f"{need:>9}{share:>8.1%}")
-    where = ("all on the GPUs" if result.fits
-             else f"{result.gpu_blocks} of {result.n_layers} layers on the GPUs"
-             if result.n_gpu_layers else "on the processor")
-    lines.append(f"system memory: {result.cpu_mib} MiB; model {where}")
-    lines.append(f"n_gpu_layers {result.n_gpu_layers}, context {result.n_ctx} tokens, "
+    if result.fits:
+        on_gpus = f"all {result.n_layers} and the output layer"
+    elif result.n_gpu_layers:
+        on_gpus = f"{result.gpu_blocks} of {result.n_layers} and the output layer"
+    else:
+        on_gpus = "none"
+    lines.append(f"layers on the GPUs: {on_gpus} (llama.cpp n_gpu_layers "
+                 f"{result.n_gpu_layers})")
+    lines.append(f"system memory: {result.cpu_mib} MiB")
+    lines.append(f"context {result.n_ctx} tokens, KV cache {result.cache_type}, "
                  f"flash attention {'on' if result.flash_attn else 'off'}, "
-                 f"KV cache {result.cache_type}, split mode {result.split_mode}")
-    lines += [f"note: {warning}" for warning in result.warnings]
+                 f"split mode {result.split_mode}")
+    for warning in result.warnings:
+        lines += textwrap.wrap(f"note: {warning}", REPORT_WIDTH, subsequent_indent="      ")
     return "\n".join(lines) + "\n"
+
+
+# --- the plan in words ------------------------------------------------------------------
+
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+
+
+def plan_summary(plan: SplitPlan, devices: Sequence[Gpu]) -> str:
+    """The plan in one plain sentence, e.g. "All 64 layers on your two GPUs, about 19 GB
+    of 24 on each; a conversation can be up to about 32,000 tokens (some 25,000 words)
+    long." `devices` are the GPUs the plan was made for."""
+    length = f"a conversation can be up to {_tokens(plan.n_ctx)} long"
+    if plan.n_gpu_layers == 0:
+        where = f"in about {_gb(plan.cpu_mib)} GB of system memory"
+        if not devices:
+            return (f"There is no NVIDIA GPU here, so the model runs on the processor "
+                    f"{where} and answers are slow; {length}.")
+        return (f"None of the model's {plan.n_layers} layers fit on your "
+                f"{_gpus(len(devices))}, so it runs on the processor {where} and answers "
+                f"are slow; {length}.")
+    used = [i for i, need in enumerate(plan.per_gpu_mib) if need > 0]
+    on = _which_gpus(len(used), len(devices))
+    memory = _gpu_memory(plan, devices, used)
+    if plan.fits:
+        return f"{_all_layers(plan.n_layers)} on {on}, {memory}; {length}."
+    rest = plan.n_layers - plan.gpu_blocks
+    return (f"{plan.gpu_blocks} of {plan.n_layers} layers on {on} ({memory}) and the "
+            f"other {rest} on the processor (about {_gb(plan.cpu_mib)} GB of system "
+            f"memory), so answers are slower; {length}.")
+
+
+def _all_layers(n_layers: int) -> str:
+    if n_layers == 1:
+        return "The model's one layer"
+    return "Both layers" if n_layers == 2 else f"All {n_layers} layers"
+
+
+def _which_gpus(used: int, total: int) -> str:
+    if total == 1:
+        return "your GPU"
+    if used == total:
+        return f"your {_number(total)} GPUs"
+    return f"{_number(used)} of your {_number(total)} GPUs"
+
+
+def _gpus(count: int) -> str:
+    return "GPU" if count == 1 else f"{_number(count)} GPUs"
+
+
+def _gpu_memory(plan: SplitPlan, devices: Sequence[Gpu], used: list[int]) -> str:
+    """"about 19 GB of 24 on each", or per GPU where they differ."""
+    amounts = [(_gb(plan.per_gpu_mib[i]), _gb(devices[i].total_mib)) for i in used]
+    if len(amounts) == 1:
+        need, total = amounts[0]
+        return f"about {need} GB of its {total}"
+    if len({total for _, total in amounts}) == 1:  # alike GPUs: the range they use
+        least = _gb(min(plan.per_gpu_mib[i] for i in used))
+        most = _gb(max(plan.per_gpu_mib[i] for i in used))
+        need = least if least == most else f"{least}–{most}"
+        return f"about {need} GB of {amounts[0][1]} on each"
+    parts = [f"{need} GB of {total} on the {_ordinal(i)}"
+             for i, (need, total) in zip(used, amounts, strict=True)]
+    return "about " + ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _number(n: int) -> str:
+    return _NUMBERS[n] if n < len(_NUMBERS) else str(n)
+
+
+def _ordinal(i: int) -> str:
+    return _ORDINALS[i] if i < len(_ORDINALS) else f"GPU {i}"
+
+
+def _gb(mib: int) -> str:
+    """MiB as people read GB: "19", "7.5", at least "0.1"."""
+    gb = max(mib / 1024, 0.1)
+    return str(round(gb)) if gb >= 9.5 else f"{gb:.1f}".removesuffix(".0")
+
+
+def _tokens(n_ctx: int) -> str:
+    """"about 32,000 tokens (some 25,000 words)": a token is about three quarters of a
+    word in English; the tokens are rounded down, so "about" never promises more."""
+    if n_ctx < 1000:
+        return f"{n_ctx:,} tokens"
+    return f"about {_two_figures(n_ctx, down=True):,} tokens " \
+           f"(some {_two_figures(n_ctx * 3 // 4, down=False):,} words)"
+
+
+def _two_figures(n: int, *, down: bool) -> int:
+    step = 10 ** max(len(str(n)) - 2, 0)
+    return n // step * step if down else round(n / step) * step
