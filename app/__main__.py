@@ -25,6 +25,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--selftest", action="store_true",
                    help="build the GUI offscreen, check it, exit 0 if all is well")
     p.add_argument("--show", action="store_true", help="open the main window at start")
+    p.add_argument("--quick-ask", action="store_true",
+                   help="open quick ask (in the running Switchboard if there is one): for a "
+                        "shortcut set in the desktop's keyboard settings")
     p.add_argument("--quit", action="store_true",
                    help="ask a running Switchboard to save its work and quit, and wait until "
                         "it has (the installer runs this before an upgrade)")
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return selftest()
     from app.ui.start import run_tray_app
 
-    return run_tray_app(show_window=args.show)
+    return run_tray_app(show_window=args.show, quick_ask=args.quick_ask)
 
 
 def entry() -> int:

@@ -21,10 +21,12 @@ from app.ui.bridge import Bridge, CoreLoop
 from app.ui.budget_meter import BudgetAlerts, BudgetReading, budget_level, tray_line
 from app.ui.chat_controller import ChatController
 from app.ui.garbage import GuiThreadCollector
+from app.ui.global_hotkey import GlobalHotkey
 from app.ui.main_window import MainWindow
 from app.ui.notifications import Notifier
 from app.ui.quick_ask import QuickAsk
 from app.ui.resources import icon
+from app.ui.theme import apply_theme
 from app.ui.tray import Tray, TrayState
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ class SwitchboardApp(QObject):
     def __init__(self, workspace: Workspace, tray: Tray | None = None) -> None:
         super().__init__()
         self.workspace = workspace
+        apply_theme(workspace.settings.theme)  # before any window is built
         # Cycles (some holding Qt objects) are collected on the GUI thread; started by
         # build_app (tests run one of their own).
         self.collector = GuiThreadCollector()
@@ -68,6 +71,9 @@ class SwitchboardApp(QObject):
         self.tray.quitRequested.connect(self.quit)
         self.quick_ask.continueRequested.connect(self.show_main)
         self.quick_ask.fileDropped.connect(self.summarize_file)
+        self.quick_ask.settingsRequested.connect(self.open_settings)
+        self.hotkey = GlobalHotkey(self)
+        self.hotkey.activated.connect(self.open_quick_ask)
         self.tray.summarizeRequested.connect(self.choose_file_to_summarize)
         self.controller.busyChanged.connect(self._update_tray)
         self.controller.tierChanged.connect(self._update_tray)
@@ -92,6 +98,17 @@ class SwitchboardApp(QObject):
             self.tray.showMessage("Switchboard", text, icon("app"), 10_000)
         if needs_setup(self.workspace.settings):
             self.open_first_run()
+        self.register_hotkey(quietly=True)
+
+    def register_hotkey(self, *, quietly: bool = False) -> None:
+        """The quick ask shortcut from the settings. Why it can't be is logged, and after
+        Settings are saved also shown (at start only logged: every start on a desktop
+        without global shortcuts would say it)."""
+        why = self.hotkey.register(self.workspace.settings.quick_ask_hotkey)
+        if why is not None:
+            log.info("quick ask shortcut: %s", why)
+            if not quietly:
+                self.main_window.statusBar().showMessage(why, 30_000)
 
     def open_first_run(self) -> None:
         """The first-run guide: with nowhere to answer from yet, show how to set it up
@@ -204,6 +221,8 @@ class SwitchboardApp(QObject):
         self.settings_dialog = None
 
     def _settings_saved(self) -> None:
+        apply_theme(self.workspace.settings.theme)
+        self.register_hotkey()
         self.controller.settings_changed()
         self.controller.refresh_budget()  # the budget may have changed
 
@@ -234,6 +253,7 @@ class SwitchboardApp(QObject):
 
     def shutdown(self) -> None:
         """Stop the stream, close the core on its own thread, end the thread."""
+        self.hotkey.unregister()
         self.controller.shutdown()
         self.collector.stop()
         self.tray.hide()

@@ -7,6 +7,7 @@ PID and takes it over); a `QLocalServer` carries the "show yourself" and "quit" 
 
 Signals:
     activated(): another launch asked this instance to show its window.
+    quickAskRequested(): `switchboard --quick-ask` asked this instance to open quick ask.
     quitRequested(): `switchboard --quit` asked this instance to quit.
 """
 
@@ -21,6 +22,7 @@ from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from app.core import paths
 
 SHOW = b"show\n"
+QUICK_ASK = b"quick-ask\n"
 QUIT = b"quit\n"
 
 
@@ -37,10 +39,12 @@ def _server_name() -> str:
 class SingleInstance(QObject):
     """Signals:
     activated(): a second launch asked this instance to come forward.
+    quickAskRequested(): `switchboard --quick-ask` asked for quick ask.
     quitRequested(): `switchboard --quit` asked this instance to quit.
     """
 
     activated = Signal()
+    quickAskRequested = Signal()
     quitRequested = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -72,6 +76,8 @@ class SingleInstance(QObject):
         message = bytes(socket.readAll().data())
         if message.startswith(SHOW.strip()):
             self.activated.emit()
+        elif message.startswith(QUICK_ASK.strip()):
+            self.quickAskRequested.emit()
         elif message.startswith(QUIT.strip()):
             self.quitRequested.emit()
 
@@ -85,6 +91,11 @@ class SingleInstance(QObject):
 def ask_first_instance_to_show(timeout_ms: int = 3000) -> bool:
     """From a second launch: tell the running instance to show itself."""
     return _send(SHOW, timeout_ms)
+
+
+def ask_first_instance_for_quick_ask(timeout_ms: int = 3000) -> bool:
+    """From `switchboard --quick-ask`: tell the running instance to open quick ask."""
+    return _send(QUICK_ASK, timeout_ms)
 
 
 def ask_running_instance_to_quit(timeout_s: float = 20.0) -> bool:

@@ -14,7 +14,11 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app.ui.resources import icon
-from app.ui.single_instance import SingleInstance, ask_first_instance_to_show
+from app.ui.single_instance import (
+    SingleInstance,
+    ask_first_instance_for_quick_ask,
+    ask_first_instance_to_show,
+)
 from app.ui.tray import Tray
 
 if TYPE_CHECKING:
@@ -23,8 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def run_tray_app(show_window: bool = False) -> int:
-    """One instance per user; returns the exit code."""
+def run_tray_app(show_window: bool = False, quick_ask: bool = False) -> int:
+    """One instance per user; returns the exit code. `show_window`, `quick_ask`: open
+    that at start (in the instance already running, if there is one)."""
     qapp = QApplication.instance() or QApplication(sys.argv)
     assert isinstance(qapp, QApplication)
     qapp.setApplicationName("Switchboard")
@@ -33,7 +38,8 @@ def run_tray_app(show_window: bool = False) -> int:
 
     instance = SingleInstance()
     if not instance.acquire():
-        return 0 if ask_first_instance_to_show() else 1
+        asked = ask_first_instance_for_quick_ask() if quick_ask else ask_first_instance_to_show()
+        return 0 if asked else 1
     tray = Tray()
     tray.show()
     built: list[SwitchboardApp] = []
@@ -49,10 +55,13 @@ def run_tray_app(show_window: bool = False) -> int:
         built.append(app)
         instance.activated.connect(app.show_main)
         instance.quitRequested.connect(app.quit)
+        instance.quickAskRequested.connect(app.open_quick_ask)
         if not QSystemTrayIcon.isSystemTrayAvailable():
             app.main_window.quit_on_close = True
         if show_window or app.main_window.quit_on_close:
             app.show_main()
+        if quick_ask:
+            app.open_quick_ask()
         # Said once everything is built and the loop runs: what a script (or a test)
         # waits for before --quit.
         QTimer.singleShot(0, lambda: log.info("ready"))
