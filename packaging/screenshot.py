@@ -33,6 +33,7 @@ def main() -> int:
     os.environ["SWITCHBOARD_HOME"] = tempfile.mkdtemp(prefix="switchboard-screenshot-")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     sys.path.insert(0, str(ROOT))
+    import keyring
     from PySide6.QtWidgets import QApplication
 
     from app.core import secrets
@@ -43,8 +44,6 @@ def main() -> int:
     from app.ui.theme import apply_theme
     from tests.fixtures.fault_server import FaultServer
     from tests.fixtures.memory_keyring import MemoryKeyring
-
-    import keyring
 
     keyring.set_keyring(MemoryKeyring())
     secrets.SECURE_BACKENDS.add("tests.fixtures.memory_keyring.MemoryKeyring")
