@@ -81,7 +81,8 @@ def tier_state(name: str, health: Health | None, runtime: RuntimeStatus | None =
     (`local`), the runtime's status (None: never started)."""
     error = health.error if health is not None and not health.ok else None
     if isinstance(error, NotConfigured):
-        return TierState(Availability.NOT_SET_UP, f"{name}: {error.title}", error.title,
+        where = name.removesuffix(" (not set up)")  # said once: "Office node: not set up yet"
+        return TierState(Availability.NOT_SET_UP, f"{where}: not set up yet", error.title,
                          error.hint, can_send=False,
                          why_not="Nothing is set up to answer yet: open Settings.")
     if local:

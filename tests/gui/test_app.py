@@ -280,7 +280,7 @@ def test_before_anything_is_set_up_send_waits_and_says_what_to_do(
         qtbot: QtBot, build_app: BuildApp) -> None:
     app = build_app()
     window = app.main_window
-    qtbot.waitUntil(lambda: "No office node is set up" in app.tray.status_action.text())
+    qtbot.waitUntil(lambda: app.tray.status_action.text() == "Office node: not set up yet")
     assert app.tray.state == TrayState.IDLE  # nothing is broken, it just isn't set up
     assert window.node_label.text() == app.tray.status_action.text()  # one state, both
     qtbot.waitUntil(window.tier_banner.isVisible)

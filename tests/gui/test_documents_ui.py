@@ -112,3 +112,22 @@ def test_a_file_dropped_on_quick_ask_is_summarised_in_the_main_window(
     qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=20_000)
     assert messages(app)[0].content == "Summarise known.pdf"
     assert marker(1).encode() in b"".join(r.body for r in fault_server.requests)
+
+
+def test_a_file_from_the_tray_gets_a_chat_of_its_own(
+        qtbot: QtBot, build_app: BuildApp, office_node: LlamaServer, tmp_path: Path) -> None:
+    secrets.set_secret(secrets.NODE_TOKEN, office_node.api_key)
+    app = build_app(node_urls=[office_node.base_url], max_tokens=16)
+    history = app.workspace.history
+    open_chat = history.create_chat("Lunch plans")
+    history.add_message(open_chat.id, "user", "Where do we eat on Friday?")
+    app.main_window.open_chat(open_chat.id)
+    qtbot.waitUntil(lambda: len(messages(app)) == 1)
+    app.summarize_file(pdf_with_pages(tmp_path, pages=2))  # as "Summarise a file…" does
+    qtbot.waitUntil(lambda: last_answer_is(app, "complete") and not app.controller.busy,
+                    timeout=60_000)
+    assert app.main_window.chat_id != open_chat.id
+    assert [m.content for m in history.messages(open_chat.id)] == [
+        "Where do we eat on Friday?"]  # the chat open last is left as it was
+    assert messages(app)[0].content == "Summarise known.pdf"
+    qtbot.waitUntil(lambda: app.main_window.chat_list.titles()[0] == "Summarise known.pdf")

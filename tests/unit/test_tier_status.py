@@ -41,6 +41,7 @@ def test_nothing_set_up_is_not_down_but_send_waits_for_settings() -> None:
     assert state.availability is Availability.NOT_SET_UP and not state.down
     assert not state.can_send and "Settings" in state.why_not
     # Said once, not "Office node (not set up): No office node is set up yet." twice over.
+    assert state.line == "Office node: not set up yet"
     assert state.problem == NotConfigured().title
 
 
