@@ -10,6 +10,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -106,6 +107,33 @@ def test_no_first_token_in_time_is_a_stall(fault_server: FaultServer) -> None:
     error = fail(client_for(fault_server, timeouts=Timeouts(first_token=0.3, stall=10)))
     assert isinstance(error, errors.StreamStalled) and error.partial == ""
     assert "no answer" in error.detail
+
+
+def test_a_stall_after_the_first_word_is_caught_at_the_stall_limit(
+        fault_server: FaultServer) -> None:
+    fault_server.set_scenario("stall_mid_stream", chunks=["Part"], stall_s=30)
+    started = time.monotonic()
+    error = fail(client_for(fault_server, timeouts=Timeouts(first_token=60, stall=0.3)))
+    assert isinstance(error, errors.StreamStalled)
+    assert time.monotonic() - started < 10  # well short of the first-token limit
+
+
+def test_a_slow_reader_is_not_a_stall(fault_server: FaultServer) -> None:
+    fault_server.set_scenario("ok", chunks=["Slow ", "and ", "steady"])
+    client = client_for(fault_server, timeouts=Timeouts(first_token=0.3, stall=0.3))
+
+    async def read_slowly() -> str:
+        text = ""
+        try:
+            async for event in client.stream_chat(HELLO, model="m"):
+                if isinstance(event, Delta):
+                    text += event.text
+                    await asyncio.sleep(0.5)  # the reader's time, not the server's silence
+        finally:
+            await client.aclose()
+        return text
+
+    assert asyncio.run(read_slowly()) == "Slow and steady"
 
 
 @pytest.mark.parametrize(("status", "options", "expected"), [

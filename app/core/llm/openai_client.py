@@ -60,7 +60,7 @@ class Usage:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made a chunk, and frozen ones are slow to make
 class _Chunk:
     """One streamed chunk, its shape checked."""
 
@@ -247,42 +247,41 @@ class OpenAIClient:
                 if response.status_code != 200:
                     content = await response.aread()
                     raise self._status_error(response.status_code, response.headers, content)
-                lines = response.aiter_lines()
-                while not done:
-                    limit = self.timeouts.stall if received else self.timeouts.first_token
-                    try:
-                        line = await asyncio.wait_for(anext(lines), limit)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        if finish_reason is not None:
-                            break  # complete, but the server kept the line open without [DONE]
-                        what = "no further words" if received else "no answer"
-                        raise self._error(errors.StreamStalled, f"{what} for {limit:g} s",
-                                          "".join(received)) from None
-                    if not line.startswith("data:"):
-                        continue  # blank separators, `: keep-alive` comments, event: lines
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        chunk = _read_chunk(data)
-                    except ValueError as e:
-                        raise self._error(errors.MalformedResponse, str(e),
-                                          "".join(received)) from None
-                    served_model = chunk.model or served_model
-                    usage = chunk.usage or usage
-                    finish_reason = chunk.finish_reason or finish_reason
-                    for text in chunk.texts:
-                        if first_token_at is None:
-                            first_token_at = time.monotonic()
-                        received.append(text)
-                        yield Delta(text)
-                    if chunk.error is not None or finish_reason == "error":
-                        raise self._mid_stream_error(chunk.error, "".join(received))
+                with _Watchdog(self.timeouts.first_token) as watchdog:
+                    async for line in response.aiter_lines():
+                        watchdog.heard()
+                        if not line.startswith("data:"):
+                            continue  # blank separators, `: keep-alive` comments, event: lines
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            done = True
+                            break
+                        try:
+                            chunk = _read_chunk(data)
+                        except ValueError as e:
+                            raise self._error(errors.MalformedResponse, str(e),
+                                              "".join(received)) from None
+                        served_model = chunk.model or served_model
+                        usage = chunk.usage or usage
+                        finish_reason = chunk.finish_reason or finish_reason
+                        if chunk.texts:
+                            if first_token_at is None:
+                                first_token_at = time.monotonic()
+                            watchdog.hold()
+                            for text in chunk.texts:
+                                received.append(text)
+                                yield Delta(text)
+                            watchdog.listen(self.timeouts.stall)
+                        if chunk.error is not None or finish_reason == "error":
+                            raise self._mid_stream_error(chunk.error, "".join(received))
         except httpx.HTTPError as e:
             raise self._transport_error(e, "".join(received)) from None
+        except TimeoutError:
+            if finish_reason is None:
+                what = "no further words" if received else "no answer"
+                raise self._error(errors.StreamStalled, f"{what} for {watchdog.limit:g} s",
+                                  "".join(received)) from None
+            # complete, but the server kept the line open without [DONE]
         if not done and finish_reason is None:
             raise self._error(errors.StreamInterrupted, "the stream ended early",
                               "".join(received))
@@ -377,6 +376,63 @@ class OpenAIClient:
         if status >= 500:
             return self._error(errors.ServerError, detail)
         return self._error(errors.RequestRejected, detail)
+
+
+class _Watchdog:
+    """Raises TimeoutError out of its block, as `asyncio.timeout` does, once the server has
+    sent nothing for `limit` seconds while the stream waits on it.
+
+    One timer serves the whole stream: `heard` only notes the time, and a timer that comes
+    due before the deadline sleeps on until it, since arming a timer for every line would
+    cost more than reading the line. The block's task must be the one reading the stream.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._listening, self._expired = True, False
+
+    def __enter__(self) -> _Watchdog:
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._task, self._cancelling = task, task.cancelling()
+        self.heard()
+        self._timer = self._loop.call_at(self._deadline, self._due)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None,
+                 tb: object) -> None:
+        self._timer.cancel()
+        if self._expired and self._task.uncancel() <= self._cancelling \
+                and kind is asyncio.CancelledError:
+            raise TimeoutError from e
+
+    def heard(self) -> None:
+        self._deadline = self._loop.time() + self.limit
+
+    def hold(self) -> None:
+        """The consumer has the stream: the time it takes is not the server's silence, and
+        a cancel now would land in whatever the consumer awaits."""
+        self._listening = False
+
+    def listen(self, limit: float) -> None:
+        """Wait on the server again, for at most `limit` seconds of silence."""
+        if limit < self.limit:  # the timer may be set past the new, nearer deadline
+            self._timer.cancel()
+            self._timer = self._loop.call_at(self._loop.time() + limit, self._due)
+        self.limit = limit
+        self._listening = True
+        self.heard()
+
+    def _due(self) -> None:
+        now = self._loop.time()
+        if not self._listening:  # `listen` sets a deadline no nearer than this
+            self._timer = self._loop.call_at(now + self.limit, self._due)
+        elif now < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._due)
+        else:
+            self._expired = True
+            self._task.cancel()
 
 
 def _ssl_cause(e: BaseException) -> ssl.SSLError | None:
