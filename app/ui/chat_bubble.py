@@ -99,12 +99,18 @@ class BubbleGeometry:
         metrics = QFontMetricsF(self._view.font())
         self._char_w = max(metrics.averageCharWidth(), 1.0)
         self._line_h = max(metrics.lineSpacing(), 1.0)
+        # Every row's height is estimated with these when the view is resized: made once.
+        self._status_font = QFont(self._view.font())
+        self._status_font.setPointSizeF(max(6.0, self._status_font.pointSizeF() * 0.9))
+        self._status_metrics = QFontMetrics(self._status_font)
 
     def status_font(self) -> QFont:
         """The font of status lines and Copy buttons: a little smaller than the text's."""
-        font = QFont(self._view.font())
-        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.9))
-        return font
+        return self._status_font
+
+    def content_top(self) -> int:
+        """How far below its row's top a message's document begins."""
+        return self.MARGIN_Y + self.PAD_Y
 
     def text_width(self, msg: Message, width: int) -> int:
         """The width the message's text wraps at, in a viewport `width` wide."""
@@ -118,9 +124,8 @@ class BubbleGeometry:
         text = status_text(msg)
         if not text:
             return QRect()
-        metrics = QFontMetrics(self.status_font())
         bounds = QRect(0, 0, text_w, 100_000)
-        return metrics.boundingRect(bounds, int(Qt.TextFlag.TextWordWrap), text)
+        return self._status_metrics.boundingRect(bounds, int(Qt.TextFlag.TextWordWrap), text)
 
     def row_height(self, doc_h: int, msg: Message, text_w: int) -> int:
         """The height of the message's row when its document is `doc_h` tall."""
@@ -131,10 +136,10 @@ class BubbleGeometry:
         return 2 * self.MARGIN_Y + 2 * self.PAD_Y + max(doc_h, math.ceil(self._line_h)) + extra
 
     def _action_h(self) -> int:
-        return QFontMetrics(self.status_font()).height()
+        return self._status_metrics.height()
 
     def _action_widths(self, msg: Message) -> list[int]:
-        metrics = QFontMetrics(self.status_font())
+        metrics = self._status_metrics
         return [metrics.horizontalAdvance(label) + 2 for _, label in message_actions(msg)]
 
     def estimated_height(self, msg: Message, width: int) -> int:
@@ -166,7 +171,8 @@ class BubbleGeometry:
             left = rect.left() + self.MARGIN_X
         top = rect.top() + self.MARGIN_Y
         frame = QRect(left, top, bubble_w, height - 2 * self.MARGIN_Y)
-        content = QRect(left + self.PAD_X, top + self.PAD_Y, content_w, document.doc_h)
+        content = QRect(left + self.PAD_X, rect.top() + self.content_top(), content_w,
+                        document.doc_h)
         bottom = frame.bottom() + 1 - self.PAD_Y
         actions = []
         if action_ws:
@@ -190,7 +196,7 @@ class BubbleGeometry:
 
     def copy_rects(self, bubble: Bubble) -> list[QRect]:
         """Where the bubble's Copy buttons are, one per code block, in viewport coordinates."""
-        metrics = QFontMetrics(self.status_font())
+        metrics = self._status_metrics
         w = max(metrics.horizontalAdvance("Copied"), metrics.horizontalAdvance("Copy")) + 12
         rects = []
         for block in bubble.document.code_blocks:

@@ -1,9 +1,9 @@
 """Paints the chat transcript's messages as bubbles and keeps sizing cheap at thousands of rows.
 
 The delegate is the Qt face of the transcript's parts and wires them together: rendered
-documents (chat_documents), bubble measurements (chat_bubble), row heights (chat_heights), the
-view's placement of its rows (chat_placement), background refinement (chat_refinement),
-painting (chat_painter) and clicks (chat_hit_test).
+documents (chat_documents), bubble measurements (chat_bubble), row heights (chat_heights),
+background refinement (chat_refinement), painting (chat_painter) and clicks (chat_hit_test).
+The view places the rows (chat_placement) with the heights the delegate gives it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from PySide6.QtCore import QEvent, QModelIndex, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QMouseEvent, QPainter
-from PySide6.QtWidgets import QListView, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtWidgets import QAbstractItemView, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.core.history import Message
 from app.ui.chat_bubble import WAITING, Bubble, BubbleGeometry, status_text
@@ -22,7 +22,6 @@ from app.ui.chat_hit_test import CodeClipboard, target_at
 from app.ui.chat_markdown import SafeDocument
 from app.ui.chat_model import ChatModel, ModelIndex
 from app.ui.chat_painter import BubblePainter
-from app.ui.chat_placement import RowPlacement
 from app.ui.chat_refinement import RefinementScheduler
 from app.ui.chat_stats import LayoutStats
 
@@ -36,22 +35,27 @@ class ChatDelegate(QStyledItemDelegate):
     left-aligned. A code block gets a monospace font, a shaded background and a Copy button;
     clicking a link only emits linkActivated, the delegate never opens anything.
 
-    A row gets an exact layout when it is painted, when it is wanted exact (see RowHeights), or
-    a few rows at a time in the background (RefinementScheduler); every other row is sized by
-    an estimate. `stats` counts the layout work done, for tests and benchmarks.
+    A row gets an exact layout when the view asks for one (the rows on screen), when it is
+    wanted exact (see RowHeights), or a few rows at a time in the background
+    (RefinementScheduler); every other row is sized by an estimate. `stats` counts the layout
+    work done, for tests and benchmarks.
 
     Signals:
+        rowsChanged(list): rows whose height or document changed without a change to their
+            message (measured in the background; a finished answer's Markdown now laid out):
+            the view places and repaints them.
         codeCopied(str): the text of the code block whose Copy button was clicked.
         linkActivated(str): the URL of a link the user clicked in a message.
         actionRequested(str, int): an action under a message ("edit", "regenerate",
             "continue", "retry-plan") was clicked, and the message's id.
     """
 
+    rowsChanged = Signal(list)
     codeCopied = Signal(str)
     linkActivated = Signal(str)
     actionRequested = Signal(str, int)
 
-    def __init__(self, view: QListView, model: ChatModel) -> None:
+    def __init__(self, view: QAbstractItemView, model: ChatModel) -> None:
         super().__init__(view)
         self._view = view
         self._model = model
@@ -59,15 +63,13 @@ class ChatDelegate(QStyledItemDelegate):
         self._geometry = BubbleGeometry(view)
         self._documents = DocumentCache(view, self.stats)
         self._heights = RowHeights(model, self._documents, self._geometry, self.stats)
-        self._placement = RowPlacement(
-            model, self._heights, self.stats, self._viewport_width, parent=self
-        )
         self._refinement = RefinementScheduler(
-            model, self._heights, self._placement, self._viewport_width, parent=self
+            model, self._heights, self._viewport_width, parent=self
         )
         self._painter = BubblePainter(self._geometry)
         self._clipboard = CodeClipboard(lambda: self._view.viewport().update(), parent=self)
-        self._placement.relayoutWanted.connect(self._relayout)
+        self._refinement.rowsMeasured.connect(self.rowsChanged)
+        self._documents.markdownReady.connect(self._on_markdown_ready)
         self._clipboard.codeCopied.connect(self.codeCopied)
 
     # -- for the view and tests ----------------------------------------------------------------
@@ -76,7 +78,6 @@ class ChatDelegate(QStyledItemDelegate):
         """Forget every document and height, e.g. after a model reset or a font change."""
         self._documents.clear()
         self._heights.clear()
-        self._placement.reset()
         self._refinement.reset()
         self._geometry.update_metrics()
 
@@ -85,10 +86,9 @@ class ChatDelegate(QStyledItemDelegate):
         self._documents.drop_rendered()
 
     def set_focus_rows(self, rows: range) -> None:
-        """Tell the delegate which rows are on screen: measured exactly, and refined first."""
-        if rows != self._heights.focus_rows:
-            self._heights.focus_rows = rows
-            self._placement.mark_stale(rows)  # so the next pass measures them, not estimates
+        """Tell the delegate which rows are on screen: background refinement starts there."""
+        if rows != self._refinement.focus_rows:
+            self._refinement.focus_rows = rows
             self._refinement.restart()
 
     @property
@@ -108,6 +108,28 @@ class ChatDelegate(QStyledItemDelegate):
     def refining(self) -> bool:
         """Whether background refinement has rows left to measure (or is about to start)."""
         return self._refinement.active
+
+    @property
+    def finishing(self) -> bool:
+        """Whether a finished answer's Markdown is still being laid out (see DocumentCache)."""
+        return self._documents.finishing
+
+    def row_heights(self, width: int) -> list[int]:
+        """Every row's height at viewport `width`: exact where known or wanted, else estimated."""
+        height = self._heights.height
+        return [height(row, width) for row in range(self._model.rowCount())]
+
+    def row_height(self, row: int, width: int) -> int:
+        """The row's height at viewport `width`: exact where known or wanted, else estimated."""
+        return self._heights.height(row, width)
+
+    def exact_heights(self, rows: range, width: int) -> dict[int, int]:
+        """Lay out those of `rows` not yet measured at `width`; their exact heights, by row."""
+        return {
+            row: self._heights.measure(row, width)[1]
+            for row in rows
+            if self._heights.exact(row, width) is None
+        }
 
     def document(self, index: QModelIndex) -> SafeDocument:
         """The row's document, laid out at the view's current width (built if needed)."""
@@ -150,39 +172,35 @@ class ChatDelegate(QStyledItemDelegate):
             return False
         return target_at(self._geometry, self._bubble(index.row(), rect), pos) is not None
 
-    def message_changed(self, row: int) -> None:
-        """The row's message changed (streamed text, finished): measure it, resize if needed.
+    def message_changed(self, row: int, width: int) -> tuple[int, int]:
+        """The row's message changed (streamed text, finished): its new height, and how far
+        down the row what changed begins (0: all of it).
 
-        Only this row is laid out, and a streaming answer only from the text appended. The view
-        re-lays out all its rows when told a size changed, so it is told only when the height
-        really changed (during streaming: a new line, not every chunk).
+        Only this row is laid out, and a streaming answer only from the text appended, so the
+        view repaints only the lines that text went to.
         """
-        self._placement.row_measured(row, self._heights.measure(row, self._viewport_width())[1])
-
-    def layout_pass(self, active: bool) -> None:
-        """Called by the view around each of its layout passes (see ChatView.doItemsLayout)."""
-        if not active:
-            self._placement.end_pass()
-        elif self._placement.begin_pass():
-            self._refinement.restart()  # estimates at the old width say nothing about this one
+        document, height = self._heights.measure(row, width)
+        changed = self._geometry.content_top() + document.changed_y if document.changed_y else 0
+        return height, changed
 
     # -- Qt overrides --------------------------------------------------------------------------
 
     def sizeHint(self, option: QStyleOptionViewItem, index: ModelIndex) -> QSize:
-        return self._placement.size_hint(index.row())
+        width = self._viewport_width()
+        return QSize(width, self._heights.height(index.row(), width))
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: ModelIndex) -> None:
         row_rect = QRect(option.rect)
+        visible = self._view.viewport().rect()
+        if painter.hasClipping():  # the view clips to what it repaints: draw only that much
+            visible = painter.clipBoundingRect().toAlignedRect()
         bubble = self._bubble(index.row(), row_rect)
-        if self._placement.placed_height(index.row()) != bubble.height:
-            # The view placed this row by an estimate; now that it is known, let it re-layout.
-            self._placement.request_relayout(index.row())
         self._painter.paint(
             painter,
             bubble,
             row_rect,
             option.palette,
-            self._view.viewport().rect(),
+            visible,
             self._clipboard.copied_block(bubble.msg.id),
         )
 
@@ -225,5 +243,9 @@ class ChatDelegate(QStyledItemDelegate):
     def _viewport_width(self) -> int:
         return max(self._view.viewport().width(), 1)
 
-    def _relayout(self, row: int) -> None:
-        self.sizeHintChanged.emit(self._model.index(row, 0))
+    def _on_markdown_ready(self, message_id: int) -> None:
+        self._heights.forget(message_id)  # measured with the streamed text
+        row = self._model.row_of(message_id)
+        if row is not None:
+            self._heights.measure(row, self._viewport_width())  # laid out already: cheap
+            self.rowsChanged.emit([row])

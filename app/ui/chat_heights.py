@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from PySide6.QtCore import QSize
-
 from app.core.history import Message
 from app.ui.chat_bubble import BubbleGeometry
 from app.ui.chat_documents import DocumentCache, MessageDocument
@@ -35,13 +33,12 @@ class RowHeights:
     """Row heights that cost a layout only where one is wanted.
 
     A row is measured exactly (its document laid out) when it is wanted exact: every row of a
-    short chat, the last rows of a chat, the rows on screen (`focus_rows`) and a streaming
-    answer. Any other row gets an estimate until it is measured, by painting or in the
-    background (RefinementScheduler). Only heights, a few ints, are kept for every row.
+    short chat and a streaming answer, and whatever rows the view asks for (those on screen).
+    Any other row gets an estimate until it is measured, by the view or in the background
+    (RefinementScheduler). Only heights, a few ints, are kept for every row.
     """
 
     EXACT_ALL_ROWS: Final = 120  # a chat this short is always measured exactly
-    EXACT_LAST_ROWS: Final = 30  # the end of a chat, where reading and streaming happen
 
     def __init__(
         self,
@@ -54,29 +51,32 @@ class RowHeights:
         self._documents = documents
         self._geometry = geometry
         self._stats = stats
-        self.focus_rows = range(0)  # rows on (or near) the screen, from the view
         self._sizes: dict[int, _Sizes] = {}  # by message id
 
     def clear(self) -> None:
         self._sizes = {}
 
-    def size(self, row: int, width: int, *, recheck: bool = False) -> QSize:
-        """The row's size: exact if known or wanted, else an estimate.
+    def forget(self, message_id: int) -> None:
+        """Drop the message's heights: its document changed within one version."""
+        self._sizes.pop(message_id, None)
 
-        With recheck, an estimate made earlier is not reused: the row may deserve an exact size
-        now (it came on screen).
+    def height(self, row: int, width: int) -> int:
+        """The row's height: exact if known or wanted, else an estimate.
+
+        The view asks this of every row when it places them all, so a known height costs two
+        dict lookups.
         """
-        msg = self._model.shown_at(row)
-        sizes = self._sizes_of(msg, self._model.version_at(row))
-        height = sizes.exact.get(width)
-        if height is None and not recheck:
-            height = sizes.estimated.get(width)
-        if height is None and self._wants_exact(row, msg):
-            height = self.measure(row, width)[1]
-        if height is None:
-            height = self._geometry.estimated_height(msg, width)
-            _keep(sizes.estimated, width, height)
-        return QSize(width, height)
+        msg, version = self._model.message_at(row), self._model.version_at(row)
+        sizes = self._sizes.get(msg.id)
+        if sizes is not None and sizes.version == version:
+            known = sizes.exact.get(width) or sizes.estimated.get(width)
+            if known:
+                return known
+        if self._wants_exact(msg):
+            return self.measure(row, width)[1]
+        height = self._geometry.estimated_height(self._model.shown_at(row), width)
+        _keep(self._sizes_of(msg, version).estimated, width, height)
+        return height
 
     def exact(self, row: int, width: int) -> int | None:
         """The row's height if it was laid out at `width` in its current version, else None."""
@@ -108,11 +108,5 @@ class RowHeights:
             sizes = self._sizes[msg.id] = _Sizes(version)
         return sizes
 
-    def _wants_exact(self, row: int, msg: Message) -> bool:
-        rows = self._model.rowCount()
-        return (
-            rows <= self.EXACT_ALL_ROWS
-            or row >= rows - self.EXACT_LAST_ROWS
-            or row in self.focus_rows
-            or msg.status == "streaming"
-        )
+    def _wants_exact(self, msg: Message) -> bool:
+        return self._model.rowCount() <= self.EXACT_ALL_ROWS or msg.status == "streaming"

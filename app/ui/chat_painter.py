@@ -23,15 +23,15 @@ class BubblePainter:
         bubble: Bubble,
         row_rect: QRect,
         palette: QPalette,
-        viewport: QRect,
+        visible: QRect,
         copied_block: int | None,
     ) -> None:
         """Paint `bubble` in its row; `copied_block` is the code block whose Copy button was
-        just clicked, if any, and `viewport` the part of the view on screen."""
+        just clicked, if any, and `visible` the part of the view being repainted."""
         msg, content = bubble.msg, bubble.content
         painter.save()
-        # A streaming answer may have outgrown its row until the view re-lays out: stay inside.
-        painter.setClipRect(row_rect)
+        # Stay inside the row (and inside what the view repaints, if it clips).
+        painter.setClipRect(row_rect, Qt.ClipOperation.IntersectClip)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(bubble_colour(msg.role, palette))
@@ -40,9 +40,10 @@ class BubblePainter:
 
         painter.save()
         painter.translate(content.topLeft())
-        # Draw only what is on screen: a very long answer is mostly outside the viewport.
-        visible = QRectF(viewport).translated(-QPointF(content.topLeft()))
-        clip = QRectF(0, 0, content.width(), content.height()).intersected(visible)
+        # Draw only what is repainted: a very long answer is mostly outside the viewport, and
+        # a streamed chunk changes only its last lines.
+        shown = QRectF(visible).translated(-QPointF(content.topLeft()))
+        clip = QRectF(0, 0, content.width(), content.height()).intersected(shown)
         painter.setClipRect(clip, Qt.ClipOperation.IntersectClip)
         self._paint_code_frames(painter, bubble, palette)
         context = QAbstractTextDocumentLayout.PaintContext()

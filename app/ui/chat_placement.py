@@ -1,140 +1,75 @@
-"""Keeps the chat view's layout in step with its rows' heights: the sizes the list view placed its
-rows with in its last layout pass, and one coalesced request for a new pass when those changed."""
+"""Where each row of the chat view sits: its height and its top, in content coordinates (the
+top of the first row is 0). Pure bookkeeping, no Qt: the view places rows, the delegate sizes
+them."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-from typing import Final
-
-from PySide6.QtCore import QObject, QSize, QTimer, Signal
-
-from app.ui.chat_heights import RowHeights
-from app.ui.chat_model import ChatModel
-from app.ui.chat_stats import LayoutStats
+from bisect import bisect_right
+from itertools import accumulate
 
 
-class RowPlacement(QObject):
-    """The sizes the view's rows were placed with, and when to ask it to place them again.
+class RowLayout:
+    """The rows' heights and tops, kept as plain lists.
 
-    QListView re-lays out every row whenever any row's size hint changes, so a change is
-    announced only when a row's real height differs from the one it was placed with, and
-    requests that come close together are merged into one. A streaming answer asks at most
-    every STREAM_RELAYOUT_MS.
-
-    Signals:
-        relayoutWanted(int): a row whose size changed; the delegate passes it on to the view
-            as sizeHintChanged, which makes the view lay out all its rows again.
+    A row's height changes by set_heights(), which moves only the rows below it: their tops are
+    summed again from there in one C loop (itertools.accumulate), and no row is asked for its
+    size again.
     """
 
-    relayoutWanted = Signal(int)
+    def __init__(self) -> None:
+        self._heights: list[int] = []
+        self._tops: list[int] = [0]  # one more than rows: the last is the total height
 
-    STREAM_RELAYOUT_MS: Final = 100
+    def __len__(self) -> int:
+        return len(self._heights)
 
-    def __init__(
-        self,
-        model: ChatModel,
-        heights: RowHeights,
-        stats: LayoutStats,
-        viewport_width: Callable[[], int],
-        parent: QObject | None = None,
-    ) -> None:
-        super().__init__(parent)
-        self._model = model
+    def set_all(self, heights: list[int]) -> None:
+        """Place these rows, from the top."""
         self._heights = heights
-        self._stats = stats
-        self._viewport_width = viewport_width
-        self._in_layout = False
-        self._pass_width = 0
-        self._relayout_timer = QTimer(self)
-        self._relayout_timer.setSingleShot(True)
-        self._relayout_timer.timeout.connect(self._emit_relayout)
-        self._relayout_after = 0  # the layout pass count when it was asked for
-        self._last_relayout = 0.0
-        self.reset()
+        self._tops = [0, *accumulate(heights)]
 
-    def reset(self) -> None:
-        """Forget what was placed: the view will place every row again."""
-        # The sizes the rows were placed with in the view's last layout pass, by row, and the
-        # rows whose size must be worked out again in the next pass.
-        self._placed: list[QSize | None] = []
-        self._stale: set[int] = set()
-        self._pass_key = (-1, -1)  # (width, rows) of the last layout pass
-        self._relayout_row: int | None = None
+    def set_heights(self, heights: dict[int, int]) -> list[int]:
+        """Give these rows (row: height) new heights; the rows whose height changed, in order."""
+        changed = sorted(row for row, h in heights.items() if self._heights[row] != h)
+        for row in changed:
+            self._heights[row] = heights[row]
+        if changed:
+            self._restack(changed[0])
+        return changed
 
-    def begin_pass(self) -> bool:
-        """The view starts a layout pass; True if it is at a new width."""
-        self._in_layout = True
-        self._stats.layout_passes += 1
-        width = self._pass_width = self._viewport_width()
-        rows = self._model.rowCount()
-        old_width, old_rows = self._pass_key
-        if width == old_width and rows >= old_rows:
-            # A ChatModel only grows at the end (anything else is a reset): rows keep their sizes.
-            self._placed.extend([None] * (rows - old_rows))
-        else:
-            self._placed = [None] * rows
-            self._stale = {row for row in self._stale if row < rows}
-        self._pass_key = (width, rows)
-        return width != old_width
+    def insert(self, row: int, heights: list[int]) -> None:
+        """New rows before `row` (at the end when `row` is the row count)."""
+        self._heights[row:row] = heights
+        self._restack(row)
 
-    def end_pass(self) -> None:
-        self._in_layout = False
+    def remove(self, first: int, last: int) -> None:
+        """Take out rows `first` to `last`, both included."""
+        del self._heights[first : last + 1]
+        self._restack(first)
 
-    def size_hint(self, row: int) -> QSize:
-        """The row's size for the view: inside a layout pass, the one it is placed with.
+    def height(self, row: int) -> int:
+        return self._heights[row]
 
-        QListView also asks for sizes outside a layout pass (its visualRect() does, for every
-        row it paints), so only sizes given during a pass are the ones the rows were placed with.
-        """
-        # QListView asks for every row on every layout pass, thousands of calls a pass, so
-        # within a pass a row whose size is known costs a list lookup.
-        placed = self._placed
-        if self._in_layout and row < len(placed):
-            size = placed[row]
-            stale = row in self._stale  # its message or its place on screen changed
-            if size is None or stale:
-                size = placed[row] = self._heights.size(row, self._pass_width, recheck=stale)
-                self._stale.discard(row)
-            return size
-        size = self._heights.size(row, self._viewport_width())
-        if self.placed_height(row) != size.height():
-            self.request_relayout(row)  # the row was placed with another size: stale layout
-        return size
+    def top(self, row: int) -> int:
+        return self._tops[row]
 
-    def placed_height(self, row: int) -> int | None:
-        """The height the row was placed with in the last layout pass, if it was."""
-        size = self._placed[row] if 0 <= row < len(self._placed) else None
-        return None if size is None else size.height()
+    @property
+    def total(self) -> int:
+        return self._tops[-1]
 
-    def mark_stale(self, rows: Iterable[int]) -> None:
-        """Work these rows' sizes out again in the next pass instead of reusing them."""
-        self._stale.update(rows)
+    def row_at(self, y: int) -> int:
+        """The row that covers content position `y`, or -1 if none does."""
+        if not 0 <= y < self._tops[-1]:
+            return -1
+        return bisect_right(self._tops, y) - 1
 
-    def row_measured(self, row: int, height: int) -> None:
-        """The row's exact height is now known: ask for a new pass if it was placed otherwise."""
-        self._stale.add(row)
-        if self.placed_height(row) != height:
-            self.request_relayout(row)
+    def rows_between(self, top: int, bottom: int) -> range:
+        """The rows that cover any of content positions `top` to `bottom`, both included."""
+        if not self._heights or bottom < 0 or top >= self._tops[-1]:
+            return range(0)
+        first = max(bisect_right(self._tops, top) - 1, 0)
+        last = min(bisect_right(self._tops, bottom) - 1, len(self._heights) - 1)
+        return range(first, last + 1)
 
-    def request_relayout(self, row: int) -> None:
-        """Ask the view to place its rows again, soon, merged with any request pending."""
-        self._stale.add(row)
-        self._relayout_row = row
-        self._relayout_after = self._stats.layout_passes
-        if self._relayout_timer.isActive():
-            return
-        delay = 0
-        if self._model.message_at(row).status == "streaming":
-            since_ms = (time.perf_counter() - self._last_relayout) * 1000
-            delay = max(0, int(self.STREAM_RELAYOUT_MS - since_ms))
-        self._relayout_timer.start(delay)
-
-    def _emit_relayout(self) -> None:
-        row, self._relayout_row = self._relayout_row, None
-        if self._stats.layout_passes != self._relayout_after:
-            return  # the view laid out its rows since (a resize, say): the stale rows are done
-        if row is None or row >= self._model.rowCount():
-            return
-        self._last_relayout = time.perf_counter()
-        self.relayoutWanted.emit(row)
+    def _restack(self, row: int) -> None:
+        self._tops[row:] = accumulate(self._heights[row:], initial=self._tops[row])

@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.ui.chat_heights import RowHeights
 from app.ui.chat_model import ChatModel
-from app.ui.chat_placement import RowPlacement
 
 
 class RefinementScheduler(QObject):
@@ -20,7 +19,12 @@ class RefinementScheduler(QObject):
     Each tick measures at most BATCH rows or BUDGET_S of work, whichever comes first, then
     yields to the event loop; only rows within RADIUS of the screen are measured at all. It
     starts `delay_ms` after restart(), so that a drag-resize settles first.
+
+    Signals:
+        rowsMeasured(list): the rows a tick measured; the view places them at their new heights.
     """
+
+    rowsMeasured = Signal(list)
 
     INTERVAL_MS: Final = 15
     BATCH: Final = 24
@@ -31,16 +35,15 @@ class RefinementScheduler(QObject):
         self,
         model: ChatModel,
         heights: RowHeights,
-        placement: RowPlacement,
         viewport_width: Callable[[], int],
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._model = model
         self._heights = heights
-        self._placement = placement
         self._viewport_width = viewport_width
         self.delay_ms = 250
+        self.focus_rows = range(0)  # the rows on screen, from the view: refinement starts there
         self._rows: Iterator[int] | None = None  # the rows still to measure, in order
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -62,31 +65,28 @@ class RefinementScheduler(QObject):
 
     def _rows_outward(self, rows: int) -> Iterator[int]:
         """Rows nearest the screen first, alternating below and above, within RADIUS."""
-        focus = self._heights.focus_rows
+        focus = self.focus_rows
         center = (focus.start + focus.stop) // 2 if focus else rows - 1
         yield center
         for d in range(1, self.RADIUS + 1):
             yield from (row for row in (center + d, center - d) if 0 <= row < rows)
 
     def _tick(self) -> None:
-        """Measure a bounded batch of estimated rows; ask for a new layout if any height changed."""
+        """Measure a bounded batch of estimated rows and hand them to the view."""
         if self._rows is None:
             self._rows = self._rows_outward(self._model.rowCount())
         width = self._viewport_width()
         deadline = time.perf_counter() + self.BUDGET_S
-        measured, changed = 0, None
+        measured: list[int] = []
         for row in self._rows:
             if not 0 <= row < self._model.rowCount() or self._heights.exact(row, width) is not None:
                 continue
-            height = self._heights.measure(row, width, keep=False)[1]
-            if self._placement.placed_height(row) != height:
-                self._placement.mark_stale((row,))
-                changed = row
-            measured += 1
-            if measured >= self.BATCH or time.perf_counter() > deadline:
+            self._heights.measure(row, width, keep=False)
+            measured.append(row)
+            if len(measured) >= self.BATCH or time.perf_counter() > deadline:
                 self._timer.start(self.INTERVAL_MS)
                 break
         else:
             self._rows = None
-        if changed is not None:
-            self._placement.request_relayout(changed)
+        if measured:
+            self.rowsMeasured.emit(measured)

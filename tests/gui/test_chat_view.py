@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from PySide6.QtCore import QCoreApplication, QPoint, QPointF, QRect, Qt
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QPoint, QPointF, QRect, Qt
 from PySide6.QtGui import (
+    QAccessible,
     QColor,
     QFont,
     QFontDatabase,
     QGuiApplication,
+    QPaintEvent,
+    QRegion,
     QTextBlock,
     QTextDocument,
     QTextFormat,
@@ -82,7 +85,8 @@ def settle(qtbot: QtBot, view: ChatView) -> None:
         return delegate.exact_height(index) == view.visualRect(index).height()
 
     def settled() -> bool:
-        view.executeDelayedItemsLayout()  # a layout pass QListView has scheduled runs now
+        QCoreApplication.processEvents()  # a scroll bar shown (queued by Qt) narrows the rows
+        view.executeDelayedItemsLayout()  # a layout pass the view has scheduled runs now
         rows = model.rowCount()
         if rows == 0:
             return True
@@ -196,6 +200,9 @@ def test_streaming_appends_without_rerendering(view: ChatView, qtbot: QtBot) -> 
     assert delegate.stats.full_renders == renders
 
     model.finish_message(2, status="complete")
+    # The streamed text stays on screen while the Markdown is laid out, a piece a tick.
+    assert delegate.document(index) is doc and delegate.finishing
+    qtbot.waitUntil(lambda: not delegate.finishing, timeout=5000)
     settle(qtbot, view)  # the finished answer placed at its new height
     assert delegate.stats.full_renders == renders + 1
     rendered = delegate.document(index)
@@ -228,20 +235,79 @@ def test_document_cache_is_bounded_but_keeps_streaming_answers(qtbot: QtBot) -> 
     assert stats.full_renders == renders + 3
 
 
-def test_a_chunk_that_adds_no_line_does_not_relayout(view: ChatView, qtbot: QtBot) -> None:
+class PaintSpy(QObject):
+    """Records the rectangles a widget repaints."""
+
+    def __init__(self, widget: QWidget) -> None:
+        super().__init__(widget)
+        self.rects: list[QRect] = []
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.rects.append(cast(QPaintEvent, event).rect())
+        return False
+
+
+def test_a_chunk_repaints_only_the_lines_it_changed(view: ChatView, qtbot: QtBot) -> None:
     model, delegate = view.chat_model, view.chat_delegate
-    delegate.refine_delay_ms = 60_000  # only the streaming row may ask for a re-layout here
+    delegate.refine_delay_ms = 60_000  # nothing else changes while this is measured
     model.set_messages(many_messages(300))
-    model.append_message(msg(1000, content="Short", status="streaming"))
+    lines = "".join(f"Line {i} of a long answer.\n" for i in range(12))
+    model.append_message(msg(1000, content=lines + "The last", status="streaming"))
     settle(qtbot, view)
+    index = model.index(300, 0)
+    row = view.visualRect(index)
     passes = delegate.stats.layout_passes
-    with qtbot.assertNotEmitted(delegate.sizeHintChanged, wait=120):
-        model.append_text(1000, " answer")
-    # Not even QListView's own re-layout of all rows on dataChanged.
-    assert delegate.stats.layout_passes == passes
-    with qtbot.waitSignal(delegate.sizeHintChanged, timeout=1000):
-        model.append_text(1000, "\nand a second line")
-    qtbot.waitUntil(lambda: delegate.stats.layout_passes == passes + 1, timeout=1000)
+    spy = PaintSpy(view.viewport())
+
+    model.append_text(1000, " line")  # no new line: the row keeps its height
+    qtbot.waitUntil(lambda: bool(spy.rects), timeout=1000)
+    assert view.visualRect(index) == row
+    line_h = view.fontMetrics().lineSpacing()
+    painted = QRegion()
+    for rect in spy.rects:
+        painted += rect
+    assert painted.boundingRect().top() > row.top() + 10 * line_h  # only the last lines
+    assert painted.boundingRect().bottom() <= row.bottom()
+
+    spy.rects.clear()
+    model.append_text(1000, "\nand a line more")  # the row grows: no other row is laid out
+    qtbot.waitUntil(lambda: bool(spy.rects), timeout=1000)
+    assert view.visualRect(index).height() > row.height()
+    assert delegate.exact_height(index) == view.visualRect(index).height()
+    assert delegate.stats.layout_passes == passes  # nor the rows placed again
+    bar = view.verticalScrollBar()
+    assert view.is_at_bottom() and bar.value() == bar.maximum()
+    painted = QRegion()
+    for rect in spy.rects:
+        painted += rect
+    # Followed down by a line: the rest of the screen was scrolled, not painted again.
+    assert painted.boundingRect().height() < 4 * line_h
+
+
+def test_a_streamed_answer_leaves_the_screen_as_a_full_repaint_draws_it(
+    view: ChatView, qtbot: QtBot
+) -> None:
+    model, delegate = view.chat_model, view.chat_delegate
+    delegate.refine_delay_ms = 60_000
+    model.set_messages(many_messages(300))
+    model.append_message(msg(1000, content="", status="streaming"))
+    settle(qtbot, view)
+    # Words that grow as they stream ("part", then "partthe") and wrap to the next line.
+    words = ["the", " report", " lists", " budgets", ",", " staff", " and", " part"]
+    for i in range(400):
+        model.append_text(1000, words[i % len(words)] + ("\n\n" if i % 60 == 59 else ""))
+        QCoreApplication.processEvents()  # one update a chunk: strips painted, pixels scrolled
+    settle(qtbot, view)
+    QCoreApplication.processEvents()
+
+    viewport = view.viewport()
+    corner = viewport.mapTo(view.window(), QPoint(0, 0))
+    shown = QGuiApplication.primaryScreen().grabWindow(view.window().winId()).toImage()
+    shown = shown.copy(QRect(corner, viewport.size()))
+    drawn = viewport.grab().toImage().convertToFormat(shown.format())  # painted whole, now
+    assert shown == drawn
 
 
 def test_copy_button_click_copies_exactly_the_code(view: ChatView, qtbot: QtBot) -> None:
@@ -292,10 +358,11 @@ def test_resizing_2000_messages_lays_out_only_rows_in_view(view: ChatView, qtbot
     settle(qtbot, view)
     assert view.verticalScrollBar().value() == view.verticalScrollBar().maximum()
 
-    before = delegate.stats.layouts_done
+    before, passes = delegate.stats.layouts_done, delegate.stats.layout_passes
     view.resize(450, 400)
     settle(qtbot, view)
-    assert delegate.stats.layouts_done - before < 200
+    assert delegate.stats.layouts_done - before < 40  # the rows on screen and a few beyond
+    assert delegate.stats.layout_passes == passes + 1  # every row placed once
     last = model.index(1999, 0)
     assert delegate.exact_height(last) == view.visualRect(last).height()  # on screen: exact
     assert delegate.exact_height(model.index(5, 0)) is None  # far off screen: an estimate
@@ -304,6 +371,47 @@ def test_resizing_2000_messages_lays_out_only_rows_in_view(view: ChatView, qtbot
     view.resize(600, 400)  # back to a width seen before: cached heights, hardly any layout
     settle(qtbot, view)
     assert delegate.stats.layouts_done - before < 100
+
+
+def test_opening_a_chat_places_its_rows_once(view: ChatView, qtbot: QtBot) -> None:
+    model, delegate = view.chat_model, view.chat_delegate
+    delegate.refine_delay_ms = 60_000
+    model.set_messages(many_messages(2000))
+    settle(qtbot, view)  # the scroll bar shown: the width a long chat is read at
+
+    passes = delegate.stats.layout_passes
+    model.set_messages(many_messages(1500))
+    view.scrollToBottom()  # as the main window does
+    settle(qtbot, view)
+    assert delegate.stats.layout_passes == passes + 1
+    bar = view.verticalScrollBar()
+    assert view.is_at_bottom() and bar.value() == bar.maximum()
+
+
+def test_a_message_is_shown_at_the_top_when_asked(view: ChatView, qtbot: QtBot) -> None:
+    model, delegate = view.chat_model, view.chat_delegate
+    delegate.refine_delay_ms = 60_000
+    model.set_messages(many_messages(2000))
+    settle(qtbot, view)
+    index = model.index(700, 0)  # far above: placed by an estimate until shown
+    view.scrollTo(index, ChatView.ScrollHint.PositionAtTop)
+    settle(qtbot, view)
+    assert view.visualRect(index).top() == 0
+    assert delegate.exact_height(index) == view.visualRect(index).height()
+    assert not view.is_at_bottom()
+
+
+def test_a_removed_message_leaves_no_gap(view: ChatView, qtbot: QtBot) -> None:
+    model = view.chat_model
+    model.set_messages([msg(1, "user", "Plan it"), msg(2, content="Step one"),
+                        msg(3, content="Step two")])
+    settle(qtbot, view)
+    second = view.visualRect(model.index(1, 0))
+    model.remove_message(2)  # a plan's step run again
+    settle(qtbot, view)
+    assert model.shown_at(1).content == "Step two"
+    assert view.visualRect(model.index(1, 0)).top() == second.top()
+    assert not view.visualRect(model.index(2, 0)).isValid()
 
 
 def test_background_refinement_is_lazy_and_bounded(view: ChatView, qtbot: QtBot) -> None:
@@ -316,15 +424,16 @@ def test_background_refinement_is_lazy_and_bounded(view: ChatView, qtbot: QtBot)
     near, far = model.index(1900, 0), model.index(5, 0)
     assert delegate.exact_height(near) is None
 
-    before = delegate.stats.layouts_done
+    before, passes = delegate.stats.layouts_done, delegate.stats.layout_passes
     delegate.refine_delay_ms = 0
     delegate.set_focus_rows(range(1990, 2000))  # (re)start refinement around the screen
-    relayouts: list[object] = []
-    delegate.sizeHintChanged.connect(relayouts.append)
+    ticks: list[object] = []
+    delegate.rowsChanged.connect(ticks.append)
     qtbot.waitUntil(lambda: delegate.exact_height(near) is not None, timeout=5000)
-    assert len(relayouts) >= 2  # more than one tick: the work is spread out
+    assert len(ticks) >= 2  # more than one tick: the work is spread out
     qtbot.waitUntil(lambda: not delegate.refining, timeout=5000)
     assert delegate.exact_height(far) is None  # beyond the refine radius: stays estimated
+    assert delegate.stats.layout_passes == passes  # rows moved, not all placed again
     assert delegate.stats.layouts_done - before <= RefinementScheduler.RADIUS + 30
 
 
@@ -416,6 +525,15 @@ def test_the_row_being_read_stays_put_while_rows_above_are_measured(
     settle(qtbot, view)
     assert abs(view.visualRect(reading).top() - top) <= 1
     assert not view.is_at_bottom()
+
+
+def test_screen_readers_get_the_messages_as_a_list(view: ChatView, qtbot: QtBot) -> None:
+    view.chat_model.set_messages([msg(1, "user", "Where is the report?"), msg(2, content="Here.")])
+    settle(qtbot, view)
+    transcript = QAccessible.queryAccessibleInterface(view)
+    assert transcript is not None and transcript.role() == QAccessible.Role.List
+    items = [transcript.child(i) for i in range(transcript.childCount())]
+    assert [item.text(QAccessible.Text.Name) for item in items] == ["Where is the report?", "Here."]
 
 
 def test_context_menu_copies_the_message(view: ChatView, qtbot: QtBot) -> None:
