@@ -54,6 +54,9 @@ def test_a_cut_off_answer_is_continued_on_another_node_from_its_bubble(
     assert not window.error_banner.isVisible()  # said once, in the bubble
 
     click_action(qtbot, app, cut.id, "continue")
+    # Started at once (else the status bar says why: the words in the failure).
+    started = messages(app)[-1].status == "streaming" or app.controller.busy
+    assert started, (window.statusBar().currentMessage(), app.controller.tier)
     qtbot.waitUntil(lambda: last_answer_is(app, "complete"), timeout=20_000)
     done = messages(app)[-1]
     assert done.id == cut.id and done.content.startswith("Half an answer")
