@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -24,12 +25,18 @@ from app.core.chat import ChatEvent, TextAppended
 log = logging.getLogger(__name__)
 
 FRAME_S = 1 / 60  # the most often streamed text reaches the GUI
+# How long a thread holding the GIL may keep the GUI thread waiting for it. Every call from
+# Qt into Python (a paint, a slot, a timer) needs the GIL; with Python's default (5 ms), a
+# core thread busy with a fast stream made each such call wait its turn, and a frame
+# took ten of those turns.
+GIL_SWITCH_S = 0.0005
 
 
 class CoreLoop:
     """An asyncio event loop running in a daemon thread."""
 
     def __init__(self) -> None:
+        sys.setswitchinterval(GIL_SWITCH_S)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="switchboard-core", daemon=True)
         self._thread.start()
