@@ -84,7 +84,7 @@ class DocumentCache(QObject):
 
     markdownReady = Signal(int)
 
-    DOCUMENTS: Final = 300
+    DOCUMENTS: Final = 120  # a few screens of rows; kept laid out, the rest re-rendered
     BUDGET_S: Final = 0.004
     STEP_CHARS: Final = 2000  # how far each request for more layout reaches
 

@@ -12,4 +12,4 @@ class LayoutStats:
 
     layouts_done: int = 0  # a message's document laid out at a text width
     full_renders: int = 0  # a message rendered into a new document (not appended to)
-    layout_passes: int = 0  # the list view placing all its rows
+    layout_passes: int = 0  # the view placing all its rows (not moving some of them)
