@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from app.ui.application import SwitchboardApp
 from app.ui.tray import TrayState
 from tests.fixtures.fault_server import FaultServer
 from tests.fixtures.llama_server import LlamaServer
-from tests.fixtures.memory_keyring import MemoryKeyring
+from tests.fixtures.memory_keyring import MemoryKeyring, slow_to_save
 from tests.gui.conftest import BuildApp
 
 
@@ -183,14 +182,7 @@ def test_closing_settings_while_it_saves_waits_for_the_save(
         qtbot: QtBot, build_app: BuildApp, fault_server: FaultServer,
         memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch) -> None:
     # A key store that takes its time (one asking the user to unlock it, say).
-    release = threading.Event()
-    keep = memory_keyring.set_password
-
-    def slow_set(service: str, username: str, password: str) -> None:
-        release.wait(timeout=60)
-        keep(service, username, password)
-
-    monkeypatch.setattr(memory_keyring, "set_password", slow_set)
+    release = slow_to_save(memory_keyring, monkeypatch)
     app = build_app()
     app.open_settings()
     dialog = app.settings_dialog

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from app.core.workspace import Workspace
 from app.ui.bridge import Bridge, CoreLoop
 from app.ui.first_run import CHOOSE, DONE, NO_ADDRESS, NO_MODEL_FILE, TEST, FirstRunGuide
 from tests.fixtures.llama_cpp_server import LlamaCppServer
-from tests.fixtures.memory_keyring import MemoryKeyring
+from tests.fixtures.memory_keyring import MemoryKeyring, slow_to_save
 from tests.gui.conftest import BuildApp
 
 TESTED_S = 15_000  # ms: a test against the tiny node takes well under a second
@@ -186,14 +185,7 @@ def test_closing_while_it_saves_waits_for_the_save(
         qtbot: QtBot, guide: FirstRunGuide, memory_keyring: MemoryKeyring,
         monkeypatch: pytest.MonkeyPatch) -> None:
     # A key store that takes its time (one asking the user to unlock it, say).
-    release = threading.Event()
-    keep = memory_keyring.set_password
-
-    def slow_set(service: str, username: str, password: str) -> None:
-        release.wait(timeout=60)
-        keep(service, username, password)
-
-    monkeypatch.setattr(memory_keyring, "set_password", slow_set)
+    release = slow_to_save(memory_keyring, monkeypatch)
     enter_node(qtbot, guide, f"127.0.0.1:{closed_port()}", "tok-slow")
     outcome(qtbot, guide)
     click(qtbot, guide.next_button)  # "Save", though the node isn't answering today
