@@ -27,6 +27,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def could_not_start(error: Exception) -> None:
+    """Say why in a dialog (not only in the log) and end with an error: a tray icon with
+    nothing behind it would look as if Switchboard were running."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.core.errors import SwitchboardError
+
+    log.critical("Switchboard could not start", exc_info=error)
+    words = error.user_text() if isinstance(error, SwitchboardError) else \
+        f"{type(error).__name__}: {error}. The log has the details."
+    QMessageBox.critical(None, "Switchboard", f"Switchboard could not start. {words}")
+    QApplication.exit(1)
+
+
 def run_tray_app(show_window: bool = False, quick_ask: bool = False) -> int:
     """One instance per user; returns the exit code. `show_window`, `quick_ask`: open
     that at start (in the instance already running, if there is one)."""
@@ -51,7 +65,11 @@ def run_tray_app(show_window: bool = False, quick_ask: bool = False) -> int:
         log_file = logs.setup()
         # An exception in a Qt slot would otherwise go to a stderr nobody sees.
         sys.excepthook = lambda *info: log.critical("uncaught exception", exc_info=info)
-        app = build_app(tray, log_file)
+        try:
+            app = build_app(tray, log_file)
+        except Exception as error:  # noqa: BLE001 - said to the user, then the app ends
+            could_not_start(error)
+            return
         built.append(app)
         instance.activated.connect(app.show_main)
         instance.quitRequested.connect(app.quit)

@@ -40,3 +40,28 @@ def test_the_probe_sees_a_heavy_import() -> None:
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                           text=True, timeout=120)
     assert "LOADED numpy" in done.stdout, done.stdout + done.stderr
+
+
+FAILING_START = """
+import sys
+from PySide6.QtWidgets import QMessageBox
+import app.ui.application
+from app.core.errors import HistoryDamaged
+
+def fails(*args):
+    raise HistoryDamaged("the disk said no")
+
+app.ui.application.build_app = fails
+QMessageBox.critical = staticmethod(lambda parent, title, text: print("SAID", text))
+from app.__main__ import main
+sys.exit(main([]))
+"""
+
+
+def test_a_start_that_fails_says_why_and_ends_with_an_error() -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, "-c", FAILING_START], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "SAID Switchboard could not start." in done.stdout
+    assert "the disk said no" in done.stdout
