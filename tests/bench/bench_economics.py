@@ -55,12 +55,24 @@ from app.core.privacy import LOCAL_ONLY, LocalOnly  # noqa: E402
 from app.core.routing.record import CallRecord  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
 from app.core.workspace import Workspace  # noqa: E402
+from tests.bench.common import Figure, at_least  # noqa: E402
 from tests.fixtures.documents import pdf_with_pages  # noqa: E402
 from tests.fixtures.llama_cpp_server import LlamaCppServer  # noqa: E402
 from tests.fixtures.memory_keyring import MemoryKeyring  # noqa: E402
 from tests.fixtures.openrouter_server import API_KEY, OpenRouterServer  # noqa: E402
 from tests.fixtures.tiny_gguf import write_tiny_model  # noqa: E402
 
+TITLE = "The split's economics"
+ABOUT = (
+    "A 15-person department's working days replayed through the real router, planner and "
+    "executor: two real llama.cpp nodes (`llama-server`, four slots each, the test model) "
+    "and the stand-in OpenRouter charging Claude Sonnet 4.5's list price. Each person has "
+    "their own home, ledger and record of calls, and a $20 monthly budget; a day's mix is "
+    "18 single-step requests from the router's labelled set, 1.5 document summaries and "
+    "one multi-step task, Auto deciding each. Figures from the record of calls (the test "
+    "model's byte-level tokens divided by 4), scaled to a 21-day month. The suite replays "
+    "one day; the script two by default (`--days N`)."
+)
 PEOPLE = 15
 WORKING_DAYS = 21
 PLANNER = "anthropic/claude-sonnet-4.5"
@@ -107,7 +119,7 @@ def documents_in(cloud: OpenRouterServer, marked: LocalOnly) -> int:
     return sum(len(r.body) for r in cloud.requests if marked.found_in(r.body.decode()))
 
 
-async def main(days: int) -> None:
+async def main(days: int) -> list[Figure]:
     keyring.set_keyring(MemoryKeyring())
     secrets.SECURE_BACKENDS = secrets.SECURE_BACKENDS | {
         "tests.fixtures.memory_keyring.MemoryKeyring"}
@@ -139,10 +151,10 @@ async def main(days: int) -> None:
                     await workspace.close()
             print(f"day {day + 1} of {days} replayed ({time.perf_counter() - started:.0f} s)",
                   flush=True)
-        report(homes, days, cloud)
+        return report(homes, days, cloud)
 
 
-def report(homes: list[Path], days: int, cloud: OpenRouterServer) -> None:
+def report(homes: list[Path], days: int, cloud: OpenRouterServer) -> list[Figure]:
     local = 0.0
     cloud_tokens = cloud_cost = baseline = planned = calls = over = 0
     for home in homes:
@@ -183,6 +195,23 @@ def report(homes: list[Path], days: int, cloud: OpenRouterServer) -> None:
           f"{'met' if over == 0 else 'NOT met'}")
     print(f"  document bytes sent   {doc_bytes}   goal 0   "
           f"{'met' if doc_bytes == 0 else 'NOT met'}")
+    month = f"{days} day(s) replayed, scaled to a {WORKING_DAYS}-day month"
+    return [
+        at_least("tokens run locally", share * 100, 90, "%",
+                 note=f"{local * scale / 1e6:.2f} M local, {cloud_tokens * scale / 1e3:.0f} k "
+                      f"cloud a month; {month}"),
+        Figure("cloud spend", spend_share * 100, "%", "≤ 10% of baseline",
+               spend_share <= 0.1, 100.0, "cloud-only",
+               note=f"{format_usd(round(cloud_cost * scale))} of "
+                    f"{format_usd(round(baseline * scale))} a month"),
+        Figure("budget overshoot", over / 1e6, "USD", "none", over == 0),
+        Figure("document bytes sent to the cloud", doc_bytes, "bytes", "none", doc_bytes == 0),
+    ]
+
+
+def run(days: int = 1) -> list[Figure]:
+    logging.basicConfig(level=logging.ERROR)
+    return asyncio.run(main(days))
 
 
 if __name__ == "__main__":
