@@ -109,8 +109,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Machine: {m.get('cpu', '?')}; {m.get('memory', '?')} of memory; "
         f"{m.get('os', '?')}; {m.get('python', '?')}; {m.get('qt', '?')}; "
-        f"Qt offscreen unless said; load average {m.get('load', '?')} when the run "
-        f"began ({results.get('run_at', '?')}).",
+        f"Qt offscreen unless said; load average {m.get('load', '?')} when the last run "
+        f"began ({results.get('run_at', '?')}; each section says when it was measured).",
         "",
     ]
     benches = [(n, results["benches"][n]) for n in BENCHES if n in results["benches"]]
@@ -126,10 +126,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"## {bench['title']} — `python tests/bench/bench_{name}.py`", ""]
         if bench.get("about"):
             lines += [bench["about"], ""]
-        when = f"Measured {bench.get('run_at', '?')}"
-        if bench.get("run_at") != results.get("run_at"):
-            when += " (an earlier run than the rest)"
-        lines += [f"{when}, in {bench.get('seconds', 0):.0f} s.", ""]
+        lines += [f"Measured {bench.get('run_at', '?')}, in {bench.get('seconds', 0):.0f} s.",
+                  ""]
         lines += ["| figure | goal | baseline | ours | ratio | met |",
                   "|---|---|---|---|---|---|"]
         lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table_rows(figures)]

@@ -12,6 +12,7 @@ check and the chat's background layout ends), then their CPU time is read over
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -73,6 +74,7 @@ def run(settle: float = 5.0, window: float = 10.0) -> list[Figure]:
         finally:
             stop(app)
             stop(bare)
+    shutil.rmtree(folder, ignore_errors=True)
     print(f"app: {rss[app.pid]:.1f} MiB, {used[app.pid]:.2f}% of a core; bare tray and "
           f"window: {rss[bare.pid]:.1f} MiB, {used[bare.pid]:.2f}%")
     after = f"after {settle:g} s settling and {window:g} s measured"
