@@ -70,14 +70,14 @@ def _require() -> KeyringBackend:
 
 
 def get_secret(name: str) -> str | None:
-    import keyring.errors
-
     env = ENV_OVERRIDES.get(name)
     if env and os.environ.get(env):
         value: str | None = os.environ[env]
     elif (backend := secure_backend()) is None:
         return None
     else:
+        import keyring.errors
+
         try:
             value = backend.get_password(SERVICE, name)
         except keyring.errors.KeyringError as e:

@@ -142,9 +142,10 @@ class OpenAIClient:
             headers = {"User-Agent": f"Switchboard/{__version__}", **self.headers}
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
-            verify: ssl.SSLContext | bool = True
-            if urlsplit(self.base_url).scheme == "https":
-                verify = tls_context(self.ca_bundle)
+            # The OS's certificate store, always: httpx's default would load certifi's whole
+            # bundle into memory even for a plain-http node (a proxy may still use TLS).
+            https = urlsplit(self.base_url).scheme == "https"
+            verify = tls_context(self.ca_bundle if https else "")
             t = self.timeouts
             self._http = httpx.AsyncClient(
                 base_url=self.base_url,
