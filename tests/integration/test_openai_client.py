@@ -170,6 +170,30 @@ def test_malformed_sse_keeps_the_partial_answer(fault_server: FaultServer) -> No
     assert isinstance(error, errors.MalformedResponse) and error.partial == "Good "
 
 
+def test_half_a_character_from_the_node_can_be_stored_and_sent_on(
+        fault_server: FaultServer) -> None:
+    # A tiny model's tokenizer can end a chunk inside a character; the node then sends a
+    # lone surrogate escape ("\\ude1b"), which neither SQLite nor the next request can encode.
+    fault_server.set_scenario("ok", chunks=["Step ", "r\ude1b{", " done"])
+    text, _ = asyncio.run(collect(client_for(fault_server)))
+    assert text == "Step r\ufffd{ done"
+    text.encode("utf-8")
+
+    fault_server.set_scenario("ok", chunks=["Fine"])
+    sent_on = [{"role": "user", "content": text}]
+    reply = asyncio.run(_collect_for(client_for(fault_server), sent_on))
+    assert reply == "Fine"
+    assert fault_server.requests[-1].json()["messages"] == sent_on
+
+
+async def _collect_for(client: OpenAIClient, messages: list[dict[str, str]]) -> str:
+    try:
+        return "".join([e.text async for e in client.stream_chat(messages, model="m")
+                        if isinstance(e, Delta)])
+    finally:
+        await client.aclose()
+
+
 def test_an_error_event_mid_stream(fault_server: FaultServer) -> None:
     fault_server.set_scenario("error_mid_stream", chunks=["So far"], error_message="upstream died")
     error = fail(client_for(fault_server))
