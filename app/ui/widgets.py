@@ -109,58 +109,25 @@ class TierBanner(QFrame):
 
 
 class ErrorBanner(QLabel):
-    """A dismissable line above the composer with what went wrong and what to do, and
-    the one thing the user can do about it here, as a link.
-
-    Signals:
-        continueRequested(int): "Continue on another node" for that answer's id.
-        retryPlanRequested(int): "Retry" for the plan (its message's id) a step of which
-            did not finish.
-    """
-
-    continueRequested = Signal(int)
-    retryPlanRequested = Signal(int)
+    """A line above the composer with what went wrong and what to do, for failures that
+    belong to no answer (an answer's own failure is shown in its bubble)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("errorBanner")
         self.setWordWrap(True)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
-                                     | Qt.TextInteractionFlag.LinksAccessibleByMouse
-                                     | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
-        self.linkActivated.connect(self._on_link)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         follow_palette(self, banner_style)  # a tint of the error colour, light or dark
         self.hide()
 
-    def show_error(self, error: SwitchboardError, *, continue_id: int | None = None,
-                   elsewhere: bool = True, retry_plan_id: int | None = None) -> None:
-        """Show `error`; with `continue_id`, offer to continue that cut-off answer (on
-        another node when there is one: `elsewhere`); with `retry_plan_id`, to run again
-        what did not finish of that plan."""
-        words = "Continue on another node" if elsewhere else "Continue the answer"
-        action = (f'<br><a href="continue:{continue_id}">{words}</a>'
-                  if continue_id is not None else "")
-        if retry_plan_id is not None:
-            action = (f'<br><a href="retry:{retry_plan_id}">Retry the steps that did not '
-                      'finish</a>')
+    def show_error(self, error: SwitchboardError) -> None:
         self.setText(f"<b>{escape(error.title)}</b><br>{escape(error.hint)}"
-                     + (f"<br><small>{escape(error.detail)}</small>" if error.detail else "")
-                     + action)
+                     + (f"<br><small>{escape(error.detail)}</small>" if error.detail else ""))
         self.show()
-
-    def _on_link(self, link: str) -> None:
-        kind, _, value = link.partition(":")
-        if kind == "continue" and value.isdigit():
-            self.clear_error()
-            self.continueRequested.emit(int(value))
-        elif kind == "retry" and value.isdigit():
-            self.clear_error()
-            self.retryPlanRequested.emit(int(value))
 
     def clear_error(self) -> None:
         self.clear()
         self.hide()
-
 
 
 def dropped_files(mime: QMimeData) -> list[Path]:
