@@ -41,7 +41,7 @@ from tests.bench.common import (  # noqa: E402
 from tests.fixtures.documents import pdf_with_pages  # noqa: E402
 from tests.fixtures.llama_cpp_server import BINARY, LlamaCppServer  # noqa: E402
 from tests.fixtures.memory_keyring import MemoryKeyring  # noqa: E402
-from tests.fixtures.tiny_gguf import write_tiny_model  # noqa: E402
+from tests.fixtures.tiny_gguf import CUDA, TINY, Shape, write_tiny_model  # noqa: E402
 
 TITLE = "Summary throughput on a 4-slot node"
 ABOUT = (
@@ -140,7 +140,8 @@ def one_at_a_time() -> Any:
     return lambda: setattr(Pool, "capacity", original)
 
 
-def run(pages: int = 100, rounds: int = 1, filler_lines: int = 4) -> list[Figure]:
+def run(pages: int = 100, rounds: int = 1, filler_lines: int = 4,
+        shape: Shape = TINY) -> list[Figure]:
     name = f"summary of a {pages}-page PDF on a node with {SLOTS} slots"
     if not BINARY.exists():
         return [failed(name, f"{BINARY} is missing: run packaging/dev-setup.sh")]
@@ -154,7 +155,7 @@ def run(pages: int = 100, rounds: int = 1, filler_lines: int = 4) -> list[Figure
     most: dict[str, int] = {"ours": 0, "base": 0}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = write_tiny_model(folder / "tiny.gguf")
+        model = write_tiny_model(folder / "model.gguf", shape=shape)
         pdf = pdf_with_pages(folder, pages, filler_lines=filler_lines)
         with LlamaCppServer(model, parallel=SLOTS, ctx=2048 * SLOTS, api_key=TOKEN) as node:
             ceiling = asyncio.run(node_ceiling(node))
@@ -196,5 +197,9 @@ if __name__ == "__main__":
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--filler-lines", type=int, default=4)
+    parser.add_argument("--cuda-model", action="store_true",
+                        help="a 175 M-parameter model, for a node on a GPU (with "
+                             "SWITCHBOARD_LLAMA_SERVER naming a CUDA build)")
     args = parser.parse_args()
-    print_table(run(args.pages, args.rounds, args.filler_lines))
+    print_table(run(args.pages, args.rounds, args.filler_lines,
+                    CUDA if args.cuda_model else TINY))
