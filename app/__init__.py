@@ -1,7 +1,8 @@
 """Switchboard: run an office's AI work on hardware the office owns.
 
-`__version__` has one source: pyproject.toml's version, read from the installed package's
-metadata; a frozen build instead reads the version its build stamped into the bundle.
+`__version__` has one source: pyproject.toml's version, read from a checkout's file or the
+installed package's metadata; a frozen build instead reads the version its build stamped
+into the bundle.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ def _checkout_version() -> str | None:
 
 
 def _version() -> str:
-    return _stamped_version() or _installed_version() or _checkout_version() or UNKNOWN_VERSION
+    # A checkout's own pyproject.toml before the installed metadata, which `pip install -e`
+    # wrote once and which goes stale; reading it also spares a run from a checkout
+    # importlib.metadata (and the email and zip modules it brings).
+    return _stamped_version() or _checkout_version() or _installed_version() or UNKNOWN_VERSION
 
 
 def __getattr__(name: str) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("numpy", "gguf", "llama_cpp", "pypdfium2", "keyring.backends", "yaml")
 
 # The real start, stopped at the moment the tray icon is shown: what is loaded by then.
@@ -40,6 +42,54 @@ def test_the_probe_sees_a_heavy_import() -> None:
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                           text=True, timeout=120)
     assert "LOADED numpy" in done.stdout, done.stdout + done.stderr
+
+
+SOURCE_SCAN = """
+import linecache, sys
+import PySide6.QtWidgets
+import module_before
+from app.ui.start import lean_imports
+lean_imports()
+import module_after
+print("CACHED", *(m.__file__ in linecache.cache for m in (module_before, module_after)))
+"""
+
+
+def test_pyside_does_not_keep_the_source_of_modules_imported_after_the_start(
+        tmp_path: Path) -> None:
+    for name in ("module_before", "module_after"):
+        (tmp_path / f"{name}.py").write_text("WORDS = 'a module of its own'\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", SOURCE_SCAN], env=env, capture_output=True,
+                          text=True, timeout=120)
+    # Before: PySide6 read the module's source and linecache kept it; after: not.
+    assert "CACHED True False" in done.stdout, done.stdout + done.stderr
+
+
+# The real start, stopped when the main window is shown: what its imports brought in.
+WINDOW_SHOWN = """
+import os, sys
+from PySide6.QtWidgets import QMainWindow
+
+def shown(self):
+    print("LOADED", ",".join(sorted(m for m in sys.modules
+                                    if m.partition(".")[0] in ("click", "pygments"))))
+    print("HTTPX", "httpx" in sys.modules, flush=True)
+    os._exit(0)
+
+QMainWindow.show = shown
+from app.__main__ import main
+main(["--show"])
+"""
+
+
+def test_httpx_brings_no_command_line_tool(tmp_path: Path) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "SWITCHBOARD_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", WINDOW_SHOWN], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "HTTPX True" in done.stdout, done.stdout + done.stderr  # the core was imported
+    assert "LOADED \n" in done.stdout, done.stdout
 
 
 FAILING_START = """

@@ -58,3 +58,14 @@ def test_importing_app_loads_no_qt() -> None:
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == f"{pyproject_version()}\n"
+
+
+def test_a_checkout_reads_its_own_pyproject_without_package_metadata() -> None:
+    # The installed metadata of `pip install -e` goes stale; importlib.metadata also costs
+    # the window's start a megabyte of modules it has no other use for.
+    code = ("import sys, app; print(app.__version__); "
+            "sys.exit('importlib.metadata' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == f"{pyproject_version()}\n"
