@@ -114,7 +114,10 @@ def on_local_gpus(shape: Shape) -> list[Figure]:
         print("".join(line for line in log.splitlines(keepends=True)
                       if re.search(r"CUDA|GPU|offload", line)), flush=True)
         os.environ["SWITCHBOARD_GPUS"] = "none"  # the same path, planned for no GPU
-        _, cpu_first, cpu_rate = asyncio.run(local_gpus(model, rounds=1))
+        try:
+            _, cpu_first, cpu_rate = asyncio.run(local_gpus(model, rounds=1))
+        finally:
+            del os.environ["SWITCHBOARD_GPUS"]
     words = plan_summary(plan, found)  # type: ignore[arg-type]
     gpus = "; ".join(f"{g.name}, {g.total_mib:,} MiB ({g.free_mib:,} free)" for g in found)
     on_gpu = [int(done) for done, _ in offloaded]
