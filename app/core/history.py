@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from app.core.db import keep_aside, open_checked, translated
 from app.core.errors import HistoryDamaged
+from app.core.text import well_formed
 
 log = logging.getLogger(__name__)
 
@@ -232,16 +233,9 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _storable(value: object) -> object:
-    """`value`, with any lone surrogate in a text made U+FFFD: a model's JSON may carry
-    an escape such as "\\udcf9" that decodes to half a character, which UTF-8 (and so
-    SQLite) can't hold, and the answer around it must still be saved."""
-    if not isinstance(value, str):
-        return value
-    try:
-        value.encode("utf-8")
-        return value
-    except UnicodeEncodeError:
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    """`value`, a text made well-formed (`text.well_formed`): the answer around half a
+    character must still be saved."""
+    return well_formed(value) if isinstance(value, str) else value
 
 
 def _translated() -> AbstractContextManager[None]:

@@ -27,6 +27,7 @@ import truststore
 from app import __version__
 from app.core import errors, logs
 from app.core.money import micro_usd
+from app.core.text import well_formed
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +473,7 @@ def _read_chunk(data: str) -> _Chunk:
         choice = _checked(choice, dict, "a choice") or {}
         delta = _checked(choice.get("delta"), dict, "a delta") or {}
         if text := _checked(delta.get("content"), str, "the content"):
-            texts.append(_well_formed(text))
+            texts.append(well_formed(text))  # a stored answer and the next request need it
         finish_reason = _checked(choice.get("finish_reason"), str, "finish_reason") or finish_reason
     raw_usage = _checked(chunk.get("usage"), dict, "its usage")
     try:
@@ -480,17 +481,6 @@ def _read_chunk(data: str) -> _Chunk:
     except (TypeError, ValueError):
         raise ValueError("a streamed chunk's token counts are not numbers") from None
     return _Chunk(texts, finish_reason, usage, str(chunk.get("model") or ""), chunk.get("error"))
-
-
-def _well_formed(text: str) -> str:
-    """`text` with any lone surrogate as U+FFFD. A node may send half of a character its
-    tokenizer split as a JSON `\\udXXX` escape; kept, it could be neither stored nor sent
-    on in the next request."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
 
 
 def _checked[T](value: object, kind: type[T], what: str) -> T | None:
