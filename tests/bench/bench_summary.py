@@ -41,7 +41,7 @@ from tests.bench.common import (  # noqa: E402
 from tests.fixtures.documents import pdf_with_pages  # noqa: E402
 from tests.fixtures.llama_cpp_server import BINARY, LlamaCppServer  # noqa: E402
 from tests.fixtures.memory_keyring import MemoryKeyring  # noqa: E402
-from tests.fixtures.tiny_gguf import CUDA, TINY, Shape, write_tiny_model  # noqa: E402
+from tests.fixtures.tiny_gguf import TINY, Shape, write_tiny_model  # noqa: E402
 
 TITLE = "Summary throughput on a 4-slot node"
 ABOUT = (
@@ -197,9 +197,5 @@ if __name__ == "__main__":
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--filler-lines", type=int, default=4)
-    parser.add_argument("--cuda-model", action="store_true",
-                        help="a 175 M-parameter model, for a node on a GPU (with "
-                             "SWITCHBOARD_LLAMA_SERVER naming a CUDA build)")
     args = parser.parse_args()
-    print_table(run(args.pages, args.rounds, args.filler_lines,
-                    CUDA if args.cuda_model else TINY))
+    print_table(run(args.pages, args.rounds, args.filler_lines))
