@@ -29,8 +29,7 @@ def _stamped_version() -> str | None:
 
 
 def _installed_version() -> str | None:
-    """pyproject.toml's version as installed (pip install, or pip install -e: re-run it
-    after changing the version)."""
+    """pyproject.toml's version as installed (pip install)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -40,21 +39,23 @@ def _installed_version() -> str | None:
 
 
 def _checkout_version() -> str | None:
-    """pyproject.toml's version read directly, for a checkout run without installing."""
+    """The version in the pyproject.toml beside `app/`, when that file is Switchboard's: a
+    checkout's (an installed `app/` may sit beside another project's)."""
     import tomllib
 
     pyproject = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pyproject.toml")
     try:
         with open(pyproject, "rb") as f:
-            return str(tomllib.load(f)["project"]["version"])
+            project = tomllib.load(f)["project"]
     except (OSError, KeyError, tomllib.TOMLDecodeError):
         return None
+    return str(project.get("version")) if project.get("name") == "switchboard" else None
 
 
 def _version() -> str:
     # A checkout's own pyproject.toml before the installed metadata, which `pip install -e`
-    # wrote once and which goes stale; reading it also spares a run from a checkout
-    # importlib.metadata (and the email and zip modules it brings).
+    # wrote once and which goes stale; reading it also spares a run from a checkout the
+    # modules importlib.metadata brings.
     return _stamped_version() or _checkout_version() or _installed_version() or UNKNOWN_VERSION
 
 

@@ -1,5 +1,6 @@
-"""`app.__version__` has one source: pyproject.toml's version as installed, or in a frozen
-build the version its build stamped into the bundle (tests/packaging freezes one)."""
+"""`app.__version__` has one source: pyproject.toml's version, read from a checkout's file
+or the installed metadata, or in a frozen build the version its build stamped into the
+bundle (tests/packaging freezes one)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,18 @@ def pyproject_version() -> str:
 
 def test_the_version_is_pyprojects() -> None:
     assert app.__version__ == pyproject_version()
-    assert app._installed_version() == pyproject_version()  # pip install -e's metadata
     assert app._checkout_version() == pyproject_version()
+
+
+def test_an_install_reads_the_metadata_and_ignores_another_projects_pyproject(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An installed app/ in a folder that also holds some other project's pyproject.toml.
+    (tmp_path / "app").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\nversion = "9.9"\n')
+    monkeypatch.setattr(app, "__file__", str(tmp_path / "app" / "__init__.py"))
+    monkeypatch.setattr(app, "_installed_version", lambda: "1.2.3")
+    assert app._checkout_version() is None
+    assert app._version() == "1.2.3"
 
 
 def test_a_frozen_build_reads_the_version_it_was_stamped_with(
@@ -35,7 +46,7 @@ def test_a_frozen_build_reads_the_version_it_was_stamped_with(
     assert app._version() == "7.8.9"
 
 
-def test_a_frozen_build_without_a_stamp_falls_back_to_the_metadata(
+def test_a_frozen_build_without_a_stamp_falls_back_to_pyproject(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
@@ -53,7 +64,7 @@ def test_a_stamp_outside_a_frozen_build_is_ignored(tmp_path: Path,
 
 def test_importing_app_and_reading_the_version_loads_no_qt_nor_package_metadata() -> None:
     # A checkout reads its own pyproject.toml: pip install -e's metadata goes stale, and
-    # importlib.metadata would cost the window's start a megabyte of modules.
+    # importlib.metadata would load modules the window's start has no other use for.
     code = ("import sys, app; print(app.__version__); "
             "print(sorted(m for m in sys.modules if m.startswith("
             "('PySide6', 'shiboken6', 'importlib.metadata'))))")
