@@ -227,7 +227,8 @@ class OpenAIClient:
         """
         body: dict[str, Any] = {
             "model": model,
-            "messages": [dict(m) for m in messages],
+            # Pasted or extracted text may hold half a character too; JSON can't send it.
+            "messages": [{k: well_formed(v) for k, v in m.items()} for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -473,7 +474,7 @@ def _read_chunk(data: str) -> _Chunk:
         choice = _checked(choice, dict, "a choice") or {}
         delta = _checked(choice.get("delta"), dict, "a delta") or {}
         if text := _checked(delta.get("content"), str, "the content"):
-            texts.append(well_formed(text))  # a stored answer and the next request need it
+            texts.append(well_formed(text))  # to be stored, and sent on in a later request
         finish_reason = _checked(choice.get("finish_reason"), str, "finish_reason") or finish_reason
     raw_usage = _checked(chunk.get("usage"), dict, "its usage")
     try:
