@@ -46,11 +46,11 @@ def lean_imports() -> None:
     # httpx imports its command-line tool's needs (click, pygments) whenever they happen to
     # be installed; a None in sys.modules fails that import, which httpx allows for.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    # To learn whether a module selects a PySide6 `__feature__` (snake_case and such),
-    # PySide6 reads the source of every module imported after it, and linecache keeps it
-    # all: some 9 MiB of text once the window and the core are in, in a run from source (a
-    # frozen build has none). Switchboard selects no feature, so every module may be what
-    # a module without PySide is to it: ignored.
+    # To learn whether a module selects a `__feature__` (snake_case and such), PySide6
+    # (6.12, shibokensupport/feature.py: _mod_uses_pyside) reads the source of every module
+    # imported after it, and linecache keeps it all: megabytes of text once the window and
+    # the core are in, in a run from source (a frozen build has none). Switchboard selects
+    # no feature, so every module may be what a module without PySide is to it: ignored.
     feature = sys.modules.get("shibokensupport.feature")
     if feature is not None and hasattr(feature, "_mod_uses_pyside"):
         feature._mod_uses_pyside = lambda module: False  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@ llama_cpp), the PDF reader and the key store's backends load when first used, af
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -85,6 +86,8 @@ main(["--show"])
 
 
 def test_httpx_brings_no_command_line_tool(tmp_path: Path) -> None:
+    assert importlib.util.find_spec("click") and importlib.util.find_spec("pygments"), \
+        "installed, or this test proves nothing"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "SWITCHBOARD_HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", WINDOW_SHOWN], env=env,
                           capture_output=True, text=True, timeout=120)
