@@ -32,7 +32,15 @@ from typing import Any
 if __package__ in (None, ""):  # `python tests/bench/__main__.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.common import REPO, Figure, failed, machine, print_table, table_rows
+from tests.bench.common import (
+    REPO,
+    Figure,
+    failed,
+    machine,
+    machine_line,
+    print_table,
+    table_rows,
+)
 
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
@@ -109,24 +117,27 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Machine: {m.get('cpu', '?')}; {m.get('memory', '?')} of memory; "
         f"{m.get('os', '?')}; {m.get('python', '?')}; {m.get('qt', '?')}; "
-        f"Qt offscreen unless said; load average {m.get('load', '?')} when the last run "
-        f"began ({results.get('run_at', '?')}; each section says when it was measured).",
+        f"{m.get('gpu', 'GPU not recorded')}; Qt offscreen unless said; load average "
+        f"{m.get('load', '?')} when the last run began ({results.get('run_at', '?')}; each "
+        "section says when it was measured, and on what if not here).",
         "",
     ]
     benches = [(n, results["benches"][n]) for n in BENCHES if n in results["benches"]]
-    missed = [(b["title"], Figure.from_json(f)) for _, b in benches for f in b["figures"]
+    here = machine_line(m)
+    missed = [(b, Figure.from_json(f)) for _, b in benches for f in b["figures"]
               if f.get("met") is False]
     if missed:
         lines += ["Goals not met in the last run:", ""]
-        lines += [f"- {title}: {f.name}" + (f" — {_cell(f.note)}" if f.ours is None else "")
-                  for title, f in missed]
+        lines += [f"- {b['title']}: {f.name}" + (f" — {_cell(f.note)}" if f.ours is None else "")
+                  + (f" (on {b['machine']})" if b.get("machine", here) != here else "")
+                  for b, f in missed]
         lines.append("")
     for name, bench in benches:
         figures = [Figure.from_json(f) for f in bench["figures"]]
         lines += [f"## {bench['title']} — `python tests/bench/bench_{name}.py`", ""]
         if bench.get("about"):
             lines += [bench["about"], ""]
-        where = f" on {bench['machine']}" if bench.get("machine") else ""
+        where = f" on {bench['machine']}" if bench.get("machine", here) != here else ""
         took = f", in {bench['seconds']:.0f} s" if bench.get("seconds") else ""
         lines += [f"Measured {bench.get('run_at', '?')}{where}{took}.", ""]
         lines += ["| figure | goal | baseline | ours | ratio | met |",
@@ -187,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         results["benches"][name] = {
             "title": module.TITLE, "about": getattr(module, "ABOUT", ""),
             "figures": [f.as_json() for f in figures], "seconds": took,
-            "run_at": results["run_at"]}
+            "run_at": results["run_at"], "machine": machine_line(results["machine"])}
         if not args.no_write:  # after each, so a long run interrupted keeps what it measured
             RESULTS_JSON.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
             RESULTS_MD.write_text(markdown(results))

@@ -1,7 +1,7 @@
 """Benchmark and check on a machine with an NVIDIA GPU: the Local GPUs tier on real CUDA.
 
 Run there, with llama.cpp's libraries built for CUDA from the source that
-llama-cpp-python vendors (`packaging/build-cuda-llama.sh`):
+llama-cpp-python vendors (`tests/bench/build_cuda_llama.sh`):
 
     LLAMA_CPP_LIB_PATH=<build>/bin python tests/bench/bench_cuda.py
 
@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -104,8 +105,7 @@ def on_local_gpus(shape: Shape) -> list[Figure]:
     found = inventory()
     if not found:
         return [skipped(name, "no NVIDIA GPU on this machine")]
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["SWITCHBOARD_HOME"] = tmp
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, SWITCHBOARD_HOME=tmp):
         model = write_tiny_model(Path(tmp) / "cuda.gguf", shape=shape)
         layers = inspect_model(model).n_layers
         plan, first, rate = asyncio.run(local_gpus(model, rounds=3))
@@ -113,11 +113,8 @@ def on_local_gpus(shape: Shape) -> list[Figure]:
         offloaded = re.findall(r"offloaded (\d+)/(\d+) layers to GPU", log)
         print("".join(line for line in log.splitlines(keepends=True)
                       if re.search(r"CUDA|GPU|offload", line)), flush=True)
-        os.environ["SWITCHBOARD_GPUS"] = "none"  # the same path, planned for no GPU
-        try:
+        with mock.patch.dict(os.environ, SWITCHBOARD_GPUS="none"):  # planned for no GPU
             _, cpu_first, cpu_rate = asyncio.run(local_gpus(model, rounds=1))
-        finally:
-            del os.environ["SWITCHBOARD_GPUS"]
     words = plan_summary(plan, found)  # type: ignore[arg-type]
     gpus = "; ".join(f"{g.name}, {g.total_mib:,} MiB ({g.free_mib:,} free)" for g in found)
     on_gpu = [int(done) for done, _ in offloaded]

@@ -139,14 +139,23 @@ def machine() -> dict[str, str]:
     except ImportError:
         qt = "no PySide6"
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    from app.core.runtime.gpus import inventory
+
+    gpus = ", ".join(f"{g.name} ({g.total_mib:,} MiB)" for g in inventory()) or "no GPU"
     return {
         "cpu": f"{os.cpu_count()} × {model} ({len(os.sched_getaffinity(0))} usable)",
         "memory": f"{total / 1024 / 1024:.1f} GiB",
         "os": f"{os_name}, Linux {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "qt": qt,
+        "gpu": gpus,
         "load": load,
     }
+
+
+def machine_line(m: dict[str, str]) -> str:
+    """What a section was measured on, in one line (the load aside)."""
+    return "; ".join(m[k] for k in ("cpu", "memory", "os", "python", "gpu") if k in m)
 
 
 def _read(path: str) -> str:
