@@ -27,7 +27,6 @@ from tests.bench.bench_startup import (  # noqa: E402
     bare_command,
     launch,
     prepare_home,
-    stop,
     watch,
 )
 from tests.bench.common import (  # noqa: E402
@@ -42,6 +41,7 @@ from tests.bench.common import (  # noqa: E402
 )
 from tests.bench.x11 import Screen  # noqa: E402
 from tests.fixtures.desktop import desktop  # noqa: E402
+from tests.fixtures.processes import end  # noqa: E402
 
 TITLE = "Idle memory and CPU"
 ABOUT = (
@@ -72,8 +72,8 @@ def run(settle: float = 5.0, window: float = 10.0) -> list[Figure]:
             used = {p.pid: (cpu_seconds(p.pid) - cpu[p.pid]) / window * 100 for p in (app, bare)}
             rss = {p.pid: rss_mib(p.pid) for p in (app, bare)}
         finally:
-            stop(app)
-            stop(bare)
+            end(app, 20)
+            end(bare, 20)
     shutil.rmtree(folder, ignore_errors=True)
     print(f"app: {rss[app.pid]:.1f} MiB, {used[app.pid]:.2f}% of a core; bare tray and "
           f"window: {rss[bare.pid]:.1f} MiB, {used[bare.pid]:.2f}%")

@@ -36,6 +36,7 @@ from tests.bench.common import (  # noqa: E402
 )
 from tests.bench.x11 import Screen  # noqa: E402
 from tests.fixtures.desktop import Desktop, desktop  # noqa: E402
+from tests.fixtures.processes import end  # noqa: E402
 
 TITLE = "Cold start"
 ABOUT = (
@@ -113,15 +114,6 @@ def watch(screen: Screen, name: str, started: float, timeout: float = 30.0) -> S
     return seen
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def one_start(screen: Screen, d: Desktop, command: list[str], name: str,
               env: dict[str, str], log: Path) -> Start:
     started = time.perf_counter()
@@ -129,7 +121,7 @@ def one_start(screen: Screen, d: Desktop, command: list[str], name: str,
     try:
         return watch(screen, name, started)
     finally:
-        stop(process)
+        end(process, 20)
 
 
 def measure(rounds: int) -> tuple[list[Start], list[Start], Path]:
